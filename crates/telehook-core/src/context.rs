@@ -1,0 +1,377 @@
+//! The per-update [`Context`] and the webhook reply slot it carries.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+
+/// Where an update came from; handlers rarely need to care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Source {
+    /// A webhook delivery: a webhook reply may be possible.
+    Webhook,
+    /// Long polling, a relay or a test: calls go through the Bot API over HTTP.
+    Detached,
+}
+
+/// Why a webhook reply was not taken. Every variant means: send the call over HTTP instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebhookReplyError {
+    /// The update did not come from a webhook delivery (long polling, relay, tests).
+    #[error("no webhook reply is possible: the update did not come from a webhook delivery")]
+    NotAWebhook,
+    /// The context already carries a webhook reply: a delivery response holds only one call.
+    #[error(
+        "a webhook reply was already set for update {update_id}: only one call fits in a response"
+    )]
+    AlreadyUsed {
+        /// The update whose response is taken.
+        update_id: u64,
+    },
+    /// The response for this update has already been sent (after an `on_timeout = Return`),
+    /// so the call would be lost.
+    #[error("the response for update {update_id} was already sent; send `{method}` over HTTP")]
+    ResponseSent {
+        /// The update whose response has left.
+        update_id: u64,
+        /// The method that was attempted.
+        method: String,
+    },
+    /// Telegram ignores this method in a webhook reply (`get*`, `setWebhook`, `deleteWebhook`,
+    /// `close`, `logOut`).
+    #[error("Telegram ignores `{method}` in a webhook reply; call it over HTTP")]
+    IgnoredMethod {
+        /// The method that was attempted.
+        method: String,
+    },
+    /// The parameters do not serialize to a JSON object, or already hold a `method` field.
+    #[error("webhook reply parameters for `{method}` are invalid: {reason}")]
+    InvalidParams {
+        /// The method that was attempted.
+        method: String,
+        /// What is wrong with them.
+        reason: String,
+    },
+}
+
+/// True if Telegram ignores `method` in a webhook reply (method names are case-insensitive).
+pub fn is_ignored_in_webhook_reply(method: &str) -> bool {
+    let starts_with_get = method.len() >= 3 && method[..3].eq_ignore_ascii_case("get");
+    starts_with_get
+        || ["setWebhook", "deleteWebhook", "close", "logOut"]
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(method))
+}
+
+#[derive(Debug)]
+enum SlotState {
+    Open,
+    Taken(Bytes),
+    Sent,
+}
+
+/// The one place a handler's webhook reply waits until the dispatcher writes the response.
+#[derive(Debug)]
+pub(crate) struct ReplySlot {
+    state: Mutex<SlotState>,
+}
+
+impl ReplySlot {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(SlotState::Open),
+        })
+    }
+
+    /// Takes the reply (if any) and closes the slot: later attempts get `ResponseSent`.
+    pub(crate) fn close(&self) -> Option<Bytes> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match std::mem::replace(&mut *state, SlotState::Sent) {
+            SlotState::Taken(body) => Some(body),
+            SlotState::Open | SlotState::Sent => None,
+        }
+    }
+}
+
+/// What a handler learns about the update it is handling, and its way to answer with a
+/// webhook reply. Cheap to clone.
+#[derive(Clone)]
+pub struct Context {
+    update_id: u64,
+    failed_attempts: u32,
+    received_at: Instant,
+    timeout: Option<Duration>,
+    reply: Option<Arc<ReplySlot>>,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("update_id", &self.update_id)
+            .field("source", &self.source())
+            .field("failed_attempts", &self.failed_attempts)
+            .field("elapsed", &self.received_at.elapsed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    pub(crate) fn webhook(
+        update_id: u64,
+        failed_attempts: u32,
+        received_at: Instant,
+        timeout: Duration,
+        reply: Arc<ReplySlot>,
+    ) -> Self {
+        Self {
+            update_id,
+            failed_attempts,
+            received_at,
+            timeout: Some(timeout),
+            reply: Some(reply),
+        }
+    }
+
+    /// A context for an update that did not come from a webhook delivery (long polling, a
+    /// relay, a test): no webhook reply is possible.
+    pub fn detached(update_id: u64) -> Self {
+        Self {
+            update_id,
+            failed_attempts: 0,
+            received_at: Instant::now(),
+            timeout: None,
+            reply: None,
+        }
+    }
+
+    /// The `update_id` being handled.
+    pub fn update_id(&self) -> u64 {
+        self.update_id
+    }
+
+    /// Where the update came from.
+    pub fn source(&self) -> Source {
+        if self.reply.is_some() {
+            Source::Webhook
+        } else {
+            Source::Detached
+        }
+    }
+
+    /// How many earlier deliveries of this update ended with the handler failing.
+    pub fn failed_attempts(&self) -> u32 {
+        self.failed_attempts
+    }
+
+    /// Time since the update was received.
+    pub fn elapsed(&self) -> Duration {
+        self.received_at.elapsed()
+    }
+
+    /// Time left before the dispatcher's timeout fires, if there is one. Past it, a webhook
+    /// reply may no longer reach Telegram.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.timeout.map(|t| t.saturating_sub(self.elapsed()))
+    }
+
+    /// True while a webhook reply could still be set (webhook delivery, none set yet, response
+    /// not yet sent).
+    pub fn can_webhook_reply(&self) -> bool {
+        self.reply.as_ref().is_some_and(|slot| {
+            matches!(
+                *slot
+                    .state
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+                SlotState::Open
+            )
+        })
+    }
+
+    /// Carries one Bot API call in the HTTP response to this delivery, saving a round trip.
+    ///
+    /// `params` must serialize to a JSON object (the method's parameters). Telegram never
+    /// returns the call's result or error, so use this for fire-and-forget calls such as
+    /// `sendMessage`. Any error means the call was not taken: send it over HTTP instead.
+    pub fn webhook_reply<P: Serialize>(
+        &self,
+        method: &str,
+        params: P,
+    ) -> Result<(), WebhookReplyError> {
+        let Some(slot) = &self.reply else {
+            return Err(WebhookReplyError::NotAWebhook);
+        };
+        if is_ignored_in_webhook_reply(method) {
+            return Err(WebhookReplyError::IgnoredMethod {
+                method: method.to_owned(),
+            });
+        }
+        let invalid = |reason: String| WebhookReplyError::InvalidParams {
+            method: method.to_owned(),
+            reason,
+        };
+        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(invalid(
+                "a method name is a non-empty ASCII word like `sendMessage`".into(),
+            ));
+        }
+        let mut object = match serde_json::to_value(params) {
+            Ok(serde_json::Value::Object(object)) => object,
+            Ok(other) => {
+                return Err(invalid(format!(
+                    "expected a JSON object, got {}",
+                    json_type(&other)
+                )));
+            }
+            Err(e) => return Err(invalid(e.to_string())),
+        };
+        if object.contains_key("method") {
+            return Err(invalid(
+                "the parameters already hold a `method` field".into(),
+            ));
+        }
+        object.insert(
+            "method".into(),
+            serde_json::Value::String(method.to_owned()),
+        );
+        let body = serde_json::to_vec(&object).map_err(|e| invalid(e.to_string()))?;
+
+        let mut state = slot
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *state {
+            SlotState::Open => {
+                *state = SlotState::Taken(Bytes::from(body));
+                Ok(())
+            }
+            SlotState::Taken(_) => Err(WebhookReplyError::AlreadyUsed {
+                update_id: self.update_id,
+            }),
+            SlotState::Sent => Err(WebhookReplyError::ResponseSent {
+                update_id: self.update_id,
+                method: method.to_owned(),
+            }),
+        }
+    }
+}
+
+fn json_type(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn webhook_ctx() -> (Context, Arc<ReplySlot>) {
+        let slot = ReplySlot::new();
+        (
+            Context::webhook(7, 0, Instant::now(), Duration::from_secs(10), slot.clone()),
+            slot,
+        )
+    }
+
+    #[test]
+    fn reply_body_is_the_params_plus_method() {
+        let (ctx, slot) = webhook_ctx();
+        ctx.webhook_reply("sendMessage", json!({"chat_id": 1, "text": "hi"}))
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&slot.close().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({"method": "sendMessage", "chat_id": 1, "text": "hi"})
+        );
+    }
+
+    #[test]
+    fn second_reply_is_refused() {
+        let (ctx, _slot) = webhook_ctx();
+        ctx.webhook_reply("sendMessage", json!({"chat_id": 1, "text": "a"}))
+            .unwrap();
+        assert!(!ctx.can_webhook_reply());
+        let err = ctx
+            .webhook_reply("sendMessage", json!({"chat_id": 1, "text": "b"}))
+            .unwrap_err();
+        assert_eq!(err, WebhookReplyError::AlreadyUsed { update_id: 7 });
+    }
+
+    #[test]
+    fn reply_after_the_response_left_is_refused() {
+        let (ctx, slot) = webhook_ctx();
+        assert_eq!(slot.close(), None);
+        let err = ctx
+            .webhook_reply("sendMessage", json!({"chat_id": 1}))
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            WebhookReplyError::ResponseSent { update_id: 7, .. }
+        ));
+    }
+
+    #[test]
+    fn ignored_methods_are_refused_case_insensitively() {
+        let (ctx, _slot) = webhook_ctx();
+        for method in [
+            "getMe",
+            "getupdates",
+            "setWebhook",
+            "DELETEWEBHOOK",
+            "close",
+            "logOut",
+        ] {
+            let err = ctx.webhook_reply(method, json!({})).unwrap_err();
+            assert!(
+                matches!(err, WebhookReplyError::IgnoredMethod { .. }),
+                "{method}"
+            );
+        }
+        assert!(
+            ctx.can_webhook_reply(),
+            "a refused attempt must not use up the slot"
+        );
+    }
+
+    #[test]
+    fn params_must_be_an_object_without_method() {
+        let (ctx, _slot) = webhook_ctx();
+        assert!(matches!(
+            ctx.webhook_reply("sendMessage", [1, 2]).unwrap_err(),
+            WebhookReplyError::InvalidParams { .. }
+        ));
+        assert!(matches!(
+            ctx.webhook_reply("sendMessage", json!({"method": "x"}))
+                .unwrap_err(),
+            WebhookReplyError::InvalidParams { .. }
+        ));
+        assert!(matches!(
+            ctx.webhook_reply("send message", json!({})).unwrap_err(),
+            WebhookReplyError::InvalidParams { .. }
+        ));
+    }
+
+    #[test]
+    fn detached_context_has_no_reply() {
+        let ctx = Context::detached(9);
+        assert_eq!(ctx.source(), Source::Detached);
+        assert_eq!(
+            ctx.webhook_reply("sendMessage", json!({})).unwrap_err(),
+            WebhookReplyError::NotAWebhook
+        );
+    }
+}

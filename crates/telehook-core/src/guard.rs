@@ -1,0 +1,384 @@
+//! The redelivery guard: remembers which `update_id`s are running, were handled, or failed,
+//! so a redelivered update never runs the handler twice.
+//!
+//! The store is a trait so that several instances can share one (Redis, a database); the
+//! crate ships a bounded in-memory [`MemoryStore`].
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+/// A boxed future returned by [`RedeliveryStore`] methods.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A store that failed (a lost connection to a shared store, say). The dispatcher answers
+/// `503` so that Telegram delivers the update again later.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("redelivery store failed: {0}")]
+pub struct StoreError(pub String);
+
+/// The final outcome of an update: a redelivery gets this answer without running the handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handler finished successfully; `reply` is the webhook reply body it set, if any,
+    /// so a redelivery (Telegram never saw our `200`) still carries it.
+    Handled {
+        /// The webhook reply body (JSON with `method`).
+        reply: Option<Bytes>,
+    },
+    /// The handler failed as many times as the error policy allows; the update is acknowledged
+    /// so that its chat is not blocked.
+    GaveUp,
+}
+
+/// How one run of the handler ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunResult {
+    /// A final outcome: later deliveries get it at once.
+    Done(Outcome),
+    /// The handler failed and Telegram should deliver the update again; the count includes
+    /// this run.
+    Failed {
+        /// Failed runs so far.
+        failed_attempts: u32,
+    },
+}
+
+/// What the store says about a delivery of an `update_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Nobody is running it: the caller runs the handler and must call
+    /// [`RedeliveryStore::finish`] afterwards.
+    Run {
+        /// Earlier runs that failed.
+        failed_attempts: u32,
+    },
+    /// Another delivery is running it: wait with [`RedeliveryStore::wait`].
+    InFlight,
+    /// It was handled a moment ago.
+    Done(Outcome),
+}
+
+/// Where the redelivery guard keeps its state. Implement it over a shared store to guard
+/// several instances behind one load balancer.
+pub trait RedeliveryStore: Send + Sync + 'static {
+    /// Claims `update_id` for a run, or says why not.
+    fn claim(&self, update_id: u64) -> StoreFuture<'_, Result<Claim, StoreError>>;
+
+    /// Resolves when the run in flight for `update_id` ends (at once if none is in flight;
+    /// `Failed { failed_attempts: 0 }` if the store knows nothing of it). The dispatcher bounds
+    /// the wait with its timeout.
+    fn wait(&self, update_id: u64) -> StoreFuture<'_, Result<RunResult, StoreError>>;
+
+    /// Records how a claimed run ended and wakes everyone waiting for it.
+    fn finish(&self, update_id: u64, result: RunResult) -> StoreFuture<'_, Result<(), StoreError>>;
+}
+
+/// The default [`MemoryStore`] capacity: finished `update_id`s remembered.
+pub const DEFAULT_CAPACITY: usize = 10_000;
+/// The default [`MemoryStore`] retention for a finished `update_id`. Telegram's redeliveries
+/// come seconds to a few minutes apart, so this covers several of them.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(15 * 60);
+
+enum State {
+    InFlight {
+        done: watch::Sender<Option<RunResult>>,
+    },
+    Finished {
+        result: RunResult,
+        at: Instant,
+    },
+}
+
+struct Inner {
+    entries: HashMap<u64, State>,
+    /// Finished entries, oldest first; an item is stale if the entry has since changed.
+    order: VecDeque<(u64, Instant)>,
+    finished: usize,
+}
+
+/// A bounded in-memory [`RedeliveryStore`]: remembers up to `capacity` finished updates for up
+/// to `retention`, whichever ends first. Updates in flight are always remembered (the
+/// dispatcher bounds how many there are).
+pub struct MemoryStore {
+    capacity: usize,
+    retention: Duration,
+    inner: Mutex<Inner>,
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("MemoryStore")
+            .field("capacity", &self.capacity)
+            .field("retention", &self.retention)
+            .field("entries", &inner.entries.len())
+            .finish()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new(DEFAULT_CAPACITY, DEFAULT_RETENTION)
+    }
+}
+
+impl MemoryStore {
+    /// A store remembering up to `capacity` finished updates (at least 1) for `retention`.
+    pub fn new(capacity: usize, retention: Duration) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            retention,
+            inner: Mutex::new(Inner {
+                entries: HashMap::new(),
+                order: VecDeque::new(),
+                finished: 0,
+            }),
+        }
+    }
+
+    /// Number of `update_id`s remembered, in flight or finished.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// True if nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn evict(&self, inner: &mut Inner, now: Instant) {
+        while let Some(&(id, at)) = inner.order.front() {
+            let expired = now.duration_since(at) >= self.retention;
+            if !expired && inner.finished <= self.capacity {
+                break;
+            }
+            inner.order.pop_front();
+            if matches!(inner.entries.get(&id), Some(State::Finished { at: t, .. }) if *t == at) {
+                inner.entries.remove(&id);
+                inner.finished -= 1;
+            }
+        }
+        // Stale items (an update that failed, ran again and finished again) are dropped here so
+        // the queue stays within a small multiple of the capacity.
+        if inner.order.len() > 2 * self.capacity + 16 {
+            let entries = &inner.entries;
+            inner.order.retain(|(id, at)| {
+                matches!(entries.get(id), Some(State::Finished { at: t, .. }) if t == at)
+            });
+        }
+    }
+
+    fn claim_now(&self, update_id: u64) -> Claim {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        self.evict(&mut inner, now);
+        let failed_attempts = match inner.entries.get(&update_id) {
+            None => 0,
+            Some(State::InFlight { .. }) => return Claim::InFlight,
+            Some(State::Finished {
+                result: RunResult::Done(outcome),
+                ..
+            }) => {
+                return Claim::Done(outcome.clone());
+            }
+            Some(State::Finished {
+                result: RunResult::Failed { failed_attempts },
+                ..
+            }) => {
+                let n = *failed_attempts;
+                inner.finished -= 1;
+                n
+            }
+        };
+        let (done, _) = watch::channel(None);
+        inner.entries.insert(update_id, State::InFlight { done });
+        Claim::Run { failed_attempts }
+    }
+
+    fn finish_now(&self, update_id: u64, result: RunResult) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let previous = inner.entries.insert(
+            update_id,
+            State::Finished {
+                result: result.clone(),
+                at: now,
+            },
+        );
+        match previous {
+            Some(State::InFlight { done, .. }) => {
+                done.send_replace(Some(result));
+            }
+            Some(State::Finished { .. }) => inner.finished -= 1,
+            None => {}
+        }
+        inner.finished += 1;
+        inner.order.push_back((update_id, now));
+        self.evict(&mut inner, now);
+    }
+}
+
+impl RedeliveryStore for MemoryStore {
+    fn claim(&self, update_id: u64) -> StoreFuture<'_, Result<Claim, StoreError>> {
+        let claim = self.claim_now(update_id);
+        Box::pin(std::future::ready(Ok(claim)))
+    }
+
+    fn wait(&self, update_id: u64) -> StoreFuture<'_, Result<RunResult, StoreError>> {
+        let mut rx = {
+            let inner = self.lock();
+            match inner.entries.get(&update_id) {
+                Some(State::InFlight { done, .. }) => done.subscribe(),
+                Some(State::Finished { result, .. }) => {
+                    return Box::pin(std::future::ready(Ok(result.clone())));
+                }
+                None => {
+                    return Box::pin(std::future::ready(Ok(RunResult::Failed {
+                        failed_attempts: 0,
+                    })));
+                }
+            }
+        };
+        Box::pin(async move {
+            match rx.wait_for(Option::is_some).await {
+                Ok(result) => Ok(result
+                    .clone()
+                    .unwrap_or(RunResult::Failed { failed_attempts: 0 })),
+                Err(_) => Err(StoreError(format!(
+                    "the run of update {update_id} ended without a result"
+                ))),
+            }
+        })
+    }
+
+    fn finish(&self, update_id: u64, result: RunResult) -> StoreFuture<'_, Result<(), StoreError>> {
+        self.finish_now(update_id, result);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handled() -> RunResult {
+        RunResult::Done(Outcome::Handled { reply: None })
+    }
+
+    #[tokio::test]
+    async fn second_claim_sees_in_flight_then_done() {
+        let store = MemoryStore::default();
+        assert_eq!(
+            store.claim(1).await.unwrap(),
+            Claim::Run { failed_attempts: 0 }
+        );
+        assert_eq!(store.claim(1).await.unwrap(), Claim::InFlight);
+        store.finish(1, handled()).await.unwrap();
+        assert_eq!(
+            store.claim(1).await.unwrap(),
+            Claim::Done(Outcome::Handled { reply: None })
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_runs_are_counted_across_claims() {
+        let store = MemoryStore::default();
+        store.claim(5).await.unwrap();
+        store
+            .finish(5, RunResult::Failed { failed_attempts: 1 })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.claim(5).await.unwrap(),
+            Claim::Run { failed_attempts: 1 }
+        );
+    }
+
+    #[tokio::test]
+    async fn waiter_gets_the_result_of_the_run_in_flight() {
+        let store = std::sync::Arc::new(MemoryStore::default());
+        store.claim(9).await.unwrap();
+        let waiter = {
+            let store = store.clone();
+            tokio::spawn(async move { store.wait(9).await })
+        };
+        tokio::task::yield_now().await;
+        store.finish(9, handled()).await.unwrap();
+        assert_eq!(waiter.await.unwrap().unwrap(), handled());
+    }
+
+    #[tokio::test]
+    async fn capacity_bounds_finished_entries_oldest_first() {
+        let store = MemoryStore::new(3, Duration::from_secs(60));
+        for id in 1..=5 {
+            store.claim(id).await.unwrap();
+            store.finish(id, handled()).await.unwrap();
+        }
+        assert_eq!(store.len(), 3);
+        assert_eq!(
+            store.claim(1).await.unwrap(),
+            Claim::Run { failed_attempts: 0 }
+        );
+        assert!(matches!(store.claim(5).await.unwrap(), Claim::Done(_)));
+    }
+
+    #[tokio::test]
+    async fn in_flight_entries_are_never_evicted() {
+        let store = MemoryStore::new(1, Duration::ZERO);
+        store.claim(1).await.unwrap();
+        for id in 2..=4 {
+            store.claim(id).await.unwrap();
+            store.finish(id, handled()).await.unwrap();
+        }
+        assert_eq!(store.claim(1).await.unwrap(), Claim::InFlight);
+    }
+
+    #[tokio::test]
+    async fn retention_forgets_old_entries() {
+        let store = MemoryStore::new(100, Duration::from_millis(20));
+        store.claim(1).await.unwrap();
+        store.finish(1, handled()).await.unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(
+            store.claim(1).await.unwrap(),
+            Claim::Run { failed_attempts: 0 }
+        );
+    }
+
+    #[tokio::test]
+    async fn repeated_failures_do_not_grow_the_order_queue_without_bound() {
+        let store = MemoryStore::new(2, Duration::from_secs(60));
+        for attempt in 1..=1_000 {
+            store.claim(1).await.unwrap();
+            store
+                .finish(
+                    1,
+                    RunResult::Failed {
+                        failed_attempts: attempt,
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        assert!(store.lock().order.len() <= 2 * 2 + 16 + 1);
+        assert_eq!(
+            store.claim(1).await.unwrap(),
+            Claim::Run {
+                failed_attempts: 1_000
+            }
+        );
+    }
+}

@@ -1,0 +1,22 @@
+#![doc = include_str!("../README.md")]
+
+mod context;
+pub mod guard;
+mod handler;
+mod service;
+mod update;
+mod webhook;
+
+pub use context::{Context, Source, WebhookReplyError, is_ignored_in_webhook_reply};
+pub use guard::{MemoryStore, RedeliveryStore};
+pub use handler::{HandlerError, UpdateHandler};
+pub use update::{InvalidUpdate, SequenceKey, Update, UpdateType};
+pub use webhook::{
+    BuildError, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_TIMEOUT, ErrorPolicy, OnTimeout, RequestHead, SECRET_TOKEN_HEADER, TimeoutAction,
+    TimeoutEvent, Webhook, WebhookBuilder, WebhookError, WebhookResponse, validate_secret_token,
+};
+
+/// Re-exported so adapters and users name the same versions.
+pub use bytes::Bytes;
+pub use http;

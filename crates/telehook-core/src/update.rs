@@ -1,0 +1,756 @@
+//! The light [`Update`] view, the [`SequenceKey`] Telegram orders deliveries by, and the
+//! [`UpdateType`] trait that lets handlers take their own update type.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+/// The queue an update belongs to: Telegram delivers one update per queue at a time, so updates
+/// with the same key must be handled one after another (see `docs/timeouts.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SequenceKey {
+    /// The chat id: messages, edits, channel posts, business messages, member changes,
+    /// reactions, boosts.
+    Chat(i64),
+    /// The user id: callback queries, inline queries, chosen inline results, shipping and
+    /// pre-checkout queries, join requests, poll answers.
+    User(i64),
+    /// The poll id: `poll` updates.
+    Poll(String),
+}
+
+impl fmt::Display for SequenceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Chat(id) => write!(f, "chat:{id}"),
+            Self::User(id) => write!(f, "user:{id}"),
+            Self::Poll(id) => write!(f, "poll:{id}"),
+        }
+    }
+}
+
+/// Why a body is not a Telegram update. The message is short and safe to send back as the
+/// plain-text body of a `400 Bad Request`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidUpdate {
+    /// The body is not valid JSON (or is cut short).
+    #[error("body is not valid JSON: {0}")]
+    NotJson(String),
+    /// The body is JSON, but a field has a shape no update has (such as a duplicate key).
+    #[error("body is not a Telegram update: {0}")]
+    Malformed(String),
+    /// The body is JSON but not an object.
+    #[error("body is not a JSON object")]
+    NotAnObject,
+    /// The object has no `update_id` field.
+    #[error("missing field `update_id`")]
+    MissingUpdateId,
+    /// `update_id` is present but not a positive integer.
+    #[error("`update_id` must be a positive integer")]
+    BadUpdateId,
+    /// `update_id` appears twice.
+    #[error("duplicate field `update_id`")]
+    DuplicateUpdateId,
+}
+
+/// A Telegram update: the original JSON, untouched, plus the few facts a dispatcher needs.
+///
+/// Unknown fields and unknown update kinds pass through: [`Update::raw`] is exactly the body
+/// Telegram sent, and [`Update::deserialize`] turns it into any type you like.
+#[derive(Clone)]
+pub struct Update {
+    raw: Bytes,
+    update_id: u64,
+    kind: Option<Cow<'static, str>>,
+    chat_id: Option<i64>,
+    sender_id: Option<i64>,
+    sequence_key: Option<SequenceKey>,
+}
+
+impl fmt::Debug for Update {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Update")
+            .field("update_id", &self.update_id)
+            .field("kind", &self.kind())
+            .field("chat_id", &self.chat_id)
+            .field("sender_id", &self.sender_id)
+            .field("sequence_key", &self.sequence_key)
+            .field("raw_len", &self.raw.len())
+            .finish()
+    }
+}
+
+impl Update {
+    /// Parses and validates a JSON body: it must be an object with a positive integer
+    /// `update_id`. The bytes are kept as they are, without a copy.
+    pub fn from_bytes(raw: impl Into<Bytes>) -> Result<Self, InvalidUpdate> {
+        let raw = raw.into();
+        let probe = parse_probe(&raw)?;
+        Ok(Self::from_probe(raw, probe))
+    }
+
+    fn from_probe(raw: Bytes, probe: Probe) -> Self {
+        let (chat_id, sender_id, sequence_key) = match &probe.kind {
+            Some(kind) => keys_for(kind, probe.payload),
+            None => (None, None, None),
+        };
+        Self {
+            raw,
+            update_id: probe.update_id,
+            kind: probe.kind,
+            chat_id,
+            sender_id,
+            sequence_key,
+        }
+    }
+
+    /// The update's unique identifier (`update_id`).
+    pub fn update_id(&self) -> u64 {
+        self.update_id
+    }
+
+    /// The name of the field that holds the payload (`"message"`, `"callback_query"`, or a kind
+    /// newer than this crate). `None` only if the object holds nothing but `update_id`.
+    pub fn kind(&self) -> Option<&str> {
+        self.kind.as_deref()
+    }
+
+    /// The chat the update happened in, where the payload names one (`chat.id`, or the chat of
+    /// the message a callback query belongs to).
+    pub fn chat_id(&self) -> Option<i64> {
+        self.chat_id
+    }
+
+    /// The user who caused the update (`from.id`, or `user.id` for poll answers and reactions).
+    pub fn sender_id(&self) -> Option<i64> {
+        self.sender_id
+    }
+
+    /// The queue Telegram puts this update in; updates with equal keys are delivered in order,
+    /// one at a time. `None` for kinds Telegram does not order (or that this crate does not know).
+    pub fn sequence_key(&self) -> Option<&SequenceKey> {
+        self.sequence_key.as_ref()
+    }
+
+    /// The JSON exactly as received.
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    /// The JSON exactly as received, as text.
+    pub fn raw_str(&self) -> &str {
+        // `from_bytes` ran a JSON parser over these bytes, and JSON text is UTF-8.
+        std::str::from_utf8(&self.raw).unwrap_or_default()
+    }
+
+    /// Deserializes the update into any type: `serde_json::Value`, a struct of your own, or a
+    /// library's `Update` type.
+    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.raw)
+    }
+}
+
+impl<'de> Deserialize<'de> for Update {
+    /// Reads one update out of a larger document (a `getUpdates` answer, a relay batch),
+    /// keeping its JSON text intact. Works with `serde_json` only, as it needs raw values.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        let bytes = Bytes::from(raw.get().to_owned());
+        Self::from_bytes(bytes).map_err(de::Error::custom)
+    }
+}
+
+/// How to get what the dispatcher and the long-polling runner need out of an update type.
+///
+/// Implemented for [`Update`] and `serde_json::Value`, and behind the `frankenstein` and
+/// `teloxide` features for those crates' `Update` types. For a struct of your own, implement
+/// [`UpdateType::update_id`] (and [`UpdateType::sequence_key`] if you want per-chat ordering
+/// under long polling); [`UpdateType::from_update`] deserializes it from the original JSON.
+pub trait UpdateType: DeserializeOwned + Send + 'static {
+    /// Builds the value from an already validated update. The default deserializes the JSON.
+    fn from_update(update: Update) -> Result<Self, serde_json::Error> {
+        update.deserialize()
+    }
+
+    /// The update's `update_id`.
+    fn update_id(&self) -> u64;
+
+    /// The queue Telegram orders this update in; `None` lets it run in parallel with anything.
+    fn sequence_key(&self) -> Option<SequenceKey> {
+        None
+    }
+}
+
+impl UpdateType for Update {
+    fn from_update(update: Update) -> Result<Self, serde_json::Error> {
+        Ok(update)
+    }
+
+    fn update_id(&self) -> u64 {
+        self.update_id
+    }
+
+    fn sequence_key(&self) -> Option<SequenceKey> {
+        self.sequence_key.clone()
+    }
+}
+
+impl UpdateType for serde_json::Value {
+    fn update_id(&self) -> u64 {
+        self.get("update_id")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    }
+
+    fn sequence_key(&self) -> Option<SequenceKey> {
+        let (kind, payload) = self
+            .as_object()?
+            .iter()
+            .find(|(k, _)| k.as_str() != "update_id")?;
+        let probe = Lenient::<PayloadProbe>::deserialize(payload).ok()?.0;
+        keys_for(kind, probe).2
+    }
+}
+
+#[cfg(feature = "frankenstein")]
+mod frankenstein_impl {
+    use super::{Lenient, PayloadProbe, SequenceKey, UpdateType, keys_for};
+    use serde::Deserialize as _;
+
+    impl UpdateType for frankenstein::updates::Update {
+        fn update_id(&self) -> u64 {
+            u64::from(self.update_id)
+        }
+
+        fn sequence_key(&self) -> Option<SequenceKey> {
+            // The payload is an externally tagged enum: its one key is the kind's name.
+            let value = serde_json::to_value(&self.content).ok()?;
+            let (kind, payload) = value.as_object()?.iter().next()?;
+            let probe = Lenient::<PayloadProbe>::deserialize(payload).ok()?.0;
+            keys_for(kind, probe).2
+        }
+    }
+}
+
+#[cfg(feature = "teloxide")]
+mod teloxide_impl {
+    use super::{SequenceKey, UpdateType};
+    use teloxide_core::types::{Update, UpdateKind};
+
+    impl UpdateType for Update {
+        fn update_id(&self) -> u64 {
+            u64::from(self.id.0)
+        }
+
+        fn sequence_key(&self) -> Option<SequenceKey> {
+            match &self.kind {
+                UpdateKind::Poll(poll) => Some(SequenceKey::Poll(poll.id.to_string())),
+                UpdateKind::CallbackQuery(_)
+                | UpdateKind::InlineQuery(_)
+                | UpdateKind::ChosenInlineResult(_)
+                | UpdateKind::ShippingQuery(_)
+                | UpdateKind::PreCheckoutQuery(_)
+                | UpdateKind::ChatJoinRequest(_)
+                | UpdateKind::PollAnswer(_) => {
+                    self.from().map(|user| SequenceKey::User(user.id.0 as i64))
+                }
+                _ => self.chat().map(|chat| SequenceKey::Chat(chat.id.0)),
+            }
+        }
+    }
+}
+
+// --- parsing ------------------------------------------------------------------------------
+
+struct Probe {
+    update_id: u64,
+    kind: Option<Cow<'static, str>>,
+    payload: Option<PayloadProbe>,
+}
+
+#[derive(Deserialize, Default)]
+struct IdProbe {
+    #[serde(default)]
+    id: LenientI64,
+}
+
+#[derive(Deserialize, Default)]
+struct MessageProbe {
+    #[serde(default)]
+    chat: Lenient<IdProbe>,
+}
+
+/// The fields of a payload that name its chat, its sender or its own id; the rest is skipped.
+/// Every field is lenient: a payload of a shape this crate does not expect is still an update.
+#[derive(Deserialize, Default)]
+struct PayloadProbe {
+    #[serde(default)]
+    chat: Lenient<IdProbe>,
+    #[serde(default)]
+    from: Lenient<IdProbe>,
+    #[serde(default)]
+    user: Lenient<IdProbe>,
+    #[serde(default)]
+    voter_chat: Lenient<IdProbe>,
+    #[serde(default)]
+    message: Lenient<MessageProbe>,
+    #[serde(default)]
+    id: StringId,
+}
+
+impl PayloadProbe {
+    fn chat_id(&self) -> Option<i64> {
+        self.chat.0.as_ref().and_then(|c| c.id.0)
+    }
+}
+
+fn id_of(probe: &Lenient<IdProbe>) -> Option<i64> {
+    probe.0.as_ref().and_then(|p| p.id.0)
+}
+
+/// An object read as `T`; any other JSON value is skipped and gives `None`.
+struct Lenient<T>(Option<T>);
+
+impl<T> Default for Lenient<T> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Lenient<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Lenient<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(|t| Lenient(Some(t)))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Lenient<T>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Lenient(None))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Lenient<T>, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Lenient<T>, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Lenient<T>, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Lenient<T>, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Lenient<T>, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Lenient<T>, E> {
+                Ok(Lenient(None))
+            }
+        }
+        deserializer.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// Defines a lenient scalar: the listed JSON types become a value, anything else is skipped.
+macro_rules! lenient_scalar {
+    ($(#[$doc:meta])* $name:ident($ty:ty) { $($visit:ident($arg:ty) => $conv:expr;)* }) => {
+        $(#[$doc])*
+        #[derive(Default)]
+        struct $name(Option<$ty>);
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str("any JSON value")
+                    }
+                    $(
+                        #[allow(clippy::redundant_closure_call)]
+                        fn $visit<E: de::Error>(self, v: $arg) -> Result<$name, E> {
+                            Ok($name(($conv)(v)))
+                        }
+                    )*
+                    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<$name, A::Error> {
+                        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                        Ok($name(None))
+                    }
+                    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<$name, A::Error> {
+                        while seq.next_element::<IgnoredAny>()?.is_some() {}
+                        Ok($name(None))
+                    }
+                    fn visit_unit<E: de::Error>(self) -> Result<$name, E> {
+                        Ok($name(None))
+                    }
+                    fn visit_bool<E: de::Error>(self, _: bool) -> Result<$name, E> {
+                        Ok($name(None))
+                    }
+                    fn visit_f64<E: de::Error>(self, _: f64) -> Result<$name, E> {
+                        Ok($name(None))
+                    }
+                }
+                deserializer.deserialize_any(V)
+            }
+        }
+    };
+}
+
+lenient_scalar! {
+    /// A chat or user id: a JSON integer that fits `i64`.
+    LenientI64(i64) {
+        visit_i64(i64) => Some;
+        visit_u64(u64) => |v| i64::try_from(v).ok();
+        visit_str(&str) => |_| None;
+    }
+}
+
+lenient_scalar! {
+    /// A string id (polls); integers are skipped.
+    StringId(String) {
+        visit_str(&str) => |v: &str| Some(v.to_owned());
+        visit_i64(i64) => |_| None;
+        visit_u64(u64) => |_| None;
+    }
+}
+
+const KNOWN_KINDS: &[&str] = &[
+    "message",
+    "edited_message",
+    "channel_post",
+    "edited_channel_post",
+    "business_connection",
+    "business_message",
+    "edited_business_message",
+    "deleted_business_messages",
+    "message_reaction",
+    "message_reaction_count",
+    "inline_query",
+    "chosen_inline_result",
+    "callback_query",
+    "shipping_query",
+    "pre_checkout_query",
+    "purchased_paid_media",
+    "poll",
+    "poll_answer",
+    "my_chat_member",
+    "chat_member",
+    "chat_join_request",
+    "chat_boost",
+    "removed_chat_boost",
+];
+
+fn kind_name(key: &str) -> Cow<'static, str> {
+    match KNOWN_KINDS.iter().find(|known| **known == key) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(key.to_owned()),
+    }
+}
+
+/// Chat id, sender id and queue key for a payload of the given kind (TELEGRAM.md, "Queue key").
+fn keys_for(
+    kind: &str,
+    payload: Option<PayloadProbe>,
+) -> (Option<i64>, Option<i64>, Option<SequenceKey>) {
+    let Some(p) = payload else {
+        return (None, None, None);
+    };
+    let chat_id = p
+        .chat_id()
+        .or_else(|| p.message.0.as_ref().and_then(|m| id_of(&m.chat)));
+    let sender_id = id_of(&p.from).or_else(|| id_of(&p.user));
+    let key = match kind {
+        "callback_query"
+        | "inline_query"
+        | "chosen_inline_result"
+        | "shipping_query"
+        | "pre_checkout_query"
+        | "chat_join_request"
+        | "purchased_paid_media"
+        | "business_connection" => sender_id.map(SequenceKey::User),
+        "poll" => p.id.0.map(SequenceKey::Poll),
+        "poll_answer" => match sender_id {
+            Some(user) => Some(SequenceKey::User(user)),
+            None => id_of(&p.voter_chat).map(SequenceKey::Chat),
+        },
+        // Every other kind, known or newer than this crate, is ordered by its chat.
+        _ => chat_id.map(SequenceKey::Chat),
+    };
+    (chat_id, sender_id, key)
+}
+
+fn parse_probe(raw: &[u8]) -> Result<Probe, InvalidUpdate> {
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    let probe = de.deserialize_any(ProbeVisitor).map_err(|e| classify(&e))?;
+    de.end()
+        .map_err(|e| InvalidUpdate::NotJson(e.to_string()))?;
+    probe
+}
+
+fn classify(e: &serde_json::Error) -> InvalidUpdate {
+    match e.classify() {
+        serde_json::error::Category::Data => InvalidUpdate::Malformed(e.to_string()),
+        _ => InvalidUpdate::NotJson(e.to_string()),
+    }
+}
+
+/// Visits the top-level object; the outer `Result` is for JSON syntax errors, the inner one
+/// for a well-formed body that is not an update.
+struct ProbeVisitor;
+
+impl<'de> Visitor<'de> for ProbeVisitor {
+    type Value = Result<Probe, InvalidUpdate>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Telegram update object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut update_id: Option<Result<u64, InvalidUpdate>> = None;
+        let mut kind = None;
+        let mut payload = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == "update_id" {
+                if update_id.is_some() {
+                    map.next_value::<IgnoredAny>()?;
+                    update_id = Some(Err(InvalidUpdate::DuplicateUpdateId));
+                    continue;
+                }
+                let value = map.next_value::<UpdateIdValue>()?;
+                update_id = Some(
+                    value
+                        .0
+                        .filter(|id| *id > 0)
+                        .ok_or(InvalidUpdate::BadUpdateId),
+                );
+            } else if kind.is_none() {
+                payload = map.next_value::<Lenient<PayloadProbe>>()?.0;
+                kind = Some(kind_name(&key));
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(match update_id {
+            None => Err(InvalidUpdate::MissingUpdateId),
+            Some(Err(e)) => Err(e),
+            Some(Ok(update_id)) => Ok(Probe {
+                update_id,
+                kind,
+                payload,
+            }),
+        })
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Err(InvalidUpdate::NotAnObject))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Err(InvalidUpdate::NotAnObject))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Err(InvalidUpdate::NotAnObject))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Err(InvalidUpdate::NotAnObject))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Err(InvalidUpdate::NotAnObject))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Err(InvalidUpdate::NotAnObject))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Err(InvalidUpdate::NotAnObject))
+    }
+}
+
+/// `update_id`'s value: `Some` for a non-negative integer, `None` for anything else.
+struct UpdateIdValue(Option<u64>);
+
+impl<'de> Deserialize<'de> for UpdateIdValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = UpdateIdValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an integer")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<UpdateIdValue, E> {
+                Ok(UpdateIdValue(Some(v)))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<UpdateIdValue, E> {
+                Ok(UpdateIdValue(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<UpdateIdValue, E> {
+                Ok(UpdateIdValue(None))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<UpdateIdValue, E> {
+                Ok(UpdateIdValue(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<UpdateIdValue, E> {
+                Ok(UpdateIdValue(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<UpdateIdValue, E> {
+                Ok(UpdateIdValue(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UpdateIdValue, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(UpdateIdValue(None))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<UpdateIdValue, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(UpdateIdValue(None))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/../../../shared/fixtures/updates/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
+    }
+
+    #[test]
+    fn private_message_is_keyed_by_its_chat() {
+        let u = Update::from_bytes(fixture("message_text_private.json")).unwrap();
+        assert_eq!(u.update_id(), 100_000_001);
+        assert_eq!(u.kind(), Some("message"));
+        assert_eq!(u.chat_id(), Some(111_111_111));
+        assert_eq!(u.sender_id(), Some(111_111_111));
+        assert_eq!(u.sequence_key(), Some(&SequenceKey::Chat(111_111_111)));
+    }
+
+    #[test]
+    fn callback_query_is_keyed_by_the_user_not_the_chat() {
+        let u = Update::from_bytes(fixture("callback_query.json")).unwrap();
+        assert_eq!(u.kind(), Some("callback_query"));
+        assert_eq!(u.chat_id(), Some(-1_001_234_567_890));
+        assert_eq!(u.sequence_key(), Some(&SequenceKey::User(222_222_222)));
+    }
+
+    #[test]
+    fn poll_is_keyed_by_the_poll_id() {
+        let u = Update::from_bytes(fixture("poll.json")).unwrap();
+        assert!(matches!(u.sequence_key(), Some(SequenceKey::Poll(id)) if !id.is_empty()));
+    }
+
+    #[test]
+    fn join_request_and_pre_checkout_are_keyed_by_the_user() {
+        let u = Update::from_bytes(fixture("chat_join_request.json")).unwrap();
+        assert_eq!(u.sequence_key(), Some(&SequenceKey::User(111_111_111)));
+        let u = Update::from_bytes(fixture("pre_checkout_query.json")).unwrap();
+        assert!(matches!(u.sequence_key(), Some(SequenceKey::User(_))));
+    }
+
+    #[test]
+    fn channel_post_and_member_change_are_keyed_by_the_chat() {
+        let u = Update::from_bytes(fixture("channel_post.json")).unwrap();
+        assert_eq!(
+            u.sequence_key(),
+            Some(&SequenceKey::Chat(-1_009_876_543_210))
+        );
+        let u = Update::from_bytes(fixture("my_chat_member.json")).unwrap();
+        assert!(matches!(u.sequence_key(), Some(SequenceKey::Chat(_))));
+    }
+
+    #[test]
+    fn unknown_kind_passes_through_with_its_json_intact() {
+        let raw = fixture("unknown_future_kind.json");
+        let u = Update::from_bytes(raw.clone()).unwrap();
+        assert!(!KNOWN_KINDS.contains(&u.kind().unwrap()));
+        assert_eq!(u.raw().as_ref(), raw.as_slice());
+    }
+
+    #[test]
+    fn bad_bodies_are_refused_with_a_reason() {
+        let cases = [
+            ("bad_not_json.txt", "not valid JSON"),
+            ("bad_truncated.json", "not valid JSON"),
+            ("bad_missing_update_id.json", "missing field `update_id`"),
+            ("bad_update_id_string.json", "positive integer"),
+            ("bad_array_not_object.json", "not a JSON object"),
+        ];
+        for (name, reason) in cases {
+            let err = Update::from_bytes(fixture(name)).unwrap_err();
+            assert!(err.to_string().contains(reason), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn zero_negative_and_fractional_update_ids_are_refused() {
+        for body in [
+            r#"{"update_id":0}"#,
+            r#"{"update_id":-5}"#,
+            r#"{"update_id":1.5}"#,
+        ] {
+            assert_eq!(
+                Update::from_bytes(body).unwrap_err(),
+                InvalidUpdate::BadUpdateId,
+                "{body}"
+            );
+        }
+        let dup = r#"{"update_id":1,"update_id":2}"#;
+        assert_eq!(
+            Update::from_bytes(dup).unwrap_err(),
+            InvalidUpdate::DuplicateUpdateId
+        );
+    }
+
+    #[test]
+    fn trailing_garbage_is_not_json() {
+        let err = Update::from_bytes(r#"{"update_id":1} x"#).unwrap_err();
+        assert!(matches!(err, InvalidUpdate::NotJson(_)));
+    }
+
+    #[test]
+    fn value_and_update_agree_on_id_and_sequence_key() {
+        for name in [
+            "message_text_private.json",
+            "callback_query.json",
+            "poll.json",
+            "inline_query.json",
+        ] {
+            let u = Update::from_bytes(fixture(name)).unwrap();
+            let v: serde_json::Value = UpdateType::from_update(u.clone()).unwrap();
+            assert_eq!(UpdateType::update_id(&v), u.update_id(), "{name}");
+            assert_eq!(
+                UpdateType::sequence_key(&v).as_ref(),
+                u.sequence_key(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn updates_deserialize_out_of_a_get_updates_answer() {
+        #[derive(Deserialize)]
+        struct Answer {
+            result: Vec<Update>,
+        }
+        let answer: Answer = serde_json::from_slice(&fixture("getupdates_response.json")).unwrap();
+        assert!(answer.result.len() >= 3);
+        assert_eq!(answer.result[0].update_id(), 100_000_001);
+        let back: serde_json::Value = answer.result[1].deserialize().unwrap();
+        assert_eq!(back["update_id"], 100_000_002);
+    }
+}
