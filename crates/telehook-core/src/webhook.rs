@@ -527,6 +527,39 @@ impl Webhook {
         WebhookBuilder::default()
     }
 
+    /// The configured handler timeout.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// The configured timeout behaviour (an adapter for a serverless platform refuses
+    /// [`OnTimeout::Return`], whose background work would be frozen).
+    pub fn on_timeout(&self) -> &OnTimeout {
+        &self.inner.on_timeout
+    }
+
+    /// Handler runs in flight right now, including runs that outlived their delivery's timeout.
+    pub fn in_flight(&self) -> usize {
+        self.inner.max_in_flight - self.inner.in_flight.available_permits()
+    }
+
+    /// Waits until no handler run is in flight, up to `deadline`; true if all finished. For a
+    /// graceful shutdown: stop accepting requests first, then drain.
+    pub async fn drain(&self, deadline: Duration) -> bool {
+        let all = u32::try_from(self.inner.max_in_flight).unwrap_or(u32::MAX);
+        let semaphore = &self.inner.in_flight;
+        match tokio::time::timeout(deadline, semaphore.acquire_many(all)).await {
+            Ok(Ok(permits)) => {
+                drop(permits);
+                true
+            }
+            Ok(Err(_)) | Err(_) => {
+                tracing::warn!(in_flight = self.in_flight(), "drain deadline passed with handler runs still in flight");
+                false
+            }
+        }
+    }
+
     /// Handles one webhook request: the framework-neutral entry point every adapter calls.
     ///
     /// The method and headers are checked before the returned future exists, so `head` is not
