@@ -1,8 +1,8 @@
 #![doc = include_str!("../README.md")]
 
+use axum::Router;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use telehook_core::Webhook;
 
 /// Mounts a [`Webhook`] on an existing [`Router`], keeping its routes, layers and state.

@@ -1,7 +1,7 @@
 //! telehook-axum obeys the whole webhook contract, mounted next to another route with state.
 
-use axum::routing::get;
 use axum::Router;
+use axum::routing::get;
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use telehook_axum::RouterExt as _;
@@ -18,7 +18,10 @@ impl Harness for AxumHarness {
 
     async fn serve(&self, webhook: Webhook) -> AxumClient {
         let app = Router::new()
-            .route("/health", get(|axum::extract::State(s): axum::extract::State<&'static str>| async move { s }))
+            .route(
+                "/health",
+                get(|axum::extract::State(s): axum::extract::State<&'static str>| async move { s }),
+            )
             .telegram_webhook(PATH, webhook)
             .with_state("ok");
         AxumClient(app)
@@ -46,21 +49,36 @@ async fn axum_router_obeys_the_webhook_contract() {
 #[tokio::test]
 async fn own_routes_and_state_keep_working_beside_the_webhook() {
     let webhook = Webhook::builder()
-        .build(|_: telehook_core::Update, _: telehook_core::Context| async { Ok::<_, telehook_core::HandlerError>(()) })
+        .build(
+            |_: telehook_core::Update, _: telehook_core::Context| async {
+                Ok::<_, telehook_core::HandlerError>(())
+            },
+        )
         .unwrap();
     let app = AxumHarness.serve(webhook).await.0;
-    let request = http::Request::get("/health").body(axum::body::Body::empty()).unwrap();
+    let request = http::Request::get("/health")
+        .body(axum::body::Body::empty())
+        .unwrap();
     let response = app.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.into_body().collect().await.unwrap().to_bytes(), "ok");
-    let request = http::Request::get("/elsewhere").body(axum::body::Body::empty()).unwrap();
+    assert_eq!(
+        response.into_body().collect().await.unwrap().to_bytes(),
+        "ok"
+    );
+    let request = http::Request::get("/elsewhere")
+        .body(axum::body::Body::empty())
+        .unwrap();
     assert_eq!(app.oneshot(request).await.unwrap().status(), 404);
 }
 
 #[tokio::test]
 async fn handle_works_inside_an_own_axum_handler() {
     let webhook = Webhook::builder()
-        .build(|_: telehook_core::Update, _: telehook_core::Context| async { Ok::<_, telehook_core::HandlerError>(()) })
+        .build(
+            |_: telehook_core::Update, _: telehook_core::Context| async {
+                Ok::<_, telehook_core::HandlerError>(())
+            },
+        )
         .unwrap();
     let app = Router::new().route(
         "/hook",
@@ -70,9 +88,13 @@ async fn handle_works_inside_an_own_axum_handler() {
         }),
     );
     let body = r#"{"update_id":5,"message":{"chat":{"id":1}}}"#;
-    let request = http::Request::post("/hook").body(axum::body::Body::from(body)).unwrap();
+    let request = http::Request::post("/hook")
+        .body(axum::body::Body::from(body))
+        .unwrap();
     let response = app.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), 200);
-    let request = http::Request::post("/hook").body(axum::body::Body::from("nope")).unwrap();
+    let request = http::Request::post("/hook")
+        .body(axum::body::Body::from("nope"))
+        .unwrap();
     assert_eq!(app.oneshot(request).await.unwrap().status(), 400);
 }

@@ -1,1 +1,99 @@
-fn main() {}
+//! The dispatcher's overhead per update (secret check, body read, parse, redelivery guard,
+//! timeout guard, reply slot, spawn) against calling the same handler directly.
+//!
+//! `cargo bench -p telehook-core --bench dispatch`
+
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use telehook_core::{Context, HandlerError, RequestHead, Update, Webhook};
+
+const SECRET: &str = "s3cr3t_T0ken-for-tests";
+
+fn fixture() -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/fixtures/updates/message_text_private.json"
+    );
+    std::fs::read_to_string(path).expect("fixture message_text_private.json")
+}
+
+/// The handler under test: reads what a typical handler reads and answers with a reply.
+async fn handler(update: Update, ctx: Context) -> Result<(), HandlerError> {
+    let chat_id = black_box(update.chat_id()).unwrap_or_default();
+    if ctx.can_webhook_reply() {
+        ctx.webhook_reply(
+            "sendMessage",
+            serde_json::json!({ "chat_id": chat_id, "text": "ok" }),
+        )?;
+    }
+    Ok(())
+}
+
+fn bench(c: &mut Criterion) {
+    let template = fixture();
+    let next_id = AtomicU64::new(1);
+    // Each delivery gets a fresh update_id, so the redelivery guard runs its real path.
+    let body = || {
+        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        Bytes::from(template.replacen("100000001", &id.to_string(), 1))
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("message_text_private");
+
+    group.bench_function("handler_called_directly", |b| {
+        b.to_async(&runtime).iter_batched(
+            || Update::from_bytes(body()).expect("update"),
+            |update| async move {
+                let ctx = Context::detached(update.update_id());
+                handler(update, ctx).await.expect("handler");
+            },
+            BatchSize::SmallInput,
+        );
+    });
+
+    let webhook = Webhook::builder()
+        .secret_token(SECRET)
+        .build(handler)
+        .expect("webhook");
+    let headers = [("x-telegram-bot-api-secret-token", SECRET)];
+    group.bench_function("through_webhook_dispatcher", |b| {
+        b.to_async(&runtime).iter_batched(
+            body,
+            |body| {
+                let head = RequestHead::new("POST", |name| {
+                    headers
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, v)| v.as_bytes())
+                });
+                let response = webhook.handle_bytes(head, body);
+                async move {
+                    let response = response.await;
+                    assert_eq!(response.status(), 200);
+                    black_box(response);
+                }
+            },
+            BatchSize::SmallInput,
+        );
+    });
+
+    group.bench_function("parse_only", |b| {
+        b.iter_batched(
+            body,
+            |body| black_box(Update::from_bytes(body).expect("update")),
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

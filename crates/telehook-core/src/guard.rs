@@ -87,8 +87,9 @@ pub const DEFAULT_CAPACITY: usize = 10_000;
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(15 * 60);
 
 enum State {
+    /// `done` is created by the first redelivery that waits: most runs have none.
     InFlight {
-        done: watch::Sender<Option<RunResult>>,
+        done: Option<watch::Sender<Option<RunResult>>>,
     },
     Finished {
         result: RunResult,
@@ -203,8 +204,9 @@ impl MemoryStore {
                 n
             }
         };
-        let (done, _) = watch::channel(None);
-        inner.entries.insert(update_id, State::InFlight { done });
+        inner
+            .entries
+            .insert(update_id, State::InFlight { done: None });
         Claim::Run { failed_attempts }
     }
 
@@ -219,9 +221,10 @@ impl MemoryStore {
             },
         );
         match previous {
-            Some(State::InFlight { done, .. }) => {
+            Some(State::InFlight { done: Some(done) }) => {
                 done.send_replace(Some(result));
             }
+            Some(State::InFlight { done: None }) => {}
             Some(State::Finished { .. }) => inner.finished -= 1,
             None => {}
         }
@@ -239,9 +242,11 @@ impl RedeliveryStore for MemoryStore {
 
     fn wait(&self, update_id: u64) -> StoreFuture<'_, Result<RunResult, StoreError>> {
         let mut rx = {
-            let inner = self.lock();
-            match inner.entries.get(&update_id) {
-                Some(State::InFlight { done, .. }) => done.subscribe(),
+            let mut inner = self.lock();
+            match inner.entries.get_mut(&update_id) {
+                Some(State::InFlight { done }) => done
+                    .get_or_insert_with(|| watch::channel(None).0)
+                    .subscribe(),
                 Some(State::Finished { result, .. }) => {
                     return Box::pin(std::future::ready(Ok(result.clone())));
                 }

@@ -64,7 +64,7 @@ pub enum InvalidUpdate {
 pub struct Update {
     raw: Bytes,
     update_id: u64,
-    kind: Option<Cow<'static, str>>,
+    pub(crate) kind: Option<Cow<'static, str>>,
     chat_id: Option<i64>,
     sender_id: Option<i64>,
     sequence_key: Option<SequenceKey>,

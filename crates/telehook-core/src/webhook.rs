@@ -3,8 +3,10 @@
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -554,7 +556,10 @@ impl Webhook {
                 true
             }
             Ok(Err(_)) | Err(_) => {
-                tracing::warn!(in_flight = self.in_flight(), "drain deadline passed with handler runs still in flight");
+                tracing::warn!(
+                    in_flight = self.in_flight(),
+                    "drain deadline passed with handler runs still in flight"
+                );
                 false
             }
         }
@@ -798,44 +803,38 @@ impl Inner {
             self.timeout,
             Arc::clone(&slot),
         );
+        let chat_id = update.chat_id();
+        let probe = TimeoutProbe {
+            kind: update.kind.clone(),
+            chat_id,
+        };
+        let mut run = AssertUnwindSafe((self.handler)(update, ctx)).catch_unwind();
+
+        // Most handlers that answer by webhook reply finish without waiting on anything: poll
+        // once here, and pay for a task, a channel and a timer only if the handler is pending.
+        let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut run).poll(cx))).await;
+        if let Poll::Ready(outcome) = first {
+            let finished = self
+                .conclude(update_id, chat_id, failed_attempts, outcome, &slot, false)
+                .await;
+            drop(permit);
+            return self.result_response(update_id, finished.result, finished.error);
+        }
+
         let acknowledged_early = Arc::new(AtomicBool::new(false));
         let (tx, rx) = oneshot::channel::<Finished>();
-        let probe = update.clone();
-
         let task = {
             let this = Arc::clone(&self);
             let slot = Arc::clone(&slot);
             let acknowledged_early = Arc::clone(&acknowledged_early);
-            let chat_id = update.chat_id();
-            let run = (this.handler)(update, ctx);
             async move {
-                let outcome = AssertUnwindSafe(run).catch_unwind().await;
+                let outcome = run.await;
                 let elapsed = started.elapsed();
-                let failure = match outcome {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(e.to_string()),
-                    Err(panic) => Some(panic_message(panic.as_ref())),
-                };
-                let result = match &failure {
-                    None => RunResult::Done(Outcome::Handled {
-                        reply: slot.close(),
-                    }),
-                    Some(message) => {
-                        slot.close();
-                        let early = acknowledged_early.load(Ordering::SeqCst);
-                        this.failure_result(update_id, chat_id, failed_attempts + 1, message, early)
-                    }
-                };
-                if let Err(e) = this.store.finish(update_id, result.clone()).await {
-                    tracing::error!(update_id, error = %e, "could not record the outcome in the redelivery store");
-                }
-                if tx
-                    .send(Finished {
-                        result,
-                        error: failure,
-                    })
-                    .is_err()
-                {
+                let early = acknowledged_early.load(Ordering::SeqCst);
+                let finished = this
+                    .conclude(update_id, chat_id, failed_attempts, outcome, &slot, early)
+                    .await;
+                if tx.send(finished).is_err() {
                     tracing::warn!(
                         update_id,
                         elapsed_ms = elapsed.as_millis() as u64,
@@ -857,7 +856,7 @@ impl Inner {
                 )
             }
             Err(_) => {
-                let event = timeout_event(&probe, started.elapsed(), false);
+                let event = probe.event(update_id, started.elapsed(), false);
                 match self.on_timeout.decide(&event) {
                     TimeoutAction::Return => {
                         acknowledged_early.store(true, Ordering::SeqCst);
@@ -875,6 +874,42 @@ impl Inner {
                     TimeoutAction::Throw => throw_timeout(&event),
                 }
             }
+        }
+    }
+
+    /// Turns how the handler ended into the run's result, records it in the store, and says
+    /// what to answer.
+    async fn conclude(
+        &self,
+        update_id: u64,
+        chat_id: Option<i64>,
+        failed_attempts: u32,
+        outcome: std::thread::Result<Result<(), crate::HandlerError>>,
+        slot: &ReplySlot,
+        acknowledged_early: bool,
+    ) -> Finished {
+        let failure = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(panic) => Some(panic_message(panic.as_ref())),
+        };
+        let reply = slot.close();
+        let result = match &failure {
+            None => RunResult::Done(Outcome::Handled { reply }),
+            Some(message) => self.failure_result(
+                update_id,
+                chat_id,
+                failed_attempts + 1,
+                message,
+                acknowledged_early,
+            ),
+        };
+        if let Err(e) = self.store.finish(update_id, result.clone()).await {
+            tracing::error!(update_id, error = %e, "could not record the outcome in the redelivery store");
+        }
+        Finished {
+            result,
+            error: failure,
         }
     }
 
@@ -933,6 +968,24 @@ impl Inner {
                 failed_attempts,
                 message: error.unwrap_or_else(|| "the handler failed (see the log)".into()),
             }),
+        }
+    }
+}
+
+/// What a timeout event needs from the update, kept after the update moved into the handler.
+struct TimeoutProbe {
+    kind: Option<std::borrow::Cow<'static, str>>,
+    chat_id: Option<i64>,
+}
+
+impl TimeoutProbe {
+    fn event(&self, update_id: u64, elapsed: Duration, redelivery: bool) -> TimeoutEvent {
+        TimeoutEvent {
+            update_id,
+            kind: self.kind.as_deref().map(str::to_owned),
+            chat_id: self.chat_id,
+            elapsed,
+            redelivery,
         }
     }
 }

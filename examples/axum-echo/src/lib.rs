@@ -1,8 +1,8 @@
 //! The axum echo bot: an axum app with its own routes and state, and a Telegram webhook that
 //! echoes text messages with a webhook reply. `main.rs` serves it; tests drive it in-process.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::State;
 use axum::routing::get;
@@ -25,11 +25,18 @@ pub struct AppState {
 pub async fn echo(state: AppState, update: Update, ctx: Context) -> Result<(), HandlerError> {
     let value: serde_json::Value = update.deserialize()?;
     let Some(text) = value.pointer("/message/text").and_then(|t| t.as_str()) else {
-        tracing::debug!(update_id = update.update_id(), kind = update.kind(), "not a text message: ignored");
+        tracing::debug!(
+            update_id = update.update_id(),
+            kind = update.kind(),
+            "not a text message: ignored"
+        );
         return Ok(());
     };
     let chat_id = update.chat_id().ok_or("a message without a chat")?;
-    ctx.webhook_reply("sendMessage", serde_json::json!({ "chat_id": chat_id, "text": text }))?;
+    ctx.webhook_reply(
+        "sendMessage",
+        serde_json::json!({ "chat_id": chat_id, "text": text }),
+    )?;
     state.echoed.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
@@ -45,7 +52,8 @@ pub fn app(state: AppState, secret_token: Option<&str>) -> Result<Router, BuildE
         ),
     }
     let for_bot = state.clone();
-    let webhook = builder.build(move |update: Update, ctx: Context| echo(for_bot.clone(), update, ctx))?;
+    let webhook =
+        builder.build(move |update: Update, ctx: Context| echo(for_bot.clone(), update, ctx))?;
     Ok(Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/stats", get(stats))

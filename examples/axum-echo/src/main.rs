@@ -6,13 +6,19 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     let port: u16 = match std::env::var("PORT") {
-        Ok(port) => port.parse().map_err(|e| format!("PORT={port:?} is not a port number: {e}"))?,
+        Ok(port) => port
+            .parse()
+            .map_err(|e| format!("PORT={port:?} is not a port number: {e}"))?,
         Err(_) => 8080,
     };
-    let secret = std::env::var("TELEHOOK_SECRET").ok().filter(|s| !s.is_empty());
+    let secret = std::env::var("TELEHOOK_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty());
     let app = axum_echo::app(axum_echo::AppState::default(), secret.as_deref())?;
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
     tracing::info!(address = %listener.local_addr()?, path = axum_echo::WEBHOOK_PATH, "axum-echo listening");

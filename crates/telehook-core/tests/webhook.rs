@@ -1,0 +1,219 @@
+//! Dispatcher behaviour that is not about HTTP: configuration checks, secrets in `Debug`,
+//! draining, handler update types.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use telehook_core::{
+    BuildError, Context, HandlerError, RequestHead, SequenceKey, Update, UpdateType, Webhook,
+};
+
+fn ok_handler(_: Update, _: Context) -> std::future::Ready<Result<(), HandlerError>> {
+    std::future::ready(Ok(()))
+}
+
+fn post(
+    webhook: &Webhook,
+    body: &str,
+) -> impl std::future::Future<Output = telehook_core::WebhookResponse> {
+    webhook.handle_bytes(
+        RequestHead::new("POST", |_| None),
+        Bytes::from(body.to_owned()),
+    )
+}
+
+#[test]
+fn secret_tokens_outside_telegrams_rule_are_build_errors() {
+    let long = "a".repeat(257);
+    for bad in ["", "has space", "ünïcode", "semi;colon", long.as_str()] {
+        let err = Webhook::builder()
+            .secret_token(bad)
+            .build(ok_handler)
+            .unwrap_err();
+        assert!(
+            matches!(err, BuildError::InvalidSecretToken(_)),
+            "{bad:?}: {err}"
+        );
+        if !bad.is_empty() {
+            assert!(
+                !err.to_string().contains(bad),
+                "the error repeats the secret: {err}"
+            );
+        }
+    }
+    for good in ["a", "A-z_0-9", &"b".repeat(256)] {
+        Webhook::builder()
+            .secret_token(good)
+            .build(ok_handler)
+            .unwrap();
+    }
+}
+
+#[test]
+fn zero_limits_are_build_errors() {
+    let zero_timeout = Webhook::builder()
+        .timeout(Duration::ZERO)
+        .build(ok_handler)
+        .unwrap_err();
+    assert_eq!(zero_timeout, BuildError::Zero("timeout"));
+    let zero_body = Webhook::builder()
+        .max_body_bytes(0)
+        .build(ok_handler)
+        .unwrap_err();
+    assert_eq!(zero_body, BuildError::Zero("max_body_bytes"));
+    let zero_attempts = Webhook::builder()
+        .error_policy(telehook_core::ErrorPolicy::BoundedRetry { max_attempts: 0 })
+        .build(ok_handler)
+        .unwrap_err();
+    assert_eq!(zero_attempts, BuildError::Zero("error_policy max_attempts"));
+}
+
+#[test]
+fn debug_output_never_shows_the_secret() {
+    let builder = Webhook::builder().secret_token("TopSecretValue_123");
+    assert!(!format!("{builder:?}").contains("TopSecretValue_123"));
+    let webhook = builder.build(ok_handler).unwrap();
+    let debug = format!("{webhook:?}");
+    assert!(!debug.contains("TopSecretValue_123"), "{debug}");
+    assert!(debug.contains("redacted"), "{debug}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_waits_for_runs_that_outlived_their_timeout() {
+    let webhook = Webhook::builder()
+        .timeout(Duration::from_millis(20))
+        .build(|_: Update, _: Context| async {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            Ok::<_, HandlerError>(())
+        })
+        .unwrap();
+    let response = post(&webhook, r#"{"update_id":1,"message":{"chat":{"id":1}}}"#).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(webhook.in_flight(), 1);
+    assert!(
+        !webhook.drain(Duration::from_millis(10)).await,
+        "drain returned before the run ended"
+    );
+    assert!(webhook.drain(Duration::from_secs(5)).await);
+    assert_eq!(webhook.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn max_in_flight_answers_503_and_the_update_runs_on_redelivery() {
+    let (release, wait) = tokio::sync::watch::channel(false);
+    let webhook = Webhook::builder()
+        .timeout(Duration::from_millis(20))
+        .max_in_flight(1)
+        .build(move |_: Update, _: Context| {
+            let mut wait = wait.clone();
+            async move {
+                let _ = wait.wait_for(|go| *go).await;
+                Ok::<_, HandlerError>(())
+            }
+        })
+        .unwrap();
+    assert_eq!(post(&webhook, r#"{"update_id":1}"#).await.status(), 503); // timed out, still running
+    let overloaded = post(&webhook, r#"{"update_id":2}"#).await;
+    assert_eq!(overloaded.status(), 503);
+    assert!(matches!(
+        overloaded.error(),
+        Some(telehook_core::WebhookError::Overloaded {
+            update_id: 2,
+            limit: 1
+        })
+    ));
+    release.send_replace(true);
+    assert!(webhook.drain(Duration::from_secs(5)).await);
+    assert_eq!(post(&webhook, r#"{"update_id":2}"#).await.status(), 200);
+}
+
+#[derive(Deserialize)]
+struct MyUpdate {
+    update_id: u64,
+    message: Option<MyMessage>,
+}
+
+#[derive(Deserialize)]
+struct MyMessage {
+    text: Option<String>,
+}
+
+impl UpdateType for MyUpdate {
+    fn update_id(&self) -> u64 {
+        self.update_id
+    }
+}
+
+#[tokio::test]
+async fn handlers_can_take_their_own_update_type() {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let webhook = Webhook::builder()
+        .build(move |update: MyUpdate, _: Context| {
+            let tx = tx.clone();
+            async move {
+                tx.send((update.update_id, update.message.and_then(|m| m.text)))
+                    .await?;
+                Ok::<_, HandlerError>(())
+            }
+        })
+        .unwrap();
+    let response = post(
+        &webhook,
+        r#"{"update_id":3,"message":{"text":"hey","chat":{"id":1}}}"#,
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(rx.recv().await, Some((3, Some("hey".to_owned()))));
+}
+
+#[tokio::test]
+async fn an_update_that_does_not_fit_the_handlers_type_is_a_handler_failure() {
+    #[derive(Deserialize)]
+    struct Strict {
+        update_id: u64,
+        #[allow(dead_code)]
+        message: StrictMessage,
+    }
+    #[derive(Deserialize)]
+    struct StrictMessage {
+        #[allow(dead_code)]
+        text: String,
+    }
+    impl UpdateType for Strict {
+        fn update_id(&self) -> u64 {
+            self.update_id
+        }
+    }
+    let webhook = Webhook::builder()
+        .build(|_: Strict, _: Context| async { Ok::<_, HandlerError>(()) })
+        .unwrap();
+    let response = post(&webhook, r#"{"update_id":4,"poll":{"id":"p"}}"#).await;
+    assert_eq!(response.status(), 500);
+    let error = response
+        .error()
+        .expect("an error for the error channel")
+        .to_string();
+    assert!(error.contains("does not fit the handler's type"), "{error}");
+}
+
+#[tokio::test]
+async fn handlers_can_take_serde_json_values() {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let webhook = Webhook::builder()
+        .build(move |update: serde_json::Value, _: Context| {
+            let tx = tx.clone();
+            async move {
+                tx.send(update.sequence_key()).await?;
+                Ok::<_, HandlerError>(())
+            }
+        })
+        .unwrap();
+    let response = post(
+        &webhook,
+        r#"{"update_id":5,"callback_query":{"id":"x","from":{"id":77}}}"#,
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(rx.recv().await, Some(Some(SequenceKey::User(77))));
+}
