@@ -222,26 +222,7 @@ impl Context {
                 "a method name is a non-empty ASCII word like `sendMessage`".into(),
             ));
         }
-        let mut object = match serde_json::to_value(params) {
-            Ok(serde_json::Value::Object(object)) => object,
-            Ok(other) => {
-                return Err(invalid(format!(
-                    "expected a JSON object, got {}",
-                    json_type(&other)
-                )));
-            }
-            Err(e) => return Err(invalid(e.to_string())),
-        };
-        if object.contains_key("method") {
-            return Err(invalid(
-                "the parameters already hold a `method` field".into(),
-            ));
-        }
-        object.insert(
-            "method".into(),
-            serde_json::Value::String(method.to_owned()),
-        );
-        let body = serde_json::to_vec(&object).map_err(|e| invalid(e.to_string()))?;
+        let body = reply_body(method, &params).map_err(invalid)?;
 
         let mut state = slot
             .state
@@ -249,7 +230,7 @@ impl Context {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match *state {
             SlotState::Open => {
-                *state = SlotState::Taken(Bytes::from(body));
+                *state = SlotState::Taken(body);
                 Ok(())
             }
             SlotState::Taken(_) => Err(WebhookReplyError::AlreadyUsed {
@@ -263,14 +244,78 @@ impl Context {
     }
 }
 
-fn json_type(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
+/// Serializes `params` once and puts `"method"` in front: `{"method":"…",<params>}`.
+fn reply_body<P: Serialize>(method: &str, params: &P) -> Result<Bytes, String> {
+    let params = serde_json::to_vec(params).map_err(|e| e.to_string())?;
+    let probe: TopLevel = serde_json::from_slice(&params).map_err(|e| e.to_string())?;
+    match probe {
+        TopLevel::Object { has_method: true } => {
+            return Err("the parameters already hold a `method` field".into());
+        }
+        TopLevel::Object { has_method: false } => {}
+        TopLevel::Other(kind) => return Err(format!("expected a JSON object, got {kind}")),
+    }
+    // `params` is a serialized object: `{` then its members (or `}` if it has none). The method
+    // name was checked to be ASCII alphanumeric, so it needs no escaping.
+    let members = &params[1..];
+    let mut body = Vec::with_capacity(params.len() + method.len() + 13);
+    body.extend_from_slice(b"{\"method\":\"");
+    body.extend_from_slice(method.as_bytes());
+    body.push(b'"');
+    if members.first() != Some(&b'}') {
+        body.push(b',');
+    }
+    body.extend_from_slice(members);
+    Ok(Bytes::from(body))
+}
+
+/// What the top level of a serialized value is, and whether an object has a `method` key.
+enum TopLevel {
+    Object { has_method: bool },
+    Other(&'static str),
+}
+
+impl<'de> serde::Deserialize<'de> for TopLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TopLevel;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevel, A::Error> {
+                let mut has_method = false;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    has_method |= key == "method";
+                    map.next_value::<IgnoredAny>()?;
+                }
+                Ok(TopLevel::Object { has_method })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TopLevel, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(TopLevel::Other("an array"))
+            }
+            fn visit_unit<E>(self) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other("null"))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other("a boolean"))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other("a number"))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other("a number"))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other("a number"))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other("a string"))
+            }
+        }
+        deserializer.deserialize_any(V)
     }
 }
 
@@ -296,6 +341,34 @@ mod tests {
         assert_eq!(
             body,
             json!({"method": "sendMessage", "chat_id": 1, "text": "hi"})
+        );
+    }
+
+    #[test]
+    fn empty_params_give_just_the_method() {
+        let (ctx, slot) = webhook_ctx();
+        ctx.webhook_reply("close2", json!({})).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&slot.close().unwrap()).unwrap();
+        assert_eq!(body, json!({"method": "close2"}));
+    }
+
+    #[test]
+    fn typed_params_serialize_like_json() {
+        #[derive(serde::Serialize)]
+        struct SendMessage<'a> {
+            chat_id: i64,
+            text: &'a str,
+        }
+        let (ctx, slot) = webhook_ctx();
+        let params = SendMessage {
+            chat_id: -5,
+            text: "a \"q\" é",
+        };
+        ctx.webhook_reply("sendMessage", params).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&slot.close().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({"method": "sendMessage", "chat_id": -5, "text": "a \"q\" é"})
         );
     }
 

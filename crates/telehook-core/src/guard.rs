@@ -97,8 +97,54 @@ enum State {
     },
 }
 
+/// Hashes `update_id`s: one multiply with a per-process random key. Ids reach the store only
+/// with the right secret token, and SipHash's strength is not needed for them.
+#[derive(Clone)]
+struct IdHasherBuilder(u64);
+
+impl Default for IdHasherBuilder {
+    fn default() -> Self {
+        use std::hash::BuildHasher as _;
+        Self(std::collections::hash_map::RandomState::new().hash_one(0x7e1e_400c_u64) | 1)
+    }
+}
+
+impl std::hash::BuildHasher for IdHasherBuilder {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher {
+            key: self.0,
+            hash: 0,
+        }
+    }
+}
+
+struct IdHasher {
+    key: u64,
+    hash: u64,
+}
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let mixed = (self.hash ^ n)
+            .wrapping_add(self.key)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.hash = mixed ^ (mixed >> 29);
+    }
+
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
 struct Inner {
-    entries: HashMap<u64, State>,
+    entries: HashMap<u64, State, IdHasherBuilder>,
     /// Finished entries, oldest first; an item is stale if the entry has since changed.
     order: VecDeque<(u64, Instant)>,
     finished: usize,
@@ -137,7 +183,7 @@ impl MemoryStore {
             capacity: capacity.max(1),
             retention,
             inner: Mutex::new(Inner {
-                entries: HashMap::new(),
+                entries: HashMap::default(),
                 order: VecDeque::new(),
                 finished: 0,
             }),

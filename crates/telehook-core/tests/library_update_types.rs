@@ -17,7 +17,10 @@ const KINDS: &[&str] = &[
 ];
 
 fn fixture(name: &str) -> Update {
-    let path = format!("{}/../../../shared/fixtures/updates/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../../shared/fixtures/updates/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     Update::from_bytes(std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
 }
 
@@ -26,7 +29,11 @@ fn check<T: UpdateType>() {
         let update = fixture(name);
         let typed = T::from_update(update.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(typed.update_id(), update.update_id(), "{name}");
-        assert_eq!(typed.sequence_key().as_ref(), update.sequence_key(), "{name}");
+        assert_eq!(
+            typed.sequence_key().as_ref(),
+            update.sequence_key(),
+            "{name}"
+        );
     }
 }
 
