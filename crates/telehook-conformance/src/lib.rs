@@ -1,18 +1,4 @@
-//! The webhook contract (`docs/adapter-contract.md`) as one test-suite that every telehook
-//! adapter runs.
-//!
-//! An adapter supplies a [`Harness`]: given a [`Webhook`], mount it at [`PATH`] in its
-//! framework and return a [`Client`] that sends an `http::Request<Bytes>` through the framework
-//! and returns the full response. Then [`run`] plays every case of the contract against it and
-//! panics with the list of cases that failed. No `Send` bound anywhere, so actix-web's
-//! single-threaded test service fits.
-//!
-//! ```ignore
-//! #[tokio::test]
-//! async fn my_adapter_obeys_the_contract() {
-//!     telehook_conformance::run(&MyHarness).await;
-//! }
-//! ```
+#![doc = include_str!("../README.md")]
 
 mod capture;
 mod cases;
