@@ -627,7 +627,7 @@ async fn second_webhook_reply_and_ignored_methods_are_refused<H: Harness>(
                 ] {
                     match ctx.webhook_reply(method, json!({})) {
                         Err(WebhookReplyError::IgnoredMethod { .. }) => {
-                            notes.note(format!("ignored:{method}"))
+                            notes.note(format!("ignored:{method}"));
                         }
                         other => notes.note(format!("unexpected:{method}:{other:?}")),
                     }

@@ -583,8 +583,8 @@ impl Webhook {
         let inner = Arc::clone(&self.inner);
         async move {
             match early {
-                Err(response) => response,
-                Ok(()) => inner.dispatch(body).await,
+                Some(refusal) => refusal,
+                None => inner.dispatch(body).await,
             }
         }
     }
@@ -598,7 +598,8 @@ impl Webhook {
         self.handle(head, http_body_util::Full::new(body))
     }
 
-    fn check_head(&self, head: RequestHead<'_>) -> Result<(), WebhookResponse> {
+    /// The refusal for a request whose method or headers break the contract, if any.
+    fn check_head(&self, head: RequestHead<'_>) -> Option<WebhookResponse> {
         let inner = &self.inner;
         if head.method != "POST" {
             let mut response = WebhookResponse::text(
@@ -608,7 +609,7 @@ impl Webhook {
             response
                 .headers
                 .insert(ALLOW, HeaderValue::from_static("POST"));
-            return Err(response);
+            return Some(response);
         }
         if let Some(expected) = &inner.secret_token {
             let given = head.secret_token.unwrap_or_default();
@@ -619,7 +620,7 @@ impl Webhook {
                     header_present = head.secret_token.is_some(),
                     "webhook request refused: missing or wrong {SECRET_TOKEN_HEADER} header"
                 );
-                return Err(WebhookResponse::text(
+                return Some(WebhookResponse::text(
                     StatusCode::UNAUTHORIZED,
                     "unauthorized: wrong or missing secret token",
                 ));
@@ -631,18 +632,18 @@ impl Webhook {
                 .and_then(|s| s.trim().parse::<u64>().ok());
             match length {
                 Some(n) if n > inner.max_body_bytes as u64 => {
-                    return Err(too_large(inner.max_body_bytes));
+                    return Some(too_large(inner.max_body_bytes));
                 }
                 Some(_) => {}
                 None => {
-                    return Err(WebhookResponse::text(
+                    return Some(WebhookResponse::text(
                         StatusCode::BAD_REQUEST,
                         "bad request: invalid Content-Length",
                     ));
                 }
             }
         }
-        Ok(())
+        None
     }
 }
 

@@ -1,0 +1,224 @@
+//! Storage backends behind one trait, and the wake-up signal waiting clients subscribe to.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use crate::channel::ChannelName;
+use crate::error::{RelayError, StoreError};
+
+pub mod redis;
+pub mod sqlite;
+
+/// A boxed future returned by [`Store`] methods, so the trait can be used as `dyn Store`.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// One stored update: its position in the channel and its JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredUpdate {
+    /// The channel's count right after this update was stored (1 for the first update).
+    pub seq: u64,
+    /// The update as compact JSON text.
+    pub json: Arc<str>,
+}
+
+/// A slice of a channel read from storage.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Page {
+    /// How many updates the channel has received in all (the current `ts`).
+    pub total: u64,
+    /// `seq` of the oldest update still retained; `total + 1` when none is.
+    pub first_retained: u64,
+    /// Updates after the requested `ts`, oldest first, at most the requested limit.
+    pub updates: Vec<StoredUpdate>,
+}
+
+impl Page {
+    /// How many updates after `ts` retention already dropped.
+    pub fn missed(&self, ts: u64) -> u64 {
+        let dropped_up_to = self.first_retained.saturating_sub(1).min(self.total);
+        dropped_up_to.saturating_sub(ts)
+    }
+
+    /// The `ts` a client holds after taking this page: the last update's `seq`, else the total.
+    pub fn next_ts(&self) -> u64 {
+        self.updates.last().map_or(self.total, |u| u.seq)
+    }
+}
+
+/// Durable storage of channels. Implementations commit before `append` resolves and call
+/// [`Notifier::publish`] after each commit, so waiters on every instance wake up.
+pub trait Store: Send + Sync + 'static {
+    /// Stores one update (compact JSON text) and resolves, once it is durable, with its `seq`.
+    fn append(&self, channel: ChannelName, json: String) -> StoreFuture<'_, u64>;
+
+    /// Reads up to `limit` updates with `seq > after`.
+    fn read<'a>(
+        &'a self,
+        channel: &'a ChannelName,
+        after: u64,
+        limit: usize,
+    ) -> StoreFuture<'a, Page>;
+
+    /// The wake-up signal of this store.
+    fn notifier(&self) -> &Notifier;
+
+    /// Checks that the backend answers (for `/healthz`).
+    fn health(&self) -> StoreFuture<'_, ()>;
+}
+
+/// Updates committed together in one channel, handed to waiters so they can answer without a read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// The updates, oldest first, with consecutive `seq`s.
+    pub updates: Vec<StoredUpdate>,
+}
+
+/// The value of a channel's wake-up signal.
+#[derive(Debug, Clone, Default)]
+pub struct Wake {
+    /// The channel's count after the latest commit known to this instance.
+    pub total: u64,
+    /// The updates of that commit, when this instance made it.
+    pub latest: Option<Arc<Batch>>,
+}
+
+impl Wake {
+    /// A page served from the latest batch, when it starts right after `ts`.
+    pub fn page_after(&self, ts: u64, limit: usize) -> Option<Page> {
+        let batch = self.latest.as_ref()?;
+        let first = batch.updates.first()?;
+        if first.seq != ts + 1 {
+            return None;
+        }
+        Some(Page {
+            total: self.total,
+            first_retained: first.seq,
+            updates: batch.updates.iter().take(limit).cloned().collect(),
+        })
+    }
+}
+
+/// Per-channel wake-up signals. A waiter subscribes BEFORE reading storage, so an update
+/// committed between its read and its wait still wakes it.
+#[derive(Debug)]
+pub struct Notifier {
+    channels: Mutex<HashMap<ChannelName, watch::Sender<Wake>>>,
+    max_waiters_per_channel: usize,
+    max_channels: usize,
+}
+
+impl Notifier {
+    /// A notifier allowing `max_waiters_per_channel` subscribers per channel on at most
+    /// `max_channels` channels.
+    pub fn new(max_waiters_per_channel: usize, max_channels: usize) -> Self {
+        Self {
+            channels: Mutex::new(HashMap::new()),
+            max_waiters_per_channel,
+            max_channels,
+        }
+    }
+
+    /// Subscribes to a channel's wake-ups.
+    pub fn subscribe(&self, channel: &ChannelName) -> Result<watch::Receiver<Wake>, RelayError> {
+        let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sender) = map.get(channel) {
+            if sender.receiver_count() >= self.max_waiters_per_channel {
+                return Err(RelayError::TooManyWaiters {
+                    limit: self.max_waiters_per_channel,
+                });
+            }
+            return Ok(sender.subscribe());
+        }
+        if map.len() >= self.max_channels {
+            map.retain(|_, s| s.receiver_count() > 0);
+            if map.len() >= self.max_channels {
+                return Err(RelayError::TooManyWaiters {
+                    limit: self.max_waiters_per_channel,
+                });
+            }
+        }
+        let (sender, receiver) = watch::channel(Wake::default());
+        map.insert(channel.clone(), sender);
+        Ok(receiver)
+    }
+
+    /// Wakes every subscriber of `channel` (no-op when nobody waits or `total` did not change).
+    pub fn publish(&self, channel: &ChannelName, wake: Wake) {
+        let map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sender) = map.get(channel) {
+            sender.send_if_modified(|current| {
+                if wake.total != current.total {
+                    *current = wake;
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+    }
+
+    /// Wakes every waiter of every channel so it reads storage again (after a lost connection
+    /// to a shared backend, when wake-ups may have been missed).
+    pub fn wake_all(&self) {
+        let map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        for sender in map.values() {
+            sender.send_modify(|wake| wake.latest = None);
+        }
+    }
+
+    /// Forgets channels nobody waits on.
+    pub fn sweep(&self) {
+        let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, s| s.receiver_count() > 0);
+    }
+
+    /// How many clients wait on `channel` right now.
+    pub fn waiters(&self, channel: &ChannelName) -> usize {
+        let map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(channel).map_or(0, watch::Sender::receiver_count)
+    }
+}
+
+/// Unix time in milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missed_counts_only_dropped_updates_after_ts() {
+        let page = Page {
+            total: 10,
+            first_retained: 6,
+            updates: vec![],
+        };
+        assert_eq!(page.missed(0), 5);
+        assert_eq!(page.missed(3), 2);
+        assert_eq!(page.missed(5), 0);
+        assert_eq!(page.missed(8), 0);
+        let empty = Page {
+            total: 10,
+            first_retained: 11,
+            updates: vec![],
+        };
+        assert_eq!(empty.missed(4), 6);
+    }
+
+    #[test]
+    fn notifier_refuses_waiters_over_the_limit() {
+        let notifier = Notifier::new(2, 10);
+        let ch = ChannelName::parse("c").unwrap();
+        let _a = notifier.subscribe(&ch).unwrap();
+        let _b = notifier.subscribe(&ch).unwrap();
+        assert!(notifier.subscribe(&ch).is_err());
+    }
+}
