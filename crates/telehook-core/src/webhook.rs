@@ -574,7 +574,7 @@ impl Webhook {
         &self,
         head: RequestHead<'_>,
         body: B,
-    ) -> impl Future<Output = WebhookResponse> + 'static
+    ) -> impl Future<Output = WebhookResponse> + use<B>
     where
         B: Body + 'static,
         B::Error: fmt::Display,
@@ -594,7 +594,7 @@ impl Webhook {
         &self,
         head: RequestHead<'_>,
         body: Bytes,
-    ) -> impl Future<Output = WebhookResponse> + Send + 'static {
+    ) -> impl Future<Output = WebhookResponse> + Send + use<> {
         self.handle(head, http_body_util::Full::new(body))
     }
 

@@ -7,3 +7,15 @@ pub use telehook_core::*;
 pub mod axum {
     pub use telehook_axum::*;
 }
+
+/// The actix-web adapter (feature `actix`): `App::service(webhook_service(path, webhook))`.
+#[cfg(feature = "actix")]
+pub mod actix {
+    pub use telehook_actix::*;
+}
+
+/// The warp adapter (feature `warp`): `warp::path!(..).and(webhook(webhook))`.
+#[cfg(feature = "warp")]
+pub mod warp {
+    pub use telehook_warp::*;
+}

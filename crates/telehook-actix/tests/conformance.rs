@@ -1,0 +1,189 @@
+//! telehook-actix obeys the whole webhook contract, mounted next to another route with
+//! `app_data`, and hands its failures to actix-web's error channel.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Duration;
+
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::{App, HttpResponse, test, web};
+use bytes::Bytes;
+use telehook_actix::WebhookResponseError;
+use telehook_conformance::{Client, Harness, PATH};
+use telehook_core::{Context, HandlerError, Update, Webhook, WebhookError};
+
+struct ActixHarness;
+
+/// The initialised actix-web service, type-erased so the harness can name it.
+struct ActixClient(Rc<dyn Fn(test::TestRequest) -> ResponseFuture>);
+
+type ResponseFuture = Pin<Box<dyn Future<Output = ServiceResponse>>>;
+
+async fn health(state: web::Data<&'static str>) -> HttpResponse {
+    HttpResponse::Ok().body(*state.get_ref())
+}
+
+fn app(
+    webhook: Webhook,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = ServiceResponse,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(web::Data::new("ok"))
+        .route("/health", web::get().to(health))
+        .service(telehook_actix::webhook_service(PATH, webhook))
+}
+
+impl Harness for ActixHarness {
+    type Client = ActixClient;
+
+    async fn serve(&self, webhook: Webhook) -> ActixClient {
+        let service = Rc::new(test::init_service(app(webhook)).await);
+        ActixClient(Rc::new(move |request| {
+            let service = Rc::clone(&service);
+            Box::pin(async move {
+                service
+                    .call(request.to_request())
+                    .await
+                    .expect("actix service")
+            })
+        }))
+    }
+}
+
+impl Client for ActixClient {
+    async fn send(&self, request: http::Request<Bytes>) -> http::Response<Bytes> {
+        let (parts, body) = request.into_parts();
+        let mut actix = test::TestRequest::default()
+            .method(parts.method.as_str().parse().expect("method"))
+            .uri(&parts.uri.to_string());
+        for (name, value) in &parts.headers {
+            actix = actix.insert_header((name.as_str(), value.as_bytes()));
+        }
+        let response = (self.0)(actix.set_payload(body)).await;
+        let mut converted = http::Response::builder().status(response.status().as_u16());
+        for (name, value) in response.headers() {
+            converted = converted.header(name.as_str(), value.as_bytes());
+        }
+        let body = test::read_body(response).await;
+        converted.body(body).expect("response")
+    }
+}
+
+#[actix_web::test]
+async fn actix_app_obeys_the_webhook_contract() {
+    telehook_conformance::run(&ActixHarness).await;
+}
+
+fn noop() -> Webhook {
+    Webhook::builder()
+        .build(|_: Update, _: Context| async { Ok::<_, HandlerError>(()) })
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn own_routes_and_data_keep_working_beside_the_webhook() {
+    let service = test::init_service(app(noop())).await;
+    let response = test::call_service(
+        &service,
+        test::TestRequest::get().uri("/health").to_request(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(test::read_body(response).await, "ok");
+    let response = test::call_service(
+        &service,
+        test::TestRequest::get().uri("/elsewhere").to_request(),
+    )
+    .await;
+    assert_eq!(response.status(), 404);
+    let response =
+        test::call_service(&service, test::TestRequest::get().uri(PATH).to_request()).await;
+    assert_eq!(response.status(), 405);
+}
+
+#[actix_web::test]
+async fn a_timeout_reaches_the_actix_error_channel() {
+    let webhook = Webhook::builder()
+        .timeout(Duration::from_millis(50))
+        .build(|_: Update, _: Context| async {
+            actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+            Ok::<_, HandlerError>(())
+        })
+        .unwrap();
+    let seen: Rc<RefCell<Option<String>>> = Rc::default();
+    let seen_by_middleware = Rc::clone(&seen);
+    let app = App::new()
+        .wrap_fn(move |request, service| {
+            let seen = Rc::clone(&seen_by_middleware);
+            let response = service.call(request);
+            async move {
+                let response = response.await?;
+                if let Some(error) = response.response().error() {
+                    let failure = error
+                        .as_error::<WebhookResponseError>()
+                        .expect("a webhook failure");
+                    assert!(matches!(
+                        failure.webhook_error(),
+                        WebhookError::Timeout { .. }
+                    ));
+                    *seen.borrow_mut() = Some(error.to_string());
+                }
+                Ok(response)
+            }
+        })
+        .service(telehook_actix::webhook_service("/telegram", webhook));
+    let service = test::init_service(app).await;
+    let request = test::TestRequest::post()
+        .uri("/telegram")
+        .set_payload(r#"{"update_id":7,"message":{"chat":{"id":1}}}"#)
+        .to_request();
+    let response = test::call_service(&service, request).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response.headers().get("content-type").unwrap(),
+        "text/plain; charset=utf-8"
+    );
+    assert_eq!(
+        test::read_body(response).await,
+        "service unavailable: the handler timed out"
+    );
+    let seen = seen.borrow().clone().expect("the middleware saw no error");
+    assert!(
+        seen.contains("update 7") && seen.contains("timeout"),
+        "{seen}"
+    );
+}
+
+#[actix_web::test]
+async fn handle_works_inside_an_own_actix_handler() {
+    let app = App::new().app_data(web::Data::new(noop())).route(
+        "/hook",
+        web::post().to(
+            |webhook: web::Data<Webhook>,
+             request: actix_web::HttpRequest,
+             payload: web::Payload| async move {
+                telehook_actix::handle(&webhook, &request, payload).await
+            },
+        ),
+    );
+    let service = test::init_service(app).await;
+    let request = test::TestRequest::post()
+        .uri("/hook")
+        .set_payload(r#"{"update_id":5,"message":{"chat":{"id":1}}}"#)
+        .to_request();
+    assert_eq!(test::call_service(&service, request).await.status(), 200);
+    let request = test::TestRequest::post()
+        .uri("/hook")
+        .set_payload("nope")
+        .to_request();
+    assert_eq!(test::call_service(&service, request).await.status(), 400);
+}

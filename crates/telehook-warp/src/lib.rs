@@ -1,0 +1,51 @@
+#![doc = include_str!("../README.md")]
+
+use futures_util::StreamExt as _;
+use http_body::Frame;
+use http_body_util::StreamBody;
+use telehook_core::http::{HeaderMap, Method};
+use telehook_core::{RequestHead, Webhook};
+use warp::reply::{Reply as _, Response};
+use warp::{Buf, Filter, Rejection};
+
+/// A filter that answers every request it sees with `webhook`, whatever the method (the
+/// dispatcher answers `405` to anything but `POST`, with `Allow: POST`). Put your path in
+/// front of it (`warp::path!("telegram").and(webhook(w))`) and your own filters beside it
+/// with `.or()`.
+///
+/// The body is streamed to the dispatcher, which applies its own `max_body_bytes`; add no
+/// `warp::body::content_length_limit` in front. A failure answer (timeout, handler failure,
+/// redelivery store, overload) is still a reply, so `.or()` never tries another route for it;
+/// its [`telehook_core::WebhookError`] rides in the response's extensions.
+///
+/// The filter rejects only if an earlier filter already took the body (warp's `500`).
+pub fn webhook(webhook: Webhook) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::method()
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(move |method: Method, headers: HeaderMap, body| {
+            let webhook = webhook.clone();
+            async move { handle(&webhook, &method, &headers, body).await }
+        })
+}
+
+async fn handle<S, D>(webhook: &Webhook, method: &Method, headers: &HeaderMap, body: S) -> Response
+where
+    S: futures_util::Stream<Item = Result<D, warp::Error>> + 'static,
+    D: Buf,
+{
+    let body = StreamBody::new(
+        body.map(|chunk| chunk.map(|mut data| Frame::data(data.copy_to_bytes(data.remaining())))),
+    );
+    let response = webhook
+        .handle(RequestHead::from_http(method, headers), body)
+        .await;
+    let (status, headers, body, error) = response.into_parts();
+    let mut reply = telehook_core::http::Response::new(body);
+    *reply.status_mut() = status;
+    *reply.headers_mut() = headers;
+    if let Some(error) = error {
+        reply.extensions_mut().insert(error);
+    }
+    reply.into_response()
+}
