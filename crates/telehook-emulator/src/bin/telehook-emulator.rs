@@ -1,0 +1,108 @@
+//! `telehook-emulator`: a Telegram Bot API stand-in on your machine, for testing bots.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use telehook_emulator::{Emulator, Limits, Timing};
+use tracing_subscriber::EnvFilter;
+
+/// A Telegram Bot API stand-in for testing bots: getUpdates, webhooks with Telegram's delivery
+/// rules, webhook replies, and a test API under /_emulator/{token}/.
+///
+/// Point your bot's Bot API base URL at http://LISTEN (calls go to /bot{token}/{method}).
+/// Inject updates with POST /_emulator/{token}/private_text {"user_id":1,"text":"hi"} or
+/// POST /_emulator/{token}/updates {"message":{...}}; read the bot's calls with
+/// GET /_emulator/{token}/calls and the delivery log with GET /_emulator/{token}/deliveries.
+#[derive(Debug, Parser)]
+#[command(name = "telehook-emulator", version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8081",
+        env = "TELEHOOK_EMULATOR_LISTEN"
+    )]
+    listen: SocketAddr,
+
+    /// A bot token to serve, like 123456:ABC-DEF (repeat the flag, or separate with commas).
+    #[arg(
+        long = "token",
+        required = true,
+        value_delimiter = ',',
+        env = "TELEHOOK_EMULATOR_TOKENS",
+        hide_env_values = true
+    )]
+    tokens: Vec<String>,
+
+    /// Multiply every Telegram duration (webhook timeout, retry delays, expiry, long polls) by this.
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+
+    /// Webhook response timeout in seconds, before scaling.
+    #[arg(long, default_value_t = 60)]
+    webhook_timeout: u64,
+
+    /// Keep undelivered webhook updates forever instead of letting them expire as Telegram does.
+    #[arg(long)]
+    no_expiry: bool,
+
+    /// Most updates kept pending per bot; the oldest is dropped beyond it.
+    #[arg(long, default_value_t = Limits::default().max_pending_updates)]
+    max_pending_updates: usize,
+
+    /// Most recorded calls kept per bot.
+    #[arg(long, default_value_t = Limits::default().max_recorded_calls)]
+    max_recorded_calls: usize,
+
+    /// Most delivery attempts kept in the delivery log per bot.
+    #[arg(long, default_value_t = Limits::default().max_delivery_log)]
+    max_delivery_log: usize,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
+        tracing::error!(
+            time_scale = args.time_scale,
+            "--time-scale must be a positive number"
+        );
+        return ExitCode::from(2);
+    }
+    let timing = Timing::scaled(args.time_scale)
+        .webhook_timeout(Duration::from_secs(args.webhook_timeout))
+        .expiry(!args.no_expiry);
+    let limits = Limits::default()
+        .max_pending_updates(args.max_pending_updates)
+        .max_recorded_calls(args.max_recorded_calls)
+        .max_delivery_log(args.max_delivery_log);
+    let mut builder = Emulator::builder()
+        .listen(args.listen)
+        .timing(timing)
+        .limits(limits);
+    for token in args.tokens {
+        builder = builder.bot(token);
+    }
+    let emulator = match builder.start().await {
+        Ok(emulator) => emulator,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(base_url = %emulator.base_url(), "serving the Bot API; Ctrl-C stops");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = emulator.stopped() => {}
+    }
+    emulator.shutdown();
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,545 @@
+//! [`Emulator`]: the server, and [`BotHandle`]: the test API for one bot.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::config::{Limits, Timing};
+use crate::model::{Chat, DeliveryAttempt, Fault, Injected, RecordedCall, User};
+use crate::state::{BotCell, BotState, FaultRule, Shared, lock, unix_now};
+
+/// Why the emulator could not start or add a bot.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmulatorError {
+    /// A bot token must look like `123456:ABC-DEF_ghi` (digits, a colon, then `A-Z a-z 0-9 _ -`).
+    #[error(
+        "a bot token must look like `123456:ABC-DEF_ghi` (the bot id, a colon, then A-Z a-z 0-9 _ -)"
+    )]
+    InvalidToken,
+    /// Another bot with the same id is already served.
+    #[error("a bot with id {bot_id} is already served")]
+    DuplicateBot {
+        /// The bot id (the token's part before `:`).
+        bot_id: i64,
+    },
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A `wait_for_*` deadline passed before the condition held.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("waited {timeout:?} for {waited_for}; saw {seen}")]
+pub struct WaitTimeout {
+    /// What was awaited.
+    pub waited_for: String,
+    /// How long.
+    pub timeout: Duration,
+    /// What was there when the deadline passed.
+    pub seen: String,
+}
+
+/// Configures an [`Emulator`]: bots, listen address, timing, limits.
+#[derive(Debug, Clone)]
+pub struct EmulatorBuilder {
+    tokens: Vec<String>,
+    listen: SocketAddr,
+    timing: Timing,
+    limits: Limits,
+}
+
+impl EmulatorBuilder {
+    /// Serves a bot with this token (may be called several times).
+    pub fn bot(mut self, token: impl Into<String>) -> Self {
+        self.tokens.push(token.into());
+        self
+    }
+
+    /// The address to listen on. Default `127.0.0.1:0`: a free port, see [`Emulator::base_url`].
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// Timings (Telegram's by default); see [`Timing::scaled`] for fast tests.
+    pub fn timing(mut self, timing: Timing) -> Self {
+        self.timing = timing;
+        self
+    }
+
+    /// Caps on what is kept per bot.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Binds the address and starts serving on the current tokio runtime.
+    pub async fn start(self) -> Result<Emulator, EmulatorError> {
+        let listener = tokio::net::TcpListener::bind(self.listen)
+            .await
+            .map_err(|source| EmulatorError::Bind {
+                addr: self.listen,
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| EmulatorError::Bind {
+                addr: self.listen,
+                source,
+            })?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        let shared = Arc::new(Shared {
+            bots: Mutex::new(HashMap::new()),
+            timing: self.timing,
+            limits: self.limits,
+            http,
+            shutdown: tokio::sync::watch::Sender::new(false),
+        });
+        let emulator = Emulator {
+            shared: Arc::clone(&shared),
+            addr,
+            _guard: Arc::new(Guard(Arc::clone(&shared))),
+        };
+        for token in self.tokens {
+            emulator.add_bot(token)?;
+        }
+        let router = crate::control::router(Arc::clone(&shared));
+        let mut shutdown = shared.shutdown.subscribe();
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            };
+            if let Err(error) = axum::serve(listener, router)
+                .with_graceful_shutdown(stopped)
+                .await
+            {
+                tracing::error!(%error, "the emulator's server stopped");
+            }
+        });
+        tracing::info!(%addr, "telehook emulator listening");
+        Ok(emulator)
+    }
+}
+
+/// Stops every task of the emulator when the last [`Emulator`] clone is dropped.
+struct Guard(Arc<Shared>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.shutdown.send_replace(true);
+    }
+}
+
+/// A Bot API stand-in serving on 127.0.0.1. Cheap to clone; it stops when the last clone is
+/// dropped (or on [`Emulator::shutdown`]).
+#[derive(Clone)]
+pub struct Emulator {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    _guard: Arc<Guard>,
+}
+
+impl fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Emulator")
+            .field("addr", &self.addr)
+            .field("bots", &lock(&self.shared.bots).len())
+            .field("timing", &self.shared.timing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Emulator {
+    /// A builder: `Emulator::builder().bot(TOKEN).timing(Timing::scaled(0.001)).start().await`.
+    pub fn builder() -> EmulatorBuilder {
+        EmulatorBuilder {
+            tokens: Vec::new(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            timing: Timing::real(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL to give a Bot API client, e.g. `http://127.0.0.1:41234` (calls go to
+    /// `{base_url}/bot{token}/{method}`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Starts serving another bot.
+    pub fn add_bot(&self, token: impl Into<String>) -> Result<BotHandle, EmulatorError> {
+        let token = token.into();
+        let bot_id = parse_token(&token).ok_or(EmulatorError::InvalidToken)?;
+        let cell = {
+            let mut bots = lock(&self.shared.bots);
+            if bots.values().any(|bot| bot.id == bot_id) {
+                return Err(EmulatorError::DuplicateBot { bot_id });
+            }
+            let cell = Arc::new(BotCell::new(bot_id));
+            bots.insert(token, Arc::clone(&cell));
+            cell
+        };
+        tokio::spawn(crate::webhook::run(
+            Arc::clone(&self.shared),
+            Arc::clone(&cell),
+        ));
+        Ok(BotHandle {
+            shared: Arc::clone(&self.shared),
+            bot: cell,
+        })
+    }
+
+    /// The test API of the bot with this token, if it is served.
+    pub fn bot(&self, token: &str) -> Option<BotHandle> {
+        self.shared.bot(token).map(|bot| BotHandle {
+            shared: Arc::clone(&self.shared),
+            bot,
+        })
+    }
+
+    /// Stops serving, ends long polls and cancels deliveries in flight.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+    }
+
+    /// Resolves when the emulator has been told to stop (by [`Emulator::shutdown`]).
+    pub async fn stopped(&self) {
+        let mut shutdown = self.shared.shutdown.subscribe();
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    }
+}
+
+fn parse_token(token: &str) -> Option<i64> {
+    let (id, secret) = token.split_once(':')?;
+    let valid_secret = !secret.is_empty()
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid_secret || id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    id.parse().ok().filter(|id| *id > 0)
+}
+
+/// The test API for one bot: inject updates as users would, read what the bot did, plan faults.
+#[derive(Clone)]
+pub struct BotHandle {
+    shared: Arc<Shared>,
+    bot: Arc<BotCell>,
+}
+
+impl fmt::Debug for BotHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BotHandle")
+            .field("bot_id", &self.bot.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BotHandle {
+    pub(crate) fn from_parts(shared: Arc<Shared>, bot: Arc<BotCell>) -> Self {
+        Self { shared, bot }
+    }
+
+    /// The bot's user id.
+    pub fn bot_id(&self) -> i64 {
+        self.bot.id
+    }
+
+    /// The bot's `User` object, as `getMe` returns it.
+    pub fn bot_user(&self) -> Value {
+        self.bot.user_json()
+    }
+
+    // ---- injecting updates ----------------------------------------------------------------
+
+    /// Queues an update of `kind` (e.g. `"message"`, `"poll"`, or a kind the emulator does not
+    /// know) with this payload, giving it the next `update_id`. Chats in the payload become
+    /// known, so the bot can send to them.
+    pub fn inject(&self, kind: &str, payload: Value) -> Injected {
+        let injected =
+            self.bot
+                .state()
+                .inject(kind, payload, &self.shared.timing, &self.shared.limits);
+        tracing::debug!(
+            bot_id = self.bot.id,
+            update_id = injected.update_id,
+            kind,
+            "update injected"
+        );
+        self.bot.bump();
+        injected
+    }
+
+    /// `from` sends `text` to the bot in its private chat.
+    pub fn private_text(&self, from: &User, text: &str) -> Injected {
+        self.send_text(&Chat::private(from), from, text)
+    }
+
+    /// `from` writes `text` in `chat` (private, group, supergroup). Texts starting with `/`
+    /// carry a `bot_command` entity, as Telegram adds.
+    pub fn send_text(&self, chat: &Chat, from: &User, text: &str) -> Injected {
+        let message = self.new_message(chat, Some(from), text);
+        self.inject("message", message)
+    }
+
+    /// A post in a channel.
+    pub fn channel_post(&self, chat: &Chat, text: &str) -> Injected {
+        let message = self.new_message(chat, None, text);
+        self.inject("channel_post", message)
+    }
+
+    fn new_message(&self, chat: &Chat, from: Option<&User>, text: &str) -> Value {
+        let mut state = self.bot.state();
+        let chat_json = chat.to_json();
+        state.remember_chat(&chat_json, &self.shared.limits);
+        let message_id = state.next_message_id(chat.id).unwrap_or(1);
+        let mut message = json!({ "message_id": message_id, "date": unix_now(), "chat": chat_json, "text": text });
+        if let Some(from) = from {
+            message["from"] = from.to_json();
+        } else {
+            message["sender_chat"] = chat_json;
+        }
+        if text.starts_with('/') {
+            let command = text.split_whitespace().next().unwrap_or(text);
+            message["entities"] = json!([{ "type": "bot_command", "offset": 0, "length": command.encode_utf16().count() }]);
+        }
+        message
+    }
+
+    /// `from` presses an inline keyboard button with `callback_data` = `data` under `message`
+    /// (a message the bot sent, e.g. [`RecordedCall::result`]).
+    pub fn press_button(&self, from: &User, message: &Value, data: &str) -> Injected {
+        let id = self.bot.state().new_query_id(&self.shared.limits);
+        let chat_instance = format!(
+            "-{}",
+            message
+                .pointer("/chat/id")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                .unsigned_abs()
+        );
+        self.inject(
+            "callback_query",
+            json!({ "id": id, "from": from.to_json(), "message": message, "chat_instance": chat_instance, "data": data }),
+        )
+    }
+
+    /// `from` types `@bot query` in a chat (an inline query).
+    pub fn inline_query(&self, from: &User, query: &str) -> Injected {
+        let id = self.bot.state().new_query_id(&self.shared.limits);
+        self.inject(
+            "inline_query",
+            json!({ "id": id, "from": from.to_json(), "query": query, "offset": "" }),
+        )
+    }
+
+    // ---- reading what happened ---------------------------------------------------------------
+
+    /// Every recorded call still kept (see [`Limits::max_recorded_calls`]), oldest first.
+    pub fn calls(&self) -> Vec<RecordedCall> {
+        self.bot.state().calls.iter().cloned().collect()
+    }
+
+    /// The recorded calls of `method` (case-insensitive), oldest first.
+    pub fn calls_to(&self, method: &str) -> Vec<RecordedCall> {
+        calls_to(&self.bot.state(), method)
+    }
+
+    /// Forgets the recorded calls.
+    pub fn clear_calls(&self) {
+        self.bot.state().calls.clear();
+    }
+
+    /// The delivery log: every webhook delivery attempt still kept, oldest first.
+    pub fn deliveries(&self) -> Vec<DeliveryAttempt> {
+        self.bot.state().deliveries.iter().cloned().collect()
+    }
+
+    /// `getWebhookInfo`, as the bot would read it.
+    pub fn webhook_info(&self) -> Value {
+        crate::methods::webhook_info(&self.bot.state())
+    }
+
+    /// Updates waiting for getUpdates or for delivery.
+    pub fn pending_update_count(&self) -> usize {
+        self.bot.state().pending.len()
+    }
+
+    /// Updates dropped because the pending queue was full.
+    pub fn dropped_update_count(&self) -> u64 {
+        self.bot.state().dropped_updates
+    }
+
+    /// Waits until at least `n` calls (of any method) have been recorded since the start;
+    /// returns the recorded calls.
+    pub async fn wait_for_calls(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<RecordedCall>, WaitTimeout> {
+        let n = n as u64;
+        self.wait_for(timeout, &format!("{n} calls"), |state| {
+            (state.calls_total >= n).then(|| state.calls.iter().cloned().collect())
+        })
+        .await
+    }
+
+    /// Waits until at least `n` calls of `method` (case-insensitive) are recorded; returns them.
+    pub async fn wait_for_calls_to(
+        &self,
+        method: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<RecordedCall>, WaitTimeout> {
+        self.wait_for(timeout, &format!("{n} calls to {method}"), |state| {
+            let calls = calls_to(state, method);
+            (calls.len() >= n).then_some(calls)
+        })
+        .await
+    }
+
+    /// Waits until at least `n` delivery attempts are logged; returns the log.
+    pub async fn wait_for_deliveries(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<DeliveryAttempt>, WaitTimeout> {
+        let n = n as u64;
+        self.wait_for(timeout, &format!("{n} delivery attempts"), |state| {
+            (state.deliveries_total >= n).then(|| state.deliveries.iter().cloned().collect())
+        })
+        .await
+    }
+
+    /// Waits until update `update_id` was delivered (a 2xx); returns that attempt.
+    pub async fn wait_for_delivered(
+        &self,
+        update_id: u64,
+        timeout: Duration,
+    ) -> Result<DeliveryAttempt, WaitTimeout> {
+        self.wait_for(
+            timeout,
+            &format!("the delivery of update {update_id}"),
+            |state| {
+                state
+                    .deliveries
+                    .iter()
+                    .find(|d| d.update_id == update_id && d.is_delivered())
+                    .cloned()
+            },
+        )
+        .await
+    }
+
+    /// Waits until a getUpdates call is parked in a long poll (waiting for updates).
+    pub async fn wait_for_long_poll(&self, timeout: Duration) -> Result<(), WaitTimeout> {
+        self.wait_for(timeout, "a waiting getUpdates", |state| {
+            (state.long_polls_waiting > 0).then_some(())
+        })
+        .await
+    }
+
+    /// Waits until no update is pending or in flight.
+    pub async fn wait_until_idle(&self, timeout: Duration) -> Result<(), WaitTimeout> {
+        self.wait_for(timeout, "no pending update", |state| {
+            (state.pending.is_empty() && state.in_flight.is_empty()).then_some(())
+        })
+        .await
+    }
+
+    async fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        waited_for: &str,
+        mut check: impl FnMut(&BotState) -> Option<T>,
+    ) -> Result<T, WaitTimeout> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changed = self.bot.subscribe();
+        loop {
+            changed.borrow_and_update();
+            {
+                let state = self.bot.state();
+                if let Some(found) = check(&state) {
+                    return Ok(found);
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(WaitTimeout {
+                        waited_for: waited_for.to_owned(),
+                        timeout,
+                        seen: summary(&state),
+                    });
+                }
+            }
+            let _ = tokio::time::timeout_at(deadline, changed.changed()).await;
+        }
+    }
+
+    // ---- faults --------------------------------------------------------------------------------
+
+    /// Plays `fault` for the next `times` calls of `method` (case-insensitive; `"*"` = any),
+    /// whether they come over HTTP or as webhook replies. Faults are used in the order planned.
+    pub fn inject_fault(&self, method: &str, times: usize, fault: Fault) {
+        if times == 0 {
+            return;
+        }
+        self.bot.state().faults.push_back(FaultRule {
+            method: method.to_owned(),
+            remaining: times,
+            fault,
+        });
+    }
+
+    /// Removes every planned fault.
+    pub fn clear_faults(&self) {
+        self.bot.state().faults.clear();
+    }
+}
+
+fn calls_to(state: &BotState, method: &str) -> Vec<RecordedCall> {
+    state
+        .calls
+        .iter()
+        .filter(|c| c.method.eq_ignore_ascii_case(method))
+        .cloned()
+        .collect()
+}
+
+fn summary(state: &BotState) -> String {
+    let methods: Vec<&str> = state
+        .calls
+        .iter()
+        .rev()
+        .take(10)
+        .rev()
+        .map(|c| c.method.as_str())
+        .collect();
+    format!(
+        "{} calls (last: {:?}), {} delivery attempts, {} pending updates, last webhook error {:?}",
+        state.calls_total,
+        methods,
+        state.deliveries_total,
+        state.pending.len(),
+        state.last_error.as_ref().map(|(_, message)| message)
+    )
+}

@@ -1,0 +1,328 @@
+//! What the emulator keeps per bot, shared by the HTTP server, the delivery engine and the
+//! test API.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::config::{Limits, Timing};
+use crate::model::{
+    DeliveryAttempt, Fault, Injected, OPT_IN_KINDS, QueueKey, RecordedCall, lifetime, queue_key,
+};
+
+/// Everything one emulator serves.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) bots: Mutex<HashMap<String, Arc<BotCell>>>,
+    pub(crate) timing: Timing,
+    pub(crate) limits: Limits,
+    /// The client webhook deliveries go through.
+    pub(crate) http: reqwest::Client,
+    /// Becomes true when the emulator shuts down; every task watches it.
+    pub(crate) shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub(crate) fn bot(&self, token: &str) -> Option<Arc<BotCell>> {
+        lock(&self.bots).get(token).cloned()
+    }
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// One bot: its identity, its state, and a signal bumped on every change.
+#[derive(Debug)]
+pub(crate) struct BotCell {
+    pub(crate) id: i64,
+    pub(crate) username: String,
+    state: Mutex<BotState>,
+    changed: watch::Sender<u64>,
+}
+
+impl BotCell {
+    pub(crate) fn new(id: i64) -> Self {
+        Self {
+            id,
+            username: format!("telehook_{id}_bot"),
+            state: Mutex::new(BotState::default()),
+            changed: watch::Sender::new(0),
+        }
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, BotState> {
+        lock(&self.state)
+    }
+
+    /// Wakes everything waiting on this bot (long polls, the delivery engine, test waiters).
+    pub(crate) fn bump(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// The bot's own `User` object.
+    pub(crate) fn user_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "is_bot": true,
+            "first_name": "telehook emulator",
+            "username": self.username,
+            "can_join_groups": true,
+            "can_read_all_group_messages": false,
+            "supports_inline_queries": true,
+        })
+    }
+}
+
+/// A queued update.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredUpdate {
+    pub(crate) update_id: u64,
+    pub(crate) json: Value,
+    pub(crate) queue_key: QueueKey,
+    /// When an undelivered webhook update is dropped.
+    pub(crate) expires_at: Instant,
+}
+
+/// The webhook as set by setWebhook.
+#[derive(Debug, Clone)]
+pub(crate) struct WebhookConfig {
+    pub(crate) url: String,
+    pub(crate) secret_token: Option<String>,
+    pub(crate) max_connections: usize,
+}
+
+/// Retry bookkeeping of an update whose delivery failed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RetryState {
+    pub(crate) failures: u32,
+    pub(crate) next_at: Instant,
+    pub(crate) cap: Duration,
+}
+
+#[derive(Debug)]
+pub(crate) struct FaultRule {
+    pub(crate) method: String,
+    pub(crate) remaining: usize,
+    pub(crate) fault: Fault,
+}
+
+#[derive(Debug)]
+pub(crate) struct KnownChat {
+    pub(crate) json: Value,
+    pub(crate) next_message_id: i64,
+}
+
+#[derive(Debug)]
+pub(crate) struct BotState {
+    pub(crate) next_update_id: u64,
+    pub(crate) pending: VecDeque<StoredUpdate>,
+    pub(crate) dropped_updates: u64,
+    /// Set by getUpdates or setWebhook; `None` = Telegram's default.
+    pub(crate) allowed_updates: Option<Vec<String>>,
+    pub(crate) webhook: Option<WebhookConfig>,
+    pub(crate) last_error: Option<(i64, String)>,
+    /// Bumped by every getUpdates; an older one still waiting sees the change and gets a 409.
+    pub(crate) poll_generation: u64,
+    /// getUpdates calls parked in a long poll right now.
+    pub(crate) long_polls_waiting: usize,
+    pub(crate) in_flight: HashMap<QueueKey, u64>,
+    pub(crate) retries: HashMap<u64, RetryState>,
+    pub(crate) chats: HashMap<i64, KnownChat>,
+    pub(crate) open_queries: VecDeque<String>,
+    pub(crate) next_query_id: u64,
+    pub(crate) calls: VecDeque<RecordedCall>,
+    pub(crate) calls_total: u64,
+    pub(crate) deliveries: VecDeque<DeliveryAttempt>,
+    pub(crate) deliveries_total: u64,
+    pub(crate) faults: VecDeque<FaultRule>,
+}
+
+impl Default for BotState {
+    fn default() -> Self {
+        Self {
+            next_update_id: 1,
+            pending: VecDeque::new(),
+            dropped_updates: 0,
+            allowed_updates: None,
+            webhook: None,
+            last_error: None,
+            poll_generation: 0,
+            long_polls_waiting: 0,
+            in_flight: HashMap::new(),
+            retries: HashMap::new(),
+            chats: HashMap::new(),
+            open_queries: VecDeque::new(),
+            next_query_id: 1,
+            calls: VecDeque::new(),
+            calls_total: 0,
+            deliveries: VecDeque::new(),
+            deliveries_total: 0,
+            faults: VecDeque::new(),
+        }
+    }
+}
+
+fn push_bounded<T>(buffer: &mut VecDeque<T>, item: T, cap: usize) {
+    if cap == 0 {
+        return;
+    }
+    while buffer.len() >= cap {
+        buffer.pop_front();
+    }
+    buffer.push_back(item);
+}
+
+impl BotState {
+    /// True if an update of `kind` passes the current `allowed_updates`.
+    pub(crate) fn allows(&self, kind: &str) -> bool {
+        match &self.allowed_updates {
+            Some(kinds) if !kinds.is_empty() => kinds.iter().any(|k| k == kind),
+            _ => !OPT_IN_KINDS.contains(&kind),
+        }
+    }
+
+    /// Queues an update of `kind`, giving it the next `update_id`.
+    pub(crate) fn inject(
+        &mut self,
+        kind: &str,
+        payload: Value,
+        timing: &Timing,
+        limits: &Limits,
+    ) -> Injected {
+        let update_id = self.next_update_id;
+        self.next_update_id += 1;
+        if let Some(chat) = payload
+            .get("chat")
+            .or_else(|| payload.pointer("/message/chat"))
+        {
+            self.remember_chat(chat, limits);
+        }
+        let key = queue_key(update_id, kind, &payload);
+        let mut update = serde_json::Map::new();
+        update.insert("update_id".into(), json!(update_id));
+        update.insert(kind.to_owned(), payload);
+        let update = Value::Object(update);
+        let queued = self.allows(kind);
+        if queued {
+            if limits.max_pending_updates > 0
+                && self.pending.len() >= limits.max_pending_updates
+                && let Some(dropped) = self.pending.pop_front()
+            {
+                self.retries.remove(&dropped.update_id);
+                self.dropped_updates += 1;
+                tracing::warn!(
+                    update_id = dropped.update_id,
+                    "pending updates are full: the oldest was dropped"
+                );
+            }
+            if limits.max_pending_updates > 0 {
+                self.pending.push_back(StoredUpdate {
+                    update_id,
+                    json: update.clone(),
+                    queue_key: key,
+                    expires_at: Instant::now() + timing.scale(lifetime(kind)),
+                });
+            }
+        }
+        Injected {
+            update_id,
+            update,
+            queued,
+        }
+    }
+
+    pub(crate) fn remember_chat(&mut self, chat: &Value, limits: &Limits) {
+        let Some(id) = chat.get("id").and_then(Value::as_i64) else {
+            return;
+        };
+        if let Some(known) = self.chats.get_mut(&id) {
+            known.json = chat.clone();
+            return;
+        }
+        if self.chats.len() >= limits.max_known_chats {
+            let Some(evicted) = self.chats.keys().next().copied() else {
+                return;
+            };
+            self.chats.remove(&evicted);
+        }
+        self.chats.insert(
+            id,
+            KnownChat {
+                json: chat.clone(),
+                next_message_id: 1,
+            },
+        );
+    }
+
+    /// The next message id in chat `id` (message ids count per chat).
+    pub(crate) fn next_message_id(&mut self, id: i64) -> Option<i64> {
+        let chat = self.chats.get_mut(&id)?;
+        let message_id = chat.next_message_id;
+        chat.next_message_id += 1;
+        Some(message_id)
+    }
+
+    pub(crate) fn new_query_id(&mut self, limits: &Limits) -> String {
+        let id = format!("4382{:012}", self.next_query_id);
+        self.next_query_id += 1;
+        push_bounded(&mut self.open_queries, id.clone(), limits.max_open_queries);
+        id
+    }
+
+    /// Answers a callback or inline query; false if it is unknown or already answered.
+    pub(crate) fn close_query(&mut self, id: &str) -> bool {
+        match self.open_queries.iter().position(|q| q == id) {
+            Some(at) => {
+                self.open_queries.remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn record_call(&mut self, mut call: RecordedCall, limits: &Limits) {
+        call.seq = self.calls_total;
+        self.calls_total += 1;
+        push_bounded(&mut self.calls, call, limits.max_recorded_calls);
+    }
+
+    pub(crate) fn record_delivery(&mut self, attempt: DeliveryAttempt, limits: &Limits) {
+        self.deliveries_total += 1;
+        push_bounded(&mut self.deliveries, attempt, limits.max_delivery_log);
+    }
+
+    /// Forgets every pending update (drop_pending_updates).
+    pub(crate) fn drop_pending(&mut self) {
+        self.pending.clear();
+        self.retries.clear();
+    }
+
+    /// Takes the fault planned for the next call of `method`, if any.
+    pub(crate) fn take_fault(&mut self, method: &str) -> Option<Fault> {
+        let at = self
+            .faults
+            .iter()
+            .position(|rule| rule.method == "*" || rule.method.eq_ignore_ascii_case(method))?;
+        let rule = &mut self.faults[at];
+        let fault = rule.fault.clone();
+        rule.remaining -= 1;
+        if rule.remaining == 0 {
+            self.faults.remove(at);
+        }
+        Some(fault)
+    }
+}
