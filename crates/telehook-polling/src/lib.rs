@@ -1,0 +1,44 @@
+#![doc = include_str!("../README.md")]
+
+pub mod runner;
+mod source;
+mod telegram;
+
+pub use runner::{HandlerTimeout, KeyFn, MAX_HELD, RunnerConfig, StopReport, run};
+pub use source::{MemorySource, UpdateSource};
+pub use telegram::{GetUpdatesSource, Polling};
+
+/// Which of the two `409 Conflict` causes stopped polling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictCause {
+    /// A webhook is set for the bot: call `deleteWebhook` (polling does it at start), or stop
+    /// whatever sets it again.
+    WebhookActive,
+    /// Another process is calling `getUpdates` with the same token: run only one instance.
+    OtherInstance,
+}
+
+/// Why polling stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PollingError {
+    /// `401 Unauthorized`: the token is wrong or was revoked. Get a new one from @BotFather.
+    #[error(
+        "the bot token was refused (401 Unauthorized): check TELEGRAM_BOT_TOKEN or get a new token from @BotFather"
+    )]
+    Unauthorized,
+    /// `409 Conflict`.
+    #[error("{}: {description}", match cause {
+        ConflictCause::WebhookActive => "a webhook is set for this bot (409 Conflict); polling deletes it at start, so something set it again: stop that, or use the webhook instead",
+        ConflictCause::OtherInstance => "another getUpdates is running for this bot (409 Conflict): make sure only one instance polls",
+    })]
+    Conflict {
+        /// Which cause.
+        cause: ConflictCause,
+        /// Telegram's description.
+        description: String,
+    },
+    /// Another error retrying cannot fix (such as `400 Bad Request` for bad parameters).
+    #[error("getUpdates failed and retrying cannot help: {0}")]
+    Api(#[from] telehook_api::ApiError),
+}
