@@ -1,0 +1,78 @@
+//! One bot, one handler, two deployments: `TELEHOOK_MODE=webhook` or `polling` is the only
+//! difference. The handler answers with [`telehook_api::Bot::send_or_reply`], which uses the
+//! webhook reply when the update came by webhook and an HTTP call otherwise.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use telehook_api::{Bot, SetWebhook};
+use telehook_axum::RouterExt as _;
+use telehook_core::{Context, HandlerError, Update, Webhook};
+
+/// How the bot receives its updates.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// `getUpdates` long polling: no public address needed.
+    Polling,
+    /// Telegram posts to `public_url` + `/telegram`, which must reach `listen`.
+    Webhook {
+        /// Where to listen.
+        listen: SocketAddr,
+        /// The public base URL (HTTPS for Telegram).
+        public_url: String,
+        /// The `secret_token` for `setWebhook` and the header check.
+        secret: String,
+    },
+}
+
+/// The bot's one handler: echo text messages.
+pub async fn echo(bot: Bot, update: Update, ctx: Context) -> Result<(), HandlerError> {
+    let value: serde_json::Value = update.deserialize()?;
+    let (Some(chat_id), Some(text)) = (update.chat_id(), value.pointer("/message/text")) else {
+        return Ok(());
+    };
+    let sent = bot
+        .send_or_reply(
+            &ctx,
+            "sendMessage",
+            &serde_json::json!({"chat_id": chat_id, "text": text}),
+        )
+        .await?;
+    tracing::info!(update_id = update.update_id(), ?sent, "echoed");
+    Ok(())
+}
+
+/// Runs the bot in `mode` until `stop` resolves.
+pub async fn run(
+    bot: Bot,
+    mode: Mode,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let handler_bot = bot.clone();
+    let handler = move |update: Update, ctx: Context| echo(handler_bot.clone(), update, ctx);
+    match mode {
+        Mode::Polling => {
+            let report = telehook_polling::Polling::new(bot)
+                .run(handler, stop)
+                .await?;
+            tracing::info!(handled = report.handled, "polling stopped");
+        }
+        Mode::Webhook {
+            listen,
+            public_url,
+            secret,
+        } => {
+            let webhook = Webhook::builder().secret_token(&secret).build(handler)?;
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            let url = format!("{}/telegram", public_url.trim_end_matches('/'));
+            bot.set_webhook(&SetWebhook::new(&url).secret_token(&secret))
+                .await?;
+            tracing::info!(%url, "webhook set");
+            let app = axum::Router::new().telegram_webhook("/telegram", webhook);
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await?;
+        }
+    }
+    Ok(())
+}
