@@ -41,7 +41,7 @@ async fn echo_once(mode_for: impl FnOnce(&Emulator) -> Mode) -> Route {
     assert_eq!(calls[0].params["text"], "same handler");
     let _ = stop_tx.send(());
     running.await.unwrap().unwrap();
-    calls[0].route.clone()
+    calls[0].route
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
