@@ -35,64 +35,89 @@ async fn handler(update: Update, ctx: Context) -> Result<(), HandlerError> {
 }
 
 fn bench(c: &mut Criterion) {
-    let template = fixture();
-    let next_id = AtomicU64::new(1);
-    // Each delivery gets a fresh update_id, so the redelivery guard runs its real path.
-    let body = || {
-        let id = next_id.fetch_add(1, Ordering::Relaxed);
-        Bytes::from(template.replacen("100000001", &id.to_string(), 1))
-    };
+    let pretty = fixture();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let mut group = c.benchmark_group("message_text_private");
-
-    group.bench_function("handler_called_directly", |b| {
-        b.to_async(&runtime).iter_batched(
-            || Update::from_bytes(body()).expect("update"),
-            |update| async move {
-                let ctx = Context::detached(update.update_id());
-                handler(update, ctx).await.expect("handler");
-            },
-            BatchSize::SmallInput,
-        );
-    });
-
     let webhook = Webhook::builder()
         .secret_token(SECRET)
         .build(handler)
         .expect("webhook");
     let headers = [("x-telegram-bot-api-secret-token", SECRET)];
-    group.bench_function("through_webhook_dispatcher", |b| {
-        b.to_async(&runtime).iter_batched(
-            body,
-            |body| {
-                let head = RequestHead::new("POST", |name| {
-                    headers
-                        .iter()
-                        .find(|(n, _)| *n == name)
-                        .map(|(_, v)| v.as_bytes())
-                });
-                let response = webhook.handle_bytes(head, body);
-                async move {
-                    let response = response.await;
-                    assert_eq!(response.status(), 200);
-                    black_box(response);
-                }
-            },
-            BatchSize::SmallInput,
-        );
-    });
+    let next_id = AtomicU64::new(1);
 
-    group.bench_function("parse_only", |b| {
-        b.iter_batched(
-            body,
-            |body| black_box(Update::from_bytes(body).expect("update")),
-            BatchSize::SmallInput,
-        );
-    });
-    group.finish();
+    // The fixture file is indented for people; Telegram sends compact JSON. Both are measured.
+    for (name, template) in [
+        ("message_text_private", pretty.clone()),
+        ("message_text_private_compact", compact(&pretty)),
+    ] {
+        // Each delivery gets a fresh update_id, so the redelivery guard runs its real path.
+        let body = || {
+            let id = next_id.fetch_add(1, Ordering::Relaxed);
+            Bytes::from(template.replacen("100000001", &id.to_string(), 1))
+        };
+        let mut group = c.benchmark_group(name);
+        group.bench_function("handler_called_directly", |b| {
+            b.to_async(&runtime).iter_batched(
+                || Update::from_bytes(body()).expect("update"),
+                |update| async move {
+                    let ctx = Context::detached(update.update_id());
+                    handler(update, ctx).await.expect("handler");
+                },
+                BatchSize::SmallInput,
+            );
+        });
+        group.bench_function("through_webhook_dispatcher", |b| {
+            b.to_async(&runtime).iter_batched(
+                body,
+                |body| {
+                    let head = RequestHead::new("POST", |name| {
+                        headers
+                            .iter()
+                            .find(|(n, _)| *n == name)
+                            .map(|(_, v)| v.as_bytes())
+                    });
+                    let response = webhook.handle_bytes(head, body);
+                    async move {
+                        let response = response.await;
+                        assert_eq!(response.status(), 200);
+                        black_box(response);
+                    }
+                },
+                BatchSize::SmallInput,
+            );
+        });
+        group.bench_function("parse_only", |b| {
+            b.iter_batched(
+                body,
+                |body| black_box(Update::from_bytes(body).expect("update")),
+                BatchSize::SmallInput,
+            );
+        });
+        group.finish();
+    }
+}
+
+/// The fixture as Telegram sends it: compact JSON, no indentation.
+fn compact(pretty: &str) -> String {
+    let mut out = String::with_capacity(pretty.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in pretty.chars() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if !c.is_whitespace() {
+            in_string = c == '"';
+            out.push(c);
+        }
+    }
+    out
 }
 
 criterion_group!(benches, bench);

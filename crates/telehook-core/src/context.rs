@@ -247,13 +247,14 @@ impl Context {
 /// Serializes `params` once and puts `"method"` in front: `{"method":"…",<params>}`.
 fn reply_body<P: Serialize>(method: &str, params: &P) -> Result<Bytes, String> {
     let params = serde_json::to_vec(params).map_err(|e| e.to_string())?;
-    let probe: TopLevel = serde_json::from_slice(&params).map_err(|e| e.to_string())?;
-    match probe {
-        TopLevel::Object { has_method: true } => {
-            return Err("the parameters already hold a `method` field".into());
-        }
-        TopLevel::Object { has_method: false } => {}
-        TopLevel::Other(kind) => return Err(format!("expected a JSON object, got {kind}")),
+    match params.first() {
+        Some(b'{') => {}
+        Some(b'[') => return Err("expected a JSON object, got an array".into()),
+        Some(b'"') => return Err("expected a JSON object, got a string".into()),
+        _ => return Err("expected a JSON object".into()),
+    }
+    if has_top_level_key(&params, b"method") {
+        return Err("the parameters already hold a `method` field".into());
     }
     // `params` is a serialized object: `{` then its members (or `}` if it has none). The method
     // name was checked to be ASCII alphanumeric, so it needs no escaping.
@@ -269,54 +270,38 @@ fn reply_body<P: Serialize>(method: &str, params: &P) -> Result<Bytes, String> {
     Ok(Bytes::from(body))
 }
 
-/// What the top level of a serialized value is, and whether an object has a `method` key.
-enum TopLevel {
-    Object { has_method: bool },
-    Other(&'static str),
-}
-
-impl<'de> serde::Deserialize<'de> for TopLevel {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = TopLevel;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevel, A::Error> {
-                let mut has_method = false;
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    has_method |= key == "method";
-                    map.next_value::<IgnoredAny>()?;
+/// True if the compact JSON object `json` (as `serde_json` writes it) has the top-level key
+/// `key`. serde_json escapes only quotes, backslashes and control characters in keys, so a
+/// plain key appears byte for byte.
+fn has_top_level_key(json: &[u8], key: &[u8]) -> bool {
+    let mut depth = 0usize;
+    let mut expect_key = false;
+    let mut i = 0;
+    while i < json.len() {
+        match json[i] {
+            b'"' => {
+                let start = i + 1;
+                i = start;
+                while i < json.len() && json[i] != b'"' {
+                    i += if json[i] == b'\\' { 2 } else { 1 };
                 }
-                Ok(TopLevel::Object { has_method })
+                if depth == 1 && expect_key && json.get(start..i) == Some(key) {
+                    return true;
+                }
+                expect_key = false;
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TopLevel, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(TopLevel::Other("an array"))
+            b'{' => {
+                depth += 1;
+                expect_key = depth == 1;
             }
-            fn visit_unit<E>(self) -> Result<TopLevel, E> {
-                Ok(TopLevel::Other("null"))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<TopLevel, E> {
-                Ok(TopLevel::Other("a boolean"))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<TopLevel, E> {
-                Ok(TopLevel::Other("a number"))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<TopLevel, E> {
-                Ok(TopLevel::Other("a number"))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<TopLevel, E> {
-                Ok(TopLevel::Other("a number"))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<TopLevel, E> {
-                Ok(TopLevel::Other("a string"))
-            }
+            b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' if depth == 1 => expect_key = true,
+            _ => {}
         }
-        deserializer.deserialize_any(V)
+        i += 1;
     }
+    false
 }
 
 #[cfg(test)]
@@ -370,6 +355,19 @@ mod tests {
             body,
             json!({"method": "sendMessage", "chat_id": -5, "text": "a \"q\" é"})
         );
+    }
+
+    #[test]
+    fn only_a_top_level_method_key_counts() {
+        assert!(has_top_level_key(br#"{"a":1,"method":"x"}"#, b"method"));
+        assert!(!has_top_level_key(br#"{"a":{"method":1},"b":["method"],"c":"method"}"#, b"method"));
+        assert!(!has_top_level_key(br#"{"a":"x\"method\":1"}"#, b"method"));
+        let (ctx, slot) = webhook_ctx();
+        let params = json!({"chat_id": 1, "reply_markup": {"method": "nested is fine"}});
+        ctx.webhook_reply("sendMessage", &params).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&slot.close().unwrap()).unwrap();
+        assert_eq!(body["reply_markup"]["method"], "nested is fine");
+        assert_eq!(body["method"], "sendMessage");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! The store is a trait so that several instances can share one (Redis, a database); the
 //! crate ships a bounded in-memory [`MemoryStore`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -86,15 +86,10 @@ pub const DEFAULT_CAPACITY: usize = 10_000;
 /// come seconds to a few minutes apart, so this covers several of them.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(15 * 60);
 
-enum State {
-    /// `done` is created by the first redelivery that waits: most runs have none.
-    InFlight {
-        done: Option<watch::Sender<Option<RunResult>>>,
-    },
-    Finished {
-        result: RunResult,
-        at: Instant,
-    },
+/// A finished run, remembered for redeliveries.
+struct Finished {
+    result: RunResult,
+    at: Instant,
 }
 
 /// Hashes `update_id`s: one multiply with a per-process random key. Ids reach the store only
@@ -143,15 +138,20 @@ impl std::hash::Hasher for IdHasher {
     }
 }
 
+type IdMap<V> = HashMap<u64, V, IdHasherBuilder>;
+
 struct Inner {
-    entries: HashMap<u64, State, IdHasherBuilder>,
-    /// Finished entries, oldest first; an item is stale if the entry has since changed.
-    order: VecDeque<(u64, Instant)>,
-    finished: usize,
+    /// Runs in flight; `done` is created by the first redelivery that waits for one (most runs
+    /// have none). Bounded by the dispatcher's `max_in_flight`.
+    in_flight: IdMap<Option<watch::Sender<Option<RunResult>>>>,
+    /// Finished runs, newest generation. When it holds half the capacity it becomes `older`
+    /// and the previous `older` is dropped whole: eviction without touching single old entries.
+    newer: IdMap<Finished>,
+    older: IdMap<Finished>,
 }
 
-/// A bounded in-memory [`RedeliveryStore`]: remembers up to `capacity` finished updates for up
-/// to `retention`, whichever ends first. Updates in flight are always remembered (the
+/// A bounded in-memory [`RedeliveryStore`]: remembers the last `capacity / 2` to `capacity`
+/// finished updates, each for at most `retention`. Updates in flight are always remembered (the
 /// dispatcher bounds how many there are).
 pub struct MemoryStore {
     capacity: usize,
@@ -165,7 +165,8 @@ impl fmt::Debug for MemoryStore {
         f.debug_struct("MemoryStore")
             .field("capacity", &self.capacity)
             .field("retention", &self.retention)
-            .field("entries", &inner.entries.len())
+            .field("in_flight", &inner.in_flight.len())
+            .field("finished", &(inner.newer.len() + inner.older.len()))
             .finish()
     }
 }
@@ -177,22 +178,24 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// A store remembering up to `capacity` finished updates (at least 1) for `retention`.
+    /// A store remembering up to `capacity` finished updates (at least 2) for `retention`.
     pub fn new(capacity: usize, retention: Duration) -> Self {
         Self {
-            capacity: capacity.max(1),
+            capacity: capacity.max(2),
             retention,
             inner: Mutex::new(Inner {
-                entries: HashMap::default(),
-                order: VecDeque::new(),
-                finished: 0,
+                in_flight: HashMap::default(),
+                newer: HashMap::default(),
+                older: HashMap::default(),
             }),
         }
     }
 
-    /// Number of `update_id`s remembered, in flight or finished.
+    /// Number of `update_id`s remembered, in flight or finished (expired ones may still count
+    /// until their generation is dropped).
     pub fn len(&self) -> usize {
-        self.lock().entries.len()
+        let inner = self.lock();
+        inner.in_flight.len() + inner.newer.len() + inner.older.len()
     }
 
     /// True if nothing is remembered.
@@ -206,77 +209,61 @@ impl MemoryStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn evict(&self, inner: &mut Inner, now: Instant) {
-        while let Some(&(id, at)) = inner.order.front() {
-            let expired = now.duration_since(at) >= self.retention;
-            if !expired && inner.finished <= self.capacity {
-                break;
-            }
-            inner.order.pop_front();
-            if matches!(inner.entries.get(&id), Some(State::Finished { at: t, .. }) if *t == at) {
-                inner.entries.remove(&id);
-                inner.finished -= 1;
-            }
-        }
-        // Stale items (an update that failed, ran again and finished again) are dropped here so
-        // the queue stays within a small multiple of the capacity.
-        if inner.order.len() > 2 * self.capacity + 16 {
-            let entries = &inner.entries;
-            inner.order.retain(|(id, at)| {
-                matches!(entries.get(id), Some(State::Finished { at: t, .. }) if t == at)
-            });
-        }
+    /// The finished run of `update_id`, if remembered and not expired; removes it.
+    fn take_finished(&self, inner: &mut Inner, update_id: u64) -> Option<RunResult> {
+        let finished = inner
+            .newer
+            .remove(&update_id)
+            .or_else(|| inner.older.remove(&update_id))?;
+        (finished.at.elapsed() < self.retention).then_some(finished.result)
     }
 
     fn claim_now(&self, update_id: u64) -> Claim {
-        let now = Instant::now();
         let mut inner = self.lock();
-        self.evict(&mut inner, now);
-        let failed_attempts = match inner.entries.get(&update_id) {
+        if inner.in_flight.contains_key(&update_id) {
+            return Claim::InFlight;
+        }
+        let failed_attempts = match self.take_finished(&mut inner, update_id) {
+            Some(RunResult::Done(outcome)) => {
+                // Put it back: later redeliveries get the same answer.
+                let at = Instant::now();
+                inner.newer.insert(
+                    update_id,
+                    Finished {
+                        result: RunResult::Done(outcome.clone()),
+                        at,
+                    },
+                );
+                return Claim::Done(outcome);
+            }
+            Some(RunResult::Failed { failed_attempts }) => failed_attempts,
             None => 0,
-            Some(State::InFlight { .. }) => return Claim::InFlight,
-            Some(State::Finished {
-                result: RunResult::Done(outcome),
-                ..
-            }) => {
-                return Claim::Done(outcome.clone());
-            }
-            Some(State::Finished {
-                result: RunResult::Failed { failed_attempts },
-                ..
-            }) => {
-                let n = *failed_attempts;
-                inner.finished -= 1;
-                n
-            }
         };
-        inner
-            .entries
-            .insert(update_id, State::InFlight { done: None });
+        inner.in_flight.insert(update_id, None);
         Claim::Run { failed_attempts }
     }
 
     fn finish_now(&self, update_id: u64, result: RunResult) {
-        let now = Instant::now();
         let mut inner = self.lock();
-        let previous = inner.entries.insert(
+        if let Some(Some(done)) = inner.in_flight.remove(&update_id) {
+            done.send_replace(Some(result.clone()));
+        }
+        if inner.newer.len() >= self.capacity / 2 {
+            let newer = std::mem::take(&mut inner.newer);
+            let dropped = std::mem::replace(&mut inner.older, newer);
+            // Drop the oldest generation outside the lock.
+            drop(inner);
+            drop(dropped);
+            inner = self.lock();
+        }
+        inner.older.remove(&update_id);
+        inner.newer.insert(
             update_id,
-            State::Finished {
-                result: result.clone(),
-                at: now,
+            Finished {
+                result,
+                at: Instant::now(),
             },
         );
-        match previous {
-            Some(State::InFlight { done: Some(done) }) => {
-                done.send_replace(Some(result));
-            }
-            Some(State::InFlight { done: None }) => {}
-            Some(State::Finished { .. }) => inner.finished -= 1,
-            None => {}
-        }
-        inner.finished += 1;
-        inner.order.push_back((update_id, now));
-        self.evict(&mut inner, now);
     }
 }
 
@@ -289,17 +276,19 @@ impl RedeliveryStore for MemoryStore {
     fn wait(&self, update_id: u64) -> StoreFuture<'_, Result<RunResult, StoreError>> {
         let mut rx = {
             let mut inner = self.lock();
-            match inner.entries.get_mut(&update_id) {
-                Some(State::InFlight { done }) => done
+            match inner.in_flight.get_mut(&update_id) {
+                Some(done) => done
                     .get_or_insert_with(|| watch::channel(None).0)
                     .subscribe(),
-                Some(State::Finished { result, .. }) => {
-                    return Box::pin(std::future::ready(Ok(result.clone())));
-                }
                 None => {
-                    return Box::pin(std::future::ready(Ok(RunResult::Failed {
-                        failed_attempts: 0,
-                    })));
+                    let found = inner
+                        .newer
+                        .get(&update_id)
+                        .or_else(|| inner.older.get(&update_id))
+                        .filter(|f| f.at.elapsed() < self.retention)
+                        .map(|f| f.result.clone());
+                    let result = found.unwrap_or(RunResult::Failed { failed_attempts: 0 });
+                    return Box::pin(std::future::ready(Ok(result)));
                 }
             }
         };
@@ -373,17 +362,18 @@ mod tests {
 
     #[tokio::test]
     async fn capacity_bounds_finished_entries_oldest_first() {
-        let store = MemoryStore::new(3, Duration::from_secs(60));
-        for id in 1..=5 {
+        let store = MemoryStore::new(4, Duration::from_secs(60));
+        for id in 1..=9 {
             store.claim(id).await.unwrap();
             store.finish(id, handled()).await.unwrap();
+            assert!(store.len() <= 4, "after {id}: {} remembered", store.len());
         }
-        assert_eq!(store.len(), 3);
         assert_eq!(
             store.claim(1).await.unwrap(),
             Claim::Run { failed_attempts: 0 }
         );
-        assert!(matches!(store.claim(5).await.unwrap(), Claim::Done(_)));
+        assert!(matches!(store.claim(9).await.unwrap(), Claim::Done(_)));
+        assert!(matches!(store.claim(8).await.unwrap(), Claim::Done(_)));
     }
 
     #[tokio::test]
@@ -410,8 +400,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn repeated_failures_do_not_grow_the_order_queue_without_bound() {
-        let store = MemoryStore::new(2, Duration::from_secs(60));
+    async fn repeated_failures_keep_one_entry_and_their_count() {
+        let store = MemoryStore::new(4, Duration::from_secs(60));
         for attempt in 1..=1_000 {
             store.claim(1).await.unwrap();
             store
@@ -424,12 +414,22 @@ mod tests {
                 .await
                 .unwrap();
         }
-        assert!(store.lock().order.len() <= 2 * 2 + 16 + 1);
+        assert_eq!(store.len(), 1);
         assert_eq!(
             store.claim(1).await.unwrap(),
             Claim::Run {
                 failed_attempts: 1_000
             }
         );
+    }
+
+    #[tokio::test]
+    async fn a_done_update_stays_done_for_every_redelivery() {
+        let store = MemoryStore::new(100, Duration::from_secs(60));
+        store.claim(3).await.unwrap();
+        store.finish(3, handled()).await.unwrap();
+        for _ in 0..3 {
+            assert!(matches!(store.claim(3).await.unwrap(), Claim::Done(_)));
+        }
     }
 }

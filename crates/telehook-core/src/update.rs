@@ -271,34 +271,99 @@ struct Probe {
     payload: Option<PayloadProbe>,
 }
 
-#[derive(Deserialize, Default)]
+/// A map key as raw bytes. serde_json hands these over without decoding them or checking
+/// UTF-8 (the whole body is checked once, up front), which is most of the cost of a key.
+struct RawKey<'de>(Cow<'de, [u8]>);
+
+impl<'de> Deserialize<'de> for RawKey<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawKey<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<RawKey<'de>, E> {
+                Ok(RawKey(Cow::Borrowed(v)))
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<RawKey<'de>, E> {
+                Ok(RawKey(Cow::Owned(v.to_vec())))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<RawKey<'de>, E> {
+                Ok(RawKey(Cow::Borrowed(v.as_bytes())))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawKey<'de>, E> {
+                Ok(RawKey(Cow::Owned(v.as_bytes().to_vec())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<RawKey<'de>, E> {
+                Ok(RawKey(Cow::Owned(v.into_bytes())))
+            }
+        }
+        deserializer.deserialize_bytes(V)
+    }
+}
+
+/// An object whose few interesting fields are read and the rest skipped.
+trait ObjectProbe<'de>: Default {
+    /// Reads the value of `key` if it is interesting; returns false to have it skipped.
+    fn field<A: MapAccess<'de>>(&mut self, key: &[u8], map: &mut A) -> Result<bool, A::Error>;
+}
+
+#[derive(Default)]
 struct IdProbe {
-    #[serde(default)]
     id: LenientI64,
 }
 
-#[derive(Deserialize, Default)]
+impl<'de> ObjectProbe<'de> for IdProbe {
+    fn field<A: MapAccess<'de>>(&mut self, key: &[u8], map: &mut A) -> Result<bool, A::Error> {
+        if key == b"id" {
+            self.id = map.next_value()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+#[derive(Default)]
 struct MessageProbe {
-    #[serde(default)]
     chat: Lenient<IdProbe>,
+}
+
+impl<'de> ObjectProbe<'de> for MessageProbe {
+    fn field<A: MapAccess<'de>>(&mut self, key: &[u8], map: &mut A) -> Result<bool, A::Error> {
+        if key == b"chat" {
+            self.chat = map.next_value()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
 }
 
 /// The fields of a payload that name its chat, its sender or its own id; the rest is skipped.
 /// Every field is lenient: a payload of a shape this crate does not expect is still an update.
-#[derive(Deserialize, Default)]
+#[derive(Default)]
 struct PayloadProbe {
-    #[serde(default)]
     chat: Lenient<IdProbe>,
-    #[serde(default)]
     from: Lenient<IdProbe>,
-    #[serde(default)]
     user: Lenient<IdProbe>,
-    #[serde(default)]
     voter_chat: Lenient<IdProbe>,
-    #[serde(default)]
     message: Lenient<MessageProbe>,
-    #[serde(default)]
     id: StringId,
+}
+
+impl<'de> ObjectProbe<'de> for PayloadProbe {
+    fn field<A: MapAccess<'de>>(&mut self, key: &[u8], map: &mut A) -> Result<bool, A::Error> {
+        match key {
+            b"chat" => self.chat = map.next_value()?,
+            b"from" => self.from = map.next_value()?,
+            b"user" => self.user = map.next_value()?,
+            b"voter_chat" => self.voter_chat = map.next_value()?,
+            b"message" => self.message = map.next_value()?,
+            b"id" => self.id = map.next_value()?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
 }
 
 impl PayloadProbe {
@@ -320,16 +385,22 @@ impl<T> Default for Lenient<T> {
     }
 }
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
+impl<'de, T: ObjectProbe<'de>> Deserialize<'de> for Lenient<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+        impl<'de, T: ObjectProbe<'de>> Visitor<'de> for V<T> {
             type Value = Lenient<T>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("any JSON value")
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Lenient<T>, A::Error> {
-                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(|t| Lenient(Some(t)))
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Lenient<T>, A::Error> {
+                let mut probe = T::default();
+                while let Some(key) = map.next_key::<RawKey<'de>>()? {
+                    if !probe.field(&key.0, &mut map)? {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Lenient(Some(probe)))
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Lenient<T>, A::Error> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
@@ -487,6 +558,10 @@ fn keys_for(
 }
 
 fn parse_probe(raw: &[u8]) -> Result<Probe, InvalidUpdate> {
+    // JSON text is UTF-8. One check of the whole body here lets the parser skip it per key.
+    if let Err(e) = std::str::from_utf8(raw) {
+        return Err(InvalidUpdate::NotJson(format!("not UTF-8 ({e})")));
+    }
     let mut de = serde_json::Deserializer::from_slice(raw);
     let probe = de.deserialize_any(ProbeVisitor).map_err(|e| classify(&e))?;
     de.end()
@@ -516,8 +591,8 @@ impl<'de> Visitor<'de> for ProbeVisitor {
         let mut update_id: Option<Result<u64, InvalidUpdate>> = None;
         let mut kind = None;
         let mut payload = None;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if key == "update_id" {
+        while let Some(key) = map.next_key::<RawKey<'de>>()? {
+            if *key.0 == *b"update_id" {
                 if update_id.is_some() {
                     map.next_value::<IgnoredAny>()?;
                     update_id = Some(Err(InvalidUpdate::DuplicateUpdateId));
@@ -532,7 +607,7 @@ impl<'de> Visitor<'de> for ProbeVisitor {
                 );
             } else if kind.is_none() {
                 payload = map.next_value::<Lenient<PayloadProbe>>()?.0;
-                kind = Some(kind_name(&key));
+                kind = Some(kind_name(&String::from_utf8_lossy(&key.0)));
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -714,6 +789,30 @@ mod tests {
             Update::from_bytes(dup).unwrap_err(),
             InvalidUpdate::DuplicateUpdateId
         );
+    }
+
+    #[test]
+    fn invalid_utf8_is_not_json() {
+        let err = Update::from_bytes(&b"{\"update_id\":1,\"message\":{\"text\":\"\xff\"}}"[..]).unwrap_err();
+        assert!(matches!(err, InvalidUpdate::NotJson(ref m) if m.contains("UTF-8")), "{err}");
+    }
+
+    #[test]
+    fn escaped_keys_are_decoded() {
+        let body = r#"{"upd\u0061te_id":9,"mess\u0061ge":{"ch\u0061t":{"id":5}}}"#;
+        let u = Update::from_bytes(body).unwrap();
+        assert_eq!(u.update_id(), 9);
+        assert_eq!(u.kind(), Some("message"));
+        assert_eq!(u.sequence_key(), Some(&SequenceKey::Chat(5)));
+    }
+
+    #[test]
+    fn odd_shapes_in_the_payload_do_not_reject_the_update() {
+        let body = r#"{"update_id":3,"message":{"chat":"not an object","from":{"id":"x"},"id":[1,2]}}"#;
+        let u = Update::from_bytes(body).unwrap();
+        assert_eq!((u.chat_id(), u.sender_id(), u.sequence_key()), (None, None, None));
+        let u = Update::from_bytes(r#"{"update_id":4,"future_kind":42}"#).unwrap();
+        assert_eq!(u.kind(), Some("future_kind"));
     }
 
     #[test]
