@@ -360,7 +360,10 @@ mod tests {
     #[test]
     fn only_a_top_level_method_key_counts() {
         assert!(has_top_level_key(br#"{"a":1,"method":"x"}"#, b"method"));
-        assert!(!has_top_level_key(br#"{"a":{"method":1},"b":["method"],"c":"method"}"#, b"method"));
+        assert!(!has_top_level_key(
+            br#"{"a":{"method":1},"b":["method"],"c":"method"}"#,
+            b"method"
+        ));
         assert!(!has_top_level_key(br#"{"a":"x\"method\":1"}"#, b"method"));
         let (ctx, slot) = webhook_ctx();
         let params = json!({"chat_id": 1, "reply_markup": {"method": "nested is fine"}});

@@ -793,8 +793,12 @@ mod tests {
 
     #[test]
     fn invalid_utf8_is_not_json() {
-        let err = Update::from_bytes(&b"{\"update_id\":1,\"message\":{\"text\":\"\xff\"}}"[..]).unwrap_err();
-        assert!(matches!(err, InvalidUpdate::NotJson(ref m) if m.contains("UTF-8")), "{err}");
+        let err = Update::from_bytes(&b"{\"update_id\":1,\"message\":{\"text\":\"\xff\"}}"[..])
+            .unwrap_err();
+        assert!(
+            matches!(err, InvalidUpdate::NotJson(ref m) if m.contains("UTF-8")),
+            "{err}"
+        );
     }
 
     #[test]
@@ -808,9 +812,13 @@ mod tests {
 
     #[test]
     fn odd_shapes_in_the_payload_do_not_reject_the_update() {
-        let body = r#"{"update_id":3,"message":{"chat":"not an object","from":{"id":"x"},"id":[1,2]}}"#;
+        let body =
+            r#"{"update_id":3,"message":{"chat":"not an object","from":{"id":"x"},"id":[1,2]}}"#;
         let u = Update::from_bytes(body).unwrap();
-        assert_eq!((u.chat_id(), u.sender_id(), u.sequence_key()), (None, None, None));
+        assert_eq!(
+            (u.chat_id(), u.sender_id(), u.sequence_key()),
+            (None, None, None)
+        );
         let u = Update::from_bytes(r#"{"update_id":4,"future_kind":42}"#).unwrap();
         assert_eq!(u.kind(), Some("future_kind"));
     }
