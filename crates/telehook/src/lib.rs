@@ -19,3 +19,15 @@ pub mod actix {
 pub mod warp {
     pub use telehook_warp::*;
 }
+
+/// The hyper adapter (feature `hyper`): `serve(listener, webhook, shutdown, deadline)`.
+#[cfg(feature = "hyper")]
+pub mod hyper {
+    pub use telehook_hyper::*;
+}
+
+/// The AWS Lambda adapter (feature `lambda`): `run(webhook)`.
+#[cfg(feature = "lambda")]
+pub mod lambda {
+    pub use telehook_lambda::*;
+}
