@@ -1,0 +1,44 @@
+#![doc = include_str!("../README.md")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use telehook::{BuildError, Context, HandlerError, Update, Webhook};
+
+/// The function's own state (lives as long as a warm instance).
+#[derive(Clone, Debug, Default)]
+pub struct AppState {
+    /// Text messages echoed by this instance.
+    pub echoed: Arc<AtomicU64>,
+}
+
+/// The handler timeout: below the function's timeout (15 s in the deploy steps).
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the echo bot does with one update: a text message gets the same text back.
+pub async fn echo(state: AppState, update: Update, ctx: Context) -> Result<(), HandlerError> {
+    let value: serde_json::Value = update.deserialize()?;
+    let Some(text) = value.pointer("/message/text").and_then(|t| t.as_str()) else {
+        return Ok(());
+    };
+    let chat_id = update.chat_id().ok_or("a message without a chat")?;
+    ctx.webhook_reply(
+        "sendMessage",
+        serde_json::json!({ "chat_id": chat_id, "text": text }),
+    )?;
+    state.echoed.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Builds the webhook (without a secret, deliveries are accepted and a warning is logged).
+pub fn webhook(state: AppState, secret_token: Option<&str>) -> Result<Webhook, BuildError> {
+    let mut builder = Webhook::builder().timeout(TIMEOUT);
+    match secret_token {
+        Some(secret) => builder = builder.secret_token(secret),
+        None => tracing::warn!(
+            "TELEHOOK_SECRET is not set: accepting updates without the secret token header"
+        ),
+    }
+    builder.build(move |update: Update, ctx: Context| echo(state.clone(), update, ctx))
+}
