@@ -17,11 +17,13 @@ pub enum Adapter {
     Actix,
     /// `telehook-warp` on `warp::serve`.
     Warp,
+    /// `telehook-hyper`'s own server.
+    Hyper,
 }
 
 impl Adapter {
     /// Every adapter.
-    pub const ALL: [Adapter; 3] = [Adapter::Axum, Adapter::Actix, Adapter::Warp];
+    pub const ALL: [Adapter; 4] = [Adapter::Axum, Adapter::Actix, Adapter::Warp, Adapter::Hyper];
 }
 
 /// A running server; stops when dropped.
@@ -79,6 +81,19 @@ pub async fn serve(adapter: Adapter, webhook: Webhook) -> std::io::Result<Server
                     })
                     .run(),
             );
+            addr
+        }
+        Adapter::Hyper => {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            tokio::spawn(telehook_hyper::serve(
+                listener,
+                webhook,
+                async move {
+                    let _ = stopped.await;
+                },
+                std::time::Duration::from_secs(1),
+            ));
             addr
         }
         Adapter::Actix => {
