@@ -244,29 +244,32 @@ impl Context {
     }
 }
 
-/// Serializes `params` once and puts `"method"` in front: `{"method":"…",<params>}`.
+/// Serializes `params` once, straight after `{"method":"…"`, and turns the object's own `{`
+/// into the separator: `{"method":"…",<params>}` in one buffer.
 fn reply_body<P: Serialize>(method: &str, params: &P) -> Result<Bytes, String> {
-    let params = serde_json::to_vec(params).map_err(|e| e.to_string())?;
+    // The method name was checked to be ASCII alphanumeric, so it needs no escaping.
+    let mut body = Vec::with_capacity(128);
+    body.extend_from_slice(b"{\"method\":\"");
+    body.extend_from_slice(method.as_bytes());
+    body.push(b'"');
+    let start = body.len();
+    serde_json::to_writer(&mut body, params).map_err(|e| e.to_string())?;
+    let params = &body[start..];
     match params.first() {
         Some(b'{') => {}
         Some(b'[') => return Err("expected a JSON object, got an array".into()),
         Some(b'"') => return Err("expected a JSON object, got a string".into()),
         _ => return Err("expected a JSON object".into()),
     }
-    if has_top_level_key(&params, b"method") {
+    if has_top_level_key(params, b"method") {
         return Err("the parameters already hold a `method` field".into());
     }
-    // `params` is a serialized object: `{` then its members (or `}` if it has none). The method
-    // name was checked to be ASCII alphanumeric, so it needs no escaping.
-    let members = &params[1..];
-    let mut body = Vec::with_capacity(params.len() + method.len() + 13);
-    body.extend_from_slice(b"{\"method\":\"");
-    body.extend_from_slice(method.as_bytes());
-    body.push(b'"');
-    if members.first() != Some(&b'}') {
-        body.push(b',');
+    if params.get(1) == Some(&b'}') {
+        // No parameters: drop the `{` and keep the `}` that closes the body.
+        body.remove(start);
+    } else {
+        body[start] = b',';
     }
-    body.extend_from_slice(members);
     Ok(Bytes::from(body))
 }
 

@@ -92,67 +92,35 @@ struct Finished {
     at: Instant,
 }
 
-/// Hashes `update_id`s: one multiply with a per-process random key. Ids reach the store only
-/// with the right secret token, and SipHash's strength is not needed for them.
-#[derive(Clone)]
-struct IdHasherBuilder(u64);
-
-impl Default for IdHasherBuilder {
-    fn default() -> Self {
-        use std::hash::BuildHasher as _;
-        Self(std::collections::hash_map::RandomState::new().hash_one(0x7e1e_400c_u64) | 1)
-    }
+/// A finished run in its slot, remembered for redeliveries.
+struct Slot {
+    update_id: u64,
+    finished: Finished,
 }
-
-impl std::hash::BuildHasher for IdHasherBuilder {
-    type Hasher = IdHasher;
-    fn build_hasher(&self) -> IdHasher {
-        IdHasher {
-            key: self.0,
-            hash: 0,
-        }
-    }
-}
-
-struct IdHasher {
-    key: u64,
-    hash: u64,
-}
-
-impl std::hash::Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        let mixed = (self.hash ^ n)
-            .wrapping_add(self.key)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        self.hash = mixed ^ (mixed >> 29);
-    }
-
-    fn finish(&self) -> u64 {
-        self.hash
-    }
-}
-
-type IdMap<V> = HashMap<u64, V, IdHasherBuilder>;
 
 struct Inner {
     /// Runs in flight; `done` is created by the first redelivery that waits for one (most runs
     /// have none). Bounded by the dispatcher's `max_in_flight`.
-    in_flight: IdMap<Option<watch::Sender<Option<RunResult>>>>,
-    /// Finished runs, newest generation. When it holds half the capacity it becomes `older`
-    /// and the previous `older` is dropped whole: eviction without touching single old entries.
-    newer: IdMap<Finished>,
-    older: IdMap<Finished>,
+    in_flight: HashMap<u64, Option<watch::Sender<Option<RunResult>>>>,
+    /// Finished runs, direct-mapped: `update_id % capacity` names the slot. Telegram numbers a
+    /// bot's updates one after another, so the last `capacity` updates each have a slot of
+    /// their own, and a new update overwrites the one `capacity` updates before it: eviction
+    /// costs one slot write, the table never grows, rehashes or drops a batch at once.
+    /// Allocated on the first finished run.
+    slots: Vec<Option<Slot>>,
+    /// Slots holding a run.
+    occupied: usize,
 }
 
-/// A bounded in-memory [`RedeliveryStore`]: remembers the last `capacity / 2` to `capacity`
-/// finished updates, each for at most `retention`. Updates in flight are always remembered (the
-/// dispatcher bounds how many there are).
+/// A bounded in-memory [`RedeliveryStore`].
+///
+/// Remembers the last `capacity` finished updates of a bot, each for at most `retention`.
+/// It is a direct-mapped table (`update_id % capacity` picks the slot), which suits Telegram's
+/// consecutive `update_id`s: two ids share a slot only if they are a multiple of `capacity`
+/// apart, and then the newer one replaces the older. Memory: about 64 bytes per slot plus the
+/// webhook reply kept for each remembered update (a redelivery of a handled update is answered
+/// with the same reply, because Telegram never received the first answer). Updates in flight
+/// are always remembered (the dispatcher bounds how many there are).
 pub struct MemoryStore {
     capacity: usize,
     retention: Duration,
@@ -166,7 +134,7 @@ impl fmt::Debug for MemoryStore {
             .field("capacity", &self.capacity)
             .field("retention", &self.retention)
             .field("in_flight", &inner.in_flight.len())
-            .field("finished", &(inner.newer.len() + inner.older.len()))
+            .field("finished", &inner.occupied)
             .finish()
     }
 }
@@ -178,27 +146,27 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// A store remembering up to `capacity` finished updates (at least 2) for `retention`.
+    /// A store remembering up to `capacity` finished updates (at least 1) for `retention`.
     pub fn new(capacity: usize, retention: Duration) -> Self {
         Self {
-            capacity: capacity.max(2),
+            capacity: capacity.max(1),
             retention,
             inner: Mutex::new(Inner {
-                in_flight: HashMap::default(),
-                newer: HashMap::default(),
-                older: HashMap::default(),
+                in_flight: HashMap::new(),
+                slots: Vec::new(),
+                occupied: 0,
             }),
         }
     }
 
-    /// Number of `update_id`s remembered, in flight or finished (expired ones may still count
-    /// until their generation is dropped).
+    /// Updates remembered: in flight plus finished (including finished ones past their
+    /// retention that no newer update has replaced yet).
     pub fn len(&self) -> usize {
         let inner = self.lock();
-        inner.in_flight.len() + inner.newer.len() + inner.older.len()
+        inner.in_flight.len() + inner.occupied
     }
 
-    /// True if nothing is remembered.
+    /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -209,13 +177,21 @@ impl MemoryStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The finished run of `update_id`, if remembered and not expired; removes it.
-    fn take_finished(&self, inner: &mut Inner, update_id: u64) -> Option<RunResult> {
-        let finished = inner
-            .newer
-            .remove(&update_id)
-            .or_else(|| inner.older.remove(&update_id))?;
-        (finished.at.elapsed() < self.retention).then_some(finished.result)
+    fn slot_index(&self, update_id: u64) -> usize {
+        // The remainder is below `capacity`, a usize.
+        (update_id % self.capacity as u64) as usize
+    }
+
+    /// The finished run of `update_id`, if it is remembered and within the retention.
+    fn finished<'a>(&self, inner: &'a Inner, update_id: u64) -> Option<&'a RunResult> {
+        match inner.slots.get(self.slot_index(update_id)) {
+            Some(Some(slot))
+                if slot.update_id == update_id && slot.finished.at.elapsed() < self.retention =>
+            {
+                Some(&slot.finished.result)
+            }
+            _ => None,
+        }
     }
 
     fn claim_now(&self, update_id: u64) -> Claim {
@@ -223,20 +199,10 @@ impl MemoryStore {
         if inner.in_flight.contains_key(&update_id) {
             return Claim::InFlight;
         }
-        let failed_attempts = match self.take_finished(&mut inner, update_id) {
-            Some(RunResult::Done(outcome)) => {
-                // Put it back: later redeliveries get the same answer.
-                let at = Instant::now();
-                inner.newer.insert(
-                    update_id,
-                    Finished {
-                        result: RunResult::Done(outcome.clone()),
-                        at,
-                    },
-                );
-                return Claim::Done(outcome);
-            }
-            Some(RunResult::Failed { failed_attempts }) => failed_attempts,
+        let failed_attempts = match self.finished(&inner, update_id) {
+            // Left in its slot: later redeliveries get the same answer.
+            Some(RunResult::Done(outcome)) => return Claim::Done(outcome.clone()),
+            Some(RunResult::Failed { failed_attempts }) => *failed_attempts,
             None => 0,
         };
         inner.in_flight.insert(update_id, None);
@@ -244,26 +210,28 @@ impl MemoryStore {
     }
 
     fn finish_now(&self, update_id: u64, result: RunResult) {
+        let index = self.slot_index(update_id);
         let mut inner = self.lock();
         if let Some(Some(done)) = inner.in_flight.remove(&update_id) {
             done.send_replace(Some(result.clone()));
         }
-        if inner.newer.len() >= self.capacity / 2 {
-            let newer = std::mem::take(&mut inner.newer);
-            let dropped = std::mem::replace(&mut inner.older, newer);
-            // Drop the oldest generation outside the lock.
-            drop(inner);
-            drop(dropped);
-            inner = self.lock();
+        if inner.slots.is_empty() {
+            inner.slots.resize_with(self.capacity, || None);
         }
-        inner.older.remove(&update_id);
-        inner.newer.insert(
+        let slot = Some(Slot {
             update_id,
-            Finished {
+            finished: Finished {
                 result,
                 at: Instant::now(),
             },
-        );
+        });
+        let replaced = std::mem::replace(&mut inner.slots[index], slot);
+        if replaced.is_none() {
+            inner.occupied += 1;
+        }
+        // The replaced run (and its reply) is freed outside the lock.
+        drop(inner);
+        drop(replaced);
     }
 }
 
@@ -281,12 +249,7 @@ impl RedeliveryStore for MemoryStore {
                     .get_or_insert_with(|| watch::channel(None).0)
                     .subscribe(),
                 None => {
-                    let found = inner
-                        .newer
-                        .get(&update_id)
-                        .or_else(|| inner.older.get(&update_id))
-                        .filter(|f| f.at.elapsed() < self.retention)
-                        .map(|f| f.result.clone());
+                    let found = self.finished(&inner, update_id).cloned();
                     let result = found.unwrap_or(RunResult::Failed { failed_attempts: 0 });
                     return Box::pin(std::future::ready(Ok(result)));
                 }
@@ -374,6 +337,46 @@ mod tests {
         );
         assert!(matches!(store.claim(9).await.unwrap(), Claim::Done(_)));
         assert!(matches!(store.claim(8).await.unwrap(), Claim::Done(_)));
+    }
+
+    #[tokio::test]
+    async fn consecutive_ids_keep_their_own_slots_and_ids_capacity_apart_share_one() {
+        let store = MemoryStore::new(8, Duration::from_secs(60));
+        for id in 100..108 {
+            store.claim(id).await.unwrap();
+            store.finish(id, handled()).await.unwrap();
+        }
+        for id in 100..108 {
+            assert!(
+                matches!(store.claim(id).await.unwrap(), Claim::Done(_)),
+                "{id}"
+            );
+        }
+        assert_eq!(store.len(), 8);
+        // 108 takes 100's slot: 100 is forgotten, 101..=108 are remembered.
+        store.claim(108).await.unwrap();
+        store.finish(108, handled()).await.unwrap();
+        assert_eq!(store.len(), 8);
+        assert!(matches!(store.claim(108).await.unwrap(), Claim::Done(_)));
+        assert!(matches!(store.claim(101).await.unwrap(), Claim::Done(_)));
+        assert_eq!(
+            store.claim(100).await.unwrap(),
+            Claim::Run { failed_attempts: 0 }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_waiter_after_the_run_gets_the_remembered_result() {
+        let store = MemoryStore::new(8, Duration::from_secs(60));
+        store.claim(3).await.unwrap();
+        store
+            .finish(3, RunResult::Failed { failed_attempts: 2 })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.wait(3).await.unwrap(),
+            RunResult::Failed { failed_attempts: 2 }
+        );
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 mod context;
 pub mod guard;
 mod handler;
+mod scan;
 mod service;
 mod update;
 mod webhook;

@@ -6,7 +6,9 @@ use std::fmt;
 
 use bytes::Bytes;
 use serde::Deserialize;
-use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeOwned, Deserializer};
+
+use crate::scan::{self, Payload};
 
 /// The queue an update belongs to: Telegram delivers one update per queue at a time, so updates
 /// with the same key must be handled one after another (see `docs/timeouts.md`).
@@ -210,15 +212,13 @@ impl UpdateType for serde_json::Value {
             .as_object()?
             .iter()
             .find(|(k, _)| k.as_str() != "update_id")?;
-        let probe = Lenient::<PayloadProbe>::deserialize(payload).ok()?.0;
-        keys_for(kind, probe).2
+        keys_for(kind, Payload::from_value(payload)).2
     }
 }
 
 #[cfg(feature = "frankenstein")]
 mod frankenstein_impl {
-    use super::{Lenient, PayloadProbe, SequenceKey, UpdateType, keys_for};
-    use serde::Deserialize as _;
+    use super::{Payload, SequenceKey, UpdateType, keys_for};
 
     impl UpdateType for frankenstein::updates::Update {
         fn update_id(&self) -> u64 {
@@ -229,8 +229,7 @@ mod frankenstein_impl {
             // The payload is an externally tagged enum: its one key is the kind's name.
             let value = serde_json::to_value(&self.content).ok()?;
             let (kind, payload) = value.as_object()?.iter().next()?;
-            let probe = Lenient::<PayloadProbe>::deserialize(payload).ok()?.0;
-            keys_for(kind, probe).2
+            keys_for(kind, Payload::from_value(payload)).2
         }
     }
 }
@@ -265,233 +264,6 @@ mod teloxide_impl {
 
 // --- parsing ------------------------------------------------------------------------------
 
-struct Probe {
-    update_id: u64,
-    kind: Option<Cow<'static, str>>,
-    payload: Option<PayloadProbe>,
-}
-
-/// A map key as raw bytes. serde_json hands these over without decoding them or checking
-/// UTF-8 (the whole body is checked once, up front), which is most of the cost of a key.
-struct RawKey<'de>(Cow<'de, [u8]>);
-
-impl<'de> Deserialize<'de> for RawKey<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawKey<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<RawKey<'de>, E> {
-                Ok(RawKey(Cow::Borrowed(v)))
-            }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<RawKey<'de>, E> {
-                Ok(RawKey(Cow::Owned(v.to_vec())))
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<RawKey<'de>, E> {
-                Ok(RawKey(Cow::Borrowed(v.as_bytes())))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawKey<'de>, E> {
-                Ok(RawKey(Cow::Owned(v.as_bytes().to_vec())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<RawKey<'de>, E> {
-                Ok(RawKey(Cow::Owned(v.into_bytes())))
-            }
-        }
-        deserializer.deserialize_bytes(V)
-    }
-}
-
-/// An object whose few interesting fields are read and the rest skipped.
-trait ObjectProbe<'de>: Default {
-    /// Reads the value of `key` if it is interesting; returns false to have it skipped.
-    fn field<A: MapAccess<'de>>(&mut self, key: &[u8], map: &mut A) -> Result<bool, A::Error>;
-}
-
-#[derive(Default)]
-struct IdProbe {
-    id: LenientI64,
-}
-
-impl<'de> ObjectProbe<'de> for IdProbe {
-    fn field<A: MapAccess<'de>>(&mut self, key: &[u8], map: &mut A) -> Result<bool, A::Error> {
-        if key == b"id" {
-            self.id = map.next_value()?;
-            return Ok(true);
-        }
-        Ok(false)
-    }
-}
-
-#[derive(Default)]
-struct MessageProbe {
-    chat: Lenient<IdProbe>,
-}
-
-impl<'de> ObjectProbe<'de> for MessageProbe {
-    fn field<A: MapAccess<'de>>(&mut self, key: &[u8], map: &mut A) -> Result<bool, A::Error> {
-        if key == b"chat" {
-            self.chat = map.next_value()?;
-            return Ok(true);
-        }
-        Ok(false)
-    }
-}
-
-/// The fields of a payload that name its chat, its sender or its own id; the rest is skipped.
-/// Every field is lenient: a payload of a shape this crate does not expect is still an update.
-#[derive(Default)]
-struct PayloadProbe {
-    chat: Lenient<IdProbe>,
-    from: Lenient<IdProbe>,
-    user: Lenient<IdProbe>,
-    voter_chat: Lenient<IdProbe>,
-    message: Lenient<MessageProbe>,
-    id: StringId,
-}
-
-impl<'de> ObjectProbe<'de> for PayloadProbe {
-    fn field<A: MapAccess<'de>>(&mut self, key: &[u8], map: &mut A) -> Result<bool, A::Error> {
-        match key {
-            b"chat" => self.chat = map.next_value()?,
-            b"from" => self.from = map.next_value()?,
-            b"user" => self.user = map.next_value()?,
-            b"voter_chat" => self.voter_chat = map.next_value()?,
-            b"message" => self.message = map.next_value()?,
-            b"id" => self.id = map.next_value()?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    }
-}
-
-impl PayloadProbe {
-    fn chat_id(&self) -> Option<i64> {
-        self.chat.0.as_ref().and_then(|c| c.id.0)
-    }
-}
-
-fn id_of(probe: &Lenient<IdProbe>) -> Option<i64> {
-    probe.0.as_ref().and_then(|p| p.id.0)
-}
-
-/// An object read as `T`; any other JSON value is skipped and gives `None`.
-struct Lenient<T>(Option<T>);
-
-impl<T> Default for Lenient<T> {
-    fn default() -> Self {
-        Self(None)
-    }
-}
-
-impl<'de, T: ObjectProbe<'de>> Deserialize<'de> for Lenient<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V<T>(std::marker::PhantomData<T>);
-        impl<'de, T: ObjectProbe<'de>> Visitor<'de> for V<T> {
-            type Value = Lenient<T>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Lenient<T>, A::Error> {
-                let mut probe = T::default();
-                while let Some(key) = map.next_key::<RawKey<'de>>()? {
-                    if !probe.field(&key.0, &mut map)? {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                Ok(Lenient(Some(probe)))
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Lenient<T>, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Lenient(None))
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Lenient<T>, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Lenient<T>, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Lenient<T>, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Lenient<T>, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Lenient<T>, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Lenient<T>, E> {
-                Ok(Lenient(None))
-            }
-        }
-        deserializer.deserialize_any(V(std::marker::PhantomData))
-    }
-}
-
-/// Defines a lenient scalar: the listed JSON types become a value, anything else is skipped.
-macro_rules! lenient_scalar {
-    ($(#[$doc:meta])* $name:ident($ty:ty) { $($visit:ident($arg:ty) => $conv:expr;)* }) => {
-        $(#[$doc])*
-        #[derive(Default)]
-        struct $name(Option<$ty>);
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                struct V;
-                impl<'de> Visitor<'de> for V {
-                    type Value = $name;
-                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                        f.write_str("any JSON value")
-                    }
-                    $(
-                        #[allow(clippy::redundant_closure_call)]
-                        fn $visit<E: de::Error>(self, v: $arg) -> Result<$name, E> {
-                            Ok($name(($conv)(v)))
-                        }
-                    )*
-                    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<$name, A::Error> {
-                        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                        Ok($name(None))
-                    }
-                    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<$name, A::Error> {
-                        while seq.next_element::<IgnoredAny>()?.is_some() {}
-                        Ok($name(None))
-                    }
-                    fn visit_unit<E: de::Error>(self) -> Result<$name, E> {
-                        Ok($name(None))
-                    }
-                    fn visit_bool<E: de::Error>(self, _: bool) -> Result<$name, E> {
-                        Ok($name(None))
-                    }
-                    fn visit_f64<E: de::Error>(self, _: f64) -> Result<$name, E> {
-                        Ok($name(None))
-                    }
-                }
-                deserializer.deserialize_any(V)
-            }
-        }
-    };
-}
-
-lenient_scalar! {
-    /// A chat or user id: a JSON integer that fits `i64`.
-    LenientI64(i64) {
-        visit_i64(i64) => Some;
-        visit_u64(u64) => |v| i64::try_from(v).ok();
-        visit_str(&str) => |_| None;
-    }
-}
-
-lenient_scalar! {
-    /// A string id (polls); integers are skipped.
-    StringId(String) {
-        visit_str(&str) => |v: &str| Some(v.to_owned());
-        visit_i64(i64) => |_| None;
-        visit_u64(u64) => |_| None;
-    }
-}
-
 const KNOWN_KINDS: &[&str] = &[
     "message",
     "edited_message",
@@ -518,25 +290,30 @@ const KNOWN_KINDS: &[&str] = &[
     "removed_chat_boost",
 ];
 
-fn kind_name(key: &str) -> Cow<'static, str> {
-    match KNOWN_KINDS.iter().find(|known| **known == key) {
+struct Probe {
+    update_id: u64,
+    kind: Option<Cow<'static, str>>,
+    payload: Option<Payload>,
+}
+
+fn kind_name(key: &[u8]) -> Cow<'static, str> {
+    match KNOWN_KINDS.iter().find(|known| known.as_bytes() == key) {
         Some(known) => Cow::Borrowed(known),
-        None => Cow::Owned(key.to_owned()),
+        // Valid UTF-8: the body was checked, and escapes decode to UTF-8.
+        None => Cow::Owned(String::from_utf8_lossy(key).into_owned()),
     }
 }
 
 /// Chat id, sender id and queue key for a payload of the given kind (TELEGRAM.md, "Queue key").
 fn keys_for(
     kind: &str,
-    payload: Option<PayloadProbe>,
+    payload: Option<Payload>,
 ) -> (Option<i64>, Option<i64>, Option<SequenceKey>) {
     let Some(p) = payload else {
         return (None, None, None);
     };
-    let chat_id = p
-        .chat_id()
-        .or_else(|| p.message.0.as_ref().and_then(|m| id_of(&m.chat)));
-    let sender_id = id_of(&p.from).or_else(|| id_of(&p.user));
+    let chat_id = p.chat.or(p.message_chat);
+    let sender_id = p.from.or(p.user);
     let key = match kind {
         "callback_query"
         | "inline_query"
@@ -546,10 +323,10 @@ fn keys_for(
         | "chat_join_request"
         | "purchased_paid_media"
         | "business_connection" => sender_id.map(SequenceKey::User),
-        "poll" => p.id.0.map(SequenceKey::Poll),
+        "poll" => p.id.map(SequenceKey::Poll),
         "poll_answer" => match sender_id {
             Some(user) => Some(SequenceKey::User(user)),
-            None => id_of(&p.voter_chat).map(SequenceKey::Chat),
+            None => p.voter_chat.map(SequenceKey::Chat),
         },
         // Every other kind, known or newer than this crate, is ordered by its chat.
         _ => chat_id.map(SequenceKey::Chat),
@@ -558,139 +335,18 @@ fn keys_for(
 }
 
 fn parse_probe(raw: &[u8]) -> Result<Probe, InvalidUpdate> {
-    // JSON text is UTF-8. One check of the whole body here lets the parser skip it per key.
-    if let Err(e) = std::str::from_utf8(raw) {
-        return Err(InvalidUpdate::NotJson(format!("not UTF-8 ({e})")));
-    }
-    let mut de = serde_json::Deserializer::from_slice(raw);
-    let probe = de.deserialize_any(ProbeVisitor).map_err(|e| classify(&e))?;
-    de.end()
-        .map_err(|e| InvalidUpdate::NotJson(e.to_string()))?;
-    probe
-}
-
-fn classify(e: &serde_json::Error) -> InvalidUpdate {
-    match e.classify() {
-        serde_json::error::Category::Data => InvalidUpdate::Malformed(e.to_string()),
-        _ => InvalidUpdate::NotJson(e.to_string()),
-    }
-}
-
-/// Visits the top-level object; the outer `Result` is for JSON syntax errors, the inner one
-/// for a well-formed body that is not an update.
-struct ProbeVisitor;
-
-impl<'de> Visitor<'de> for ProbeVisitor {
-    type Value = Result<Probe, InvalidUpdate>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a Telegram update object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut update_id: Option<Result<u64, InvalidUpdate>> = None;
-        let mut kind = None;
-        let mut payload = None;
-        while let Some(key) = map.next_key::<RawKey<'de>>()? {
-            if *key.0 == *b"update_id" {
-                if update_id.is_some() {
-                    map.next_value::<IgnoredAny>()?;
-                    update_id = Some(Err(InvalidUpdate::DuplicateUpdateId));
-                    continue;
-                }
-                let value = map.next_value::<UpdateIdValue>()?;
-                update_id = Some(
-                    value
-                        .0
-                        .filter(|id| *id > 0)
-                        .ok_or(InvalidUpdate::BadUpdateId),
-                );
-            } else if kind.is_none() {
-                payload = map.next_value::<Lenient<PayloadProbe>>()?.0;
-                kind = Some(kind_name(&String::from_utf8_lossy(&key.0)));
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(match update_id {
-            None => Err(InvalidUpdate::MissingUpdateId),
-            Some(Err(e)) => Err(e),
-            Some(Ok(update_id)) => Ok(Probe {
-                update_id,
-                kind,
-                payload,
-            }),
-        })
-    }
-
-    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Err(InvalidUpdate::NotAnObject))
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Err(InvalidUpdate::NotAnObject))
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Err(InvalidUpdate::NotAnObject))
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Err(InvalidUpdate::NotAnObject))
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Err(InvalidUpdate::NotAnObject))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Err(InvalidUpdate::NotAnObject))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Err(InvalidUpdate::NotAnObject))
-    }
-}
-
-/// `update_id`'s value: `Some` for a non-negative integer, `None` for anything else.
-struct UpdateIdValue(Option<u64>);
-
-impl<'de> Deserialize<'de> for UpdateIdValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = UpdateIdValue;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an integer")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<UpdateIdValue, E> {
-                Ok(UpdateIdValue(Some(v)))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<UpdateIdValue, E> {
-                Ok(UpdateIdValue(None))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<UpdateIdValue, E> {
-                Ok(UpdateIdValue(None))
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<UpdateIdValue, E> {
-                Ok(UpdateIdValue(None))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<UpdateIdValue, E> {
-                Ok(UpdateIdValue(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<UpdateIdValue, E> {
-                Ok(UpdateIdValue(None))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UpdateIdValue, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(UpdateIdValue(None))
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<UpdateIdValue, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(UpdateIdValue(None))
-            }
-        }
-        deserializer.deserialize_any(V)
-    }
+    let probe = scan::probe(raw)?.ok_or(InvalidUpdate::NotAnObject)?;
+    let update_id = match probe.update_id {
+        None => return Err(InvalidUpdate::MissingUpdateId),
+        Some(Err(e)) => return Err(e),
+        Some(Ok(0)) => return Err(InvalidUpdate::BadUpdateId),
+        Some(Ok(id)) => id,
+    };
+    Ok(Probe {
+        update_id,
+        kind: probe.kind.as_deref().map(kind_name),
+        payload: probe.payload,
+    })
 }
 
 #[cfg(test)]

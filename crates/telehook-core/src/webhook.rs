@@ -394,7 +394,8 @@ impl WebhookBuilder {
     }
 
     /// How many finished `update_id`s the in-memory redelivery guard remembers, and for how
-    /// long. Defaults: 10,000 and 15 minutes.
+    /// long. Defaults: 10,000 and 15 minutes. The guard keeps the last `capacity` consecutive
+    /// `update_id`s (see [`MemoryStore`] for its memory use).
     pub fn redelivery_guard(mut self, capacity: usize, retention: Duration) -> Self {
         self.guard_capacity = capacity;
         self.guard_retention = retention;

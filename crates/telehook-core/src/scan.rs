@@ -1,0 +1,818 @@
+//! The update probe: one pass over a webhook body that validates it as JSON (as strictly as
+//! `serde_json` parsing it into a `serde_json::Value`) and picks out the few fields the
+//! dispatcher needs, without building anything for the rest.
+//!
+//! `serde_json` with `IgnoredAny` does the same job at about three times the cost per byte,
+//! because every skipped key and value goes through serde's visitor machinery. The dispatcher
+//! runs this on every delivery, so it is written out here; `tests` compares it with
+//! `serde_json::Value` on every fixture and on thousands of mutated bodies.
+
+use std::borrow::Cow;
+
+use crate::update::InvalidUpdate;
+
+/// Nesting levels allowed: serde_json's default recursion limit refuses a 128th, and so does
+/// the probe, so a body it accepts can always be parsed by the handler.
+const MAX_DEPTH: usize = 127;
+
+/// What the probe found in a valid body that is an object.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Probe<'a> {
+    /// `update_id`: `Some(Ok)` for a non-negative integer, `Some(Err)` for another value or a
+    /// duplicate.
+    pub(crate) update_id: Option<Result<u64, InvalidUpdate>>,
+    /// The first key other than `update_id`, decoded.
+    pub(crate) kind: Option<Cow<'a, [u8]>>,
+    /// The fields of that key's value, if it is an object.
+    pub(crate) payload: Option<Payload>,
+}
+
+/// The fields of a payload that name its chat, its sender or its own id. A field of another
+/// shape than expected is `None`: an odd payload is still an update.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Payload {
+    /// `chat.id`
+    pub(crate) chat: Option<i64>,
+    /// `from.id`
+    pub(crate) from: Option<i64>,
+    /// `user.id`
+    pub(crate) user: Option<i64>,
+    /// `voter_chat.id`
+    pub(crate) voter_chat: Option<i64>,
+    /// `message.chat.id` (callback queries)
+    pub(crate) message_chat: Option<i64>,
+    /// `id` when it is a string (polls)
+    pub(crate) id: Option<String>,
+}
+
+impl Payload {
+    /// The same fields read from a parsed payload; `None` if it is not an object.
+    pub(crate) fn from_value(payload: &serde_json::Value) -> Option<Self> {
+        use serde_json::Value;
+        let p = payload.as_object()?;
+        let id = |name: &str| {
+            p.get(name)
+                .and_then(|o| o.get("id"))
+                .and_then(Value::as_i64)
+        };
+        Some(Self {
+            chat: id("chat"),
+            from: id("from"),
+            user: id("user"),
+            voter_chat: id("voter_chat"),
+            message_chat: p
+                .get("message")
+                .and_then(|m| m.get("chat"))
+                .and_then(|c| c.get("id"))
+                .and_then(Value::as_i64),
+            id: p.get("id").and_then(Value::as_str).map(str::to_owned),
+        })
+    }
+}
+
+/// Probes `raw`: `Ok(None)` for valid JSON that is not an object.
+pub(crate) fn probe(raw: &[u8]) -> Result<Option<Probe<'_>>, InvalidUpdate> {
+    // JSON text is UTF-8. One check of the whole body here lets the scanner treat strings as
+    // bytes.
+    if let Err(e) = std::str::from_utf8(raw) {
+        return Err(InvalidUpdate::NotJson(format!("not UTF-8 ({e})")));
+    }
+    let mut s = Scanner { b: raw, i: 0 };
+    s.ws();
+    let probe = if s.peek() == Some(b'{') {
+        Some(s.top_object()?)
+    } else {
+        s.skip_value(0)?;
+        None
+    };
+    s.ws();
+    if s.i < s.b.len() {
+        return Err(s.error("trailing characters after the JSON value"));
+    }
+    Ok(probe)
+}
+
+/// What a number turned out to be.
+enum Number {
+    /// Digits only, fitting u64.
+    Unsigned(u64),
+    /// A minus sign and digits, fitting i64.
+    Negative(i64),
+    /// Anything else: a fraction, an exponent, or an integer too large (a float to serde_json).
+    Other,
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn error(&self, what: &str) -> InvalidUpdate {
+        InvalidUpdate::NotJson(format!("{what} at byte {}", self.i))
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8, what: &str) -> Result<(), InvalidUpdate> {
+        self.ws();
+        if self.peek() == Some(byte) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(self.error(what))
+        }
+    }
+
+    /// Calls `field` for each key of the object starting here (at `{`); `field` must consume
+    /// the value.
+    fn object(
+        &mut self,
+        depth: usize,
+        mut field: impl FnMut(&mut Self, Cow<'a, [u8]>) -> Result<(), InvalidUpdate>,
+    ) -> Result<(), InvalidUpdate> {
+        if depth >= MAX_DEPTH {
+            return Err(self.error("nesting too deep"));
+        }
+        self.i += 1; // `{`
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return Err(self.error("expected a key string"));
+            }
+            let key = self.string()?;
+            self.expect(b':', "expected `:`")?;
+            self.ws();
+            field(self, key)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.error("expected `,` or `}`")),
+            }
+        }
+    }
+
+    fn top_object(&mut self) -> Result<Probe<'a>, InvalidUpdate> {
+        let mut probe = Probe::default();
+        self.object(0, |s, key| {
+            if *key == *b"update_id" {
+                probe.update_id = Some(if probe.update_id.is_some() {
+                    s.skip_value(1)?;
+                    Err(InvalidUpdate::DuplicateUpdateId)
+                } else if s.peek().is_some_and(|b| b == b'-' || b.is_ascii_digit()) {
+                    match s.number()? {
+                        Number::Unsigned(id) => Ok(id),
+                        _ => Err(InvalidUpdate::BadUpdateId),
+                    }
+                } else {
+                    s.skip_value(1)?;
+                    Err(InvalidUpdate::BadUpdateId)
+                });
+            } else if probe.kind.is_none() {
+                probe.kind = Some(key);
+                probe.payload = s.lenient_object(1, Self::payload_field)?;
+            } else {
+                s.skip_value(1)?;
+            }
+            Ok(())
+        })?;
+        Ok(probe)
+    }
+
+    /// An object read field by field with `field`; any other value is skipped and gives `None`.
+    fn lenient_object<T: Default>(
+        &mut self,
+        depth: usize,
+        mut field: impl FnMut(&mut Self, &[u8], &mut T, usize) -> Result<(), InvalidUpdate>,
+    ) -> Result<Option<T>, InvalidUpdate> {
+        if self.peek() != Some(b'{') {
+            self.skip_value(depth)?;
+            return Ok(None);
+        }
+        let mut out = T::default();
+        self.object(depth, |s, key| field(s, &key, &mut out, depth + 1))?;
+        Ok(Some(out))
+    }
+
+    fn payload_field(
+        &mut self,
+        key: &[u8],
+        p: &mut Payload,
+        depth: usize,
+    ) -> Result<(), InvalidUpdate> {
+        match key {
+            b"chat" => p.chat = self.id_object(depth)?,
+            b"from" => p.from = self.id_object(depth)?,
+            b"user" => p.user = self.id_object(depth)?,
+            b"voter_chat" => p.voter_chat = self.id_object(depth)?,
+            b"message" => {
+                p.message_chat = self
+                    .lenient_object(depth, |s, key, chat: &mut Option<i64>, depth| {
+                        if key == b"chat" {
+                            *chat = s.id_object(depth)?;
+                        } else {
+                            s.skip_value(depth)?;
+                        }
+                        Ok(())
+                    })?
+                    .flatten();
+            }
+            b"id" => {
+                p.id = if self.peek() == Some(b'"') {
+                    // Valid UTF-8: the whole body was checked, and escapes decode to UTF-8.
+                    Some(String::from_utf8_lossy(&self.string()?).into_owned())
+                } else {
+                    self.skip_value(depth)?;
+                    None
+                };
+            }
+            _ => self.skip_value(depth)?,
+        }
+        Ok(())
+    }
+
+    /// The integer `id` of an object such as `chat` or `from`, if it has one that fits i64.
+    fn id_object(&mut self, depth: usize) -> Result<Option<i64>, InvalidUpdate> {
+        Ok(self
+            .lenient_object(depth, |s, key, id: &mut Option<i64>, depth| {
+                if key == b"id" && s.peek().is_some_and(|b| b == b'-' || b.is_ascii_digit()) {
+                    *id = match s.number()? {
+                        Number::Unsigned(v) => i64::try_from(v).ok(),
+                        Number::Negative(v) => Some(v),
+                        Number::Other => None,
+                    };
+                } else if key == b"id" {
+                    s.skip_value(depth)?;
+                    *id = None;
+                } else {
+                    s.skip_value(depth)?;
+                }
+                Ok(())
+            })?
+            .flatten())
+    }
+
+    /// Skips one value, validating it.
+    fn skip_value(&mut self, depth: usize) -> Result<(), InvalidUpdate> {
+        self.ws();
+        match self.peek() {
+            Some(b'{') => self.object(depth, |s, _| s.skip_value(depth + 1)),
+            Some(b'[') => self.array(depth),
+            Some(b'"') => self.skip_string(),
+            Some(b'-' | b'0'..=b'9') => self.number().map(drop),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(_) => Err(self.error("expected a value")),
+            None => Err(self.error("unexpected end of input")),
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<(), InvalidUpdate> {
+        if depth >= MAX_DEPTH {
+            return Err(self.error("nesting too deep"));
+        }
+        self.i += 1; // `[`
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.skip_value(depth + 1)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.error("expected `,` or `]`")),
+            }
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), InvalidUpdate> {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(self.error("expected a value"))
+        }
+    }
+
+    /// A number per RFC 8259. Like serde_json, a number too large for f64 is an error.
+    fn number(&mut self) -> Result<Number, InvalidUpdate> {
+        let start = self.i;
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.i += 1;
+        }
+        let digits = self.i;
+        match self.peek() {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => {
+                while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+                    self.i += 1;
+                }
+            }
+            _ => return Err(self.error("invalid number")),
+        }
+        let int_end = self.i;
+        let mut float = false;
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if !self.peek().is_some_and(|b| b.is_ascii_digit()) {
+                return Err(self.error("invalid number"));
+            }
+            while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+                self.i += 1;
+            }
+            float = true;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            if !self.peek().is_some_and(|b| b.is_ascii_digit()) {
+                return Err(self.error("invalid number"));
+            }
+            while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+                self.i += 1;
+            }
+            float = true;
+        }
+        if float {
+            // ASCII digits, signs, `.` and `e` only: valid UTF-8.
+            let text = std::str::from_utf8(&self.b[start..self.i]).unwrap_or_default();
+            return match text.parse::<f64>() {
+                Ok(v) if v.is_finite() => Ok(Number::Other),
+                _ => {
+                    self.i = start;
+                    Err(self.error("number out of range"))
+                }
+            };
+        }
+        let mut value: u64 = 0;
+        for &d in &self.b[digits..int_end] {
+            match value
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(u64::from(d - b'0')))
+            {
+                Some(v) => value = v,
+                // Larger than u64: serde_json reads it as a float, always in range here.
+                None => return Ok(Number::Other),
+            }
+        }
+        if !negative {
+            return Ok(Number::Unsigned(value));
+        }
+        Ok(match 0i64.checked_sub_unsigned(value) {
+            Some(v) => Number::Negative(v),
+            None => Number::Other,
+        })
+    }
+
+    /// Skips a string (at its opening quote), validating its escapes.
+    fn skip_string(&mut self) -> Result<(), InvalidUpdate> {
+        self.i += 1;
+        loop {
+            let Some(at) = find_special(&self.b[self.i..]) else {
+                self.i = self.b.len();
+                return Err(self.error("unterminated string"));
+            };
+            self.i += at;
+            match self.b[self.i] {
+                b'"' => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                b'\\' => {
+                    self.escape(None)?;
+                }
+                _ => return Err(self.error("control character in a string")),
+            }
+        }
+    }
+
+    /// A string (at its opening quote): borrowed from the body, or decoded if it has escapes.
+    fn string(&mut self) -> Result<Cow<'a, [u8]>, InvalidUpdate> {
+        self.i += 1;
+        let start = self.i;
+        let mut decoded: Option<Vec<u8>> = None;
+        let mut run = start;
+        loop {
+            let Some(at) = find_special(&self.b[self.i..]) else {
+                self.i = self.b.len();
+                return Err(self.error("unterminated string"));
+            };
+            self.i += at;
+            match self.b[self.i] {
+                b'"' => {
+                    let end = self.i;
+                    self.i += 1;
+                    return Ok(match decoded {
+                        None => Cow::Borrowed(&self.b[start..end]),
+                        Some(mut out) => {
+                            out.extend_from_slice(&self.b[run..end]);
+                            Cow::Owned(out)
+                        }
+                    });
+                }
+                b'\\' => {
+                    let out = decoded.get_or_insert_with(Vec::new);
+                    out.extend_from_slice(&self.b[run..self.i]);
+                    self.escape(Some(out))?;
+                    run = self.i;
+                }
+                _ => return Err(self.error("control character in a string")),
+            }
+        }
+    }
+
+    /// One escape (at its backslash), appended decoded to `out` if given.
+    fn escape(&mut self, out: Option<&mut Vec<u8>>) -> Result<(), InvalidUpdate> {
+        let c = self.b.get(self.i + 1).copied();
+        self.i += 2;
+        let byte = match c {
+            Some(b'"') => b'"',
+            Some(b'\\') => b'\\',
+            Some(b'/') => b'/',
+            Some(b'b') => 0x08,
+            Some(b'f') => 0x0c,
+            Some(b'n') => b'\n',
+            Some(b'r') => b'\r',
+            Some(b't') => b'\t',
+            Some(b'u') => {
+                let ch = self.unicode_escape()?;
+                if let Some(out) = out {
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                }
+                return Ok(());
+            }
+            None => {
+                self.i = self.b.len();
+                return Err(self.error("unterminated string"));
+            }
+            Some(_) => {
+                self.i -= 1;
+                return Err(self.error("invalid escape"));
+            }
+        };
+        if let Some(out) = out {
+            out.push(byte);
+        }
+        Ok(())
+    }
+
+    /// The character of a `\u` escape (just after the `u`), with its surrogate pair if any.
+    fn unicode_escape(&mut self) -> Result<char, InvalidUpdate> {
+        let first = self.hex4()?;
+        let code = match first {
+            0xD800..=0xDBFF => {
+                if self.b.get(self.i) != Some(&b'\\') || self.b.get(self.i + 1) != Some(&b'u') {
+                    return Err(self.error("lone leading surrogate in a \\u escape"));
+                }
+                self.i += 2;
+                let second = self.hex4()?;
+                if !(0xDC00..=0xDFFF).contains(&second) {
+                    return Err(self.error("invalid surrogate pair in a \\u escape"));
+                }
+                0x10000 + ((u32::from(first) - 0xD800) << 10) + (u32::from(second) - 0xDC00)
+            }
+            0xDC00..=0xDFFF => return Err(self.error("lone trailing surrogate in a \\u escape")),
+            code => u32::from(code),
+        };
+        char::from_u32(code).ok_or_else(|| self.error("invalid \\u escape"))
+    }
+
+    fn hex4(&mut self) -> Result<u16, InvalidUpdate> {
+        let Some(digits) = self.b.get(self.i..self.i + 4) else {
+            self.i = self.b.len();
+            return Err(self.error("unterminated \\u escape"));
+        };
+        let mut value = 0u16;
+        for &d in digits {
+            let v = match d {
+                b'0'..=b'9' => d - b'0',
+                b'a'..=b'f' => d - b'a' + 10,
+                b'A'..=b'F' => d - b'A' + 10,
+                _ => return Err(self.error("invalid \\u escape")),
+            };
+            value = value << 4 | u16::from(v);
+        }
+        self.i += 4;
+        Ok(value)
+    }
+}
+
+/// The index of the first byte in `bytes` that ends a run of plain string content: a quote, a
+/// backslash or a control character. Eight bytes at a time: for each of the three tests, a
+/// byte that matches sets its high bit in `hit`; borrows only run upward, so the lowest set bit
+/// is always a true match.
+fn find_special(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        let hit = (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (w.wrapping_sub(ONES * 0x20) & !w);
+        let hit = hit & HIGH;
+        if hit != 0 {
+            return Some(offset + (hit.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|at| offset + at)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt;
+
+    use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
+    use serde_json::Value;
+
+    use super::*;
+
+    /// The top-level keys in document order (serde_json's `Value` sorts them).
+    fn top_keys(body: &[u8]) -> Vec<String> {
+        struct Keys;
+        impl<'de> Visitor<'de> for Keys {
+            type Value = Vec<String>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<String>, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    map.next_value::<IgnoredAny>()?;
+                    keys.push(key);
+                }
+                Ok(keys)
+            }
+        }
+        serde_json::Deserializer::from_slice(body)
+            .deserialize_map(Keys)
+            .expect("keys of a valid object")
+    }
+
+    /// What the probe must find, worked out from `serde_json::Value` with the same rules;
+    /// `Err(())` if serde_json refuses the body, `Ok(None)` if it is not an object.
+    fn reference(body: &[u8]) -> Result<Option<Probe<'static>>, ()> {
+        let value: Value = serde_json::from_slice(body).map_err(drop)?;
+        let Value::Object(map) = &value else {
+            return Ok(None);
+        };
+        let keys = top_keys(body);
+        let update_id = match keys.iter().filter(|k| *k == "update_id").count() {
+            0 => None,
+            1 => Some(map["update_id"].as_u64().ok_or(InvalidUpdate::BadUpdateId)),
+            _ => Some(Err(InvalidUpdate::DuplicateUpdateId)),
+        };
+        let kind = keys.into_iter().find(|k| k != "update_id");
+        // Worked out independently of the scanner: from the parsed value.
+        let payload = kind.as_ref().and_then(|k| Payload::from_value(&map[k]));
+        let kind = kind.map(|k| Cow::Owned(k.into_bytes()));
+        Ok(Some(Probe {
+            update_id,
+            kind,
+            payload,
+        }))
+    }
+
+    fn check(body: &[u8]) {
+        let ours = probe(body);
+        let theirs = reference(body);
+        match (&ours, &theirs) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{}", String::from_utf8_lossy(body)),
+            (Err(InvalidUpdate::NotJson(_)), Err(())) => {}
+            _ => panic!(
+                "probe {ours:?} but serde_json {theirs:?} for {:?}",
+                String::from_utf8_lossy(body)
+            ),
+        }
+    }
+
+    fn fixtures() -> Vec<Vec<u8>> {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/fixtures/updates"
+        );
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("fixtures/updates") {
+            out.push(std::fs::read(entry.expect("entry").path()).expect("fixture"));
+        }
+        assert!(out.len() > 10, "fixtures found: {}", out.len());
+        out
+    }
+
+    #[test]
+    fn find_special_finds_the_first_quote_backslash_or_control_byte() {
+        let naive = |b: &[u8]| b.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+        let mut rng = XorShift(0x0bad_cafe_f00d_0001);
+        let alphabet = [
+            b'a', b'"', b'\\', 0x00, 0x1f, 0x20, 0x21, 0x7f, 0x80, 0xff, b'!', b'#',
+        ];
+        for _ in 0..20_000 {
+            let len = rng.below(40);
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    if rng.below(6) == 0 {
+                        alphabet[rng.below(alphabet.len())]
+                    } else {
+                        b'a' + rng.below(26) as u8
+                    }
+                })
+                .collect();
+            assert_eq!(find_special(&bytes), naive(&bytes), "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn agrees_with_serde_json_on_every_fixture() {
+        for body in fixtures() {
+            check(&body);
+        }
+    }
+
+    #[test]
+    fn agrees_with_serde_json_on_edge_cases() {
+        let cases: &[&str] = &[
+            r#"{"update_id":1}"#,
+            r#"{"update_id":0}"#,
+            r#"{"update_id":-0}"#,
+            r#"{"update_id":-1}"#,
+            r#"{"update_id":1.0}"#,
+            r#"{"update_id":1e2}"#,
+            r#"{"update_id":18446744073709551615}"#,
+            r#"{"update_id":18446744073709551616}"#,
+            r#"{"update_id":"1"}"#,
+            r#"{"update_id":1,"update_id":2}"#,
+            r#"{"update_id":1,"message":{"chat":{"id":-9223372036854775808}}}"#,
+            r#"{"update_id":1,"message":{"chat":{"id":-9223372036854775809}}}"#,
+            r#"{"update_id":1,"message":{"chat":{"id":9223372036854775808}}}"#,
+            r#"{"update_id":1,"message":{"chat":{"id":5},"chat":7}}"#,
+            r#"{"update_id":1,"message":{"chat":{"id":5,"id":"x"}}}"#,
+            r#"{"update_id":1,"poll":{"id":"a\"b\\c\u00e9\ud83d\ude00"}}"#,
+            r#"{"upd\u0061te_id":9,"mess\u0061ge":{"ch\u0061t":{"id":5}}}"#,
+            r#"{"update_id":1,"x":"\ud800"}"#,
+            r#"{"update_id":1,"x":"\udc00"}"#,
+            r#"{"update_id":1,"x":"\ud800\u0041"}"#,
+            r#"{"update_id":1,"x":"\uZZZZ"}"#,
+            r#"{"update_id":1,"x":"\q"}"#,
+            r#"{"update_id":1,"x":1e400}"#,
+            r#"{"update_id":1,"x":-1e400}"#,
+            r#"{"update_id":1,"x":1e-400}"#,
+            r#"{"update_id":1,"x":01}"#,
+            r#"{"update_id":1,"x":1.}"#,
+            r#"{"update_id":1,"x":.5}"#,
+            r#"{"update_id":1,"x":-}"#,
+            r#"{"update_id":1,"x":+1}"#,
+            r#"{"update_id":1,"x":1e}"#,
+            r#"{"update_id":1,"x":[1,]}"#,
+            r#"{"update_id":1,}"#,
+            r#"{"update_id":1 "x":2}"#,
+            r#"{"update_id":1,"x":tru}"#,
+            r#"{"update_id":1,"x":nul}"#,
+            "{\"update_id\":1,\"x\":\"a\u{1}b\"}",
+            "{\"update_id\":1,\"x\":\"a\u{7f}b\"}",
+            " \t\r\n{ \"update_id\" : 1 , \"message\" : { } } \n",
+            r#"[1,2,3]"#,
+            r#""text""#,
+            r#"42"#,
+            r#"null"#,
+            r#"{}"#,
+            r#""#,
+            r#"{"update_id":1} x"#,
+            r#"{"update_id":1}{"#,
+            r#"{"update_id":1"#,
+            r#"{"update_id":1,"message":{"text":"unterminated}}"#,
+            r#"{"update_id":1,"callback_query":{"from":{"id":2},"message":{"chat":{"id":3}}}}"#,
+            r#"{"update_id":1,"poll_answer":{"voter_chat":{"id":-100},"user":{"id":4}}}"#,
+        ];
+        for body in cases {
+            check(body.as_bytes());
+        }
+    }
+
+    #[test]
+    fn nesting_limit_matches_serde_json() {
+        for depth in [120, 126, 127, 128, 129, 200] {
+            for (open, close) in [("[", "]"), ("{\"a\":", "}")] {
+                let body = format!(
+                    "{{\"update_id\":1,\"x\":{}0{}}}",
+                    open.repeat(depth),
+                    close.repeat(depth)
+                );
+                check(body.as_bytes());
+            }
+        }
+    }
+
+    /// A small deterministic generator, so a failure names a reproducible case.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn agrees_with_serde_json_on_mutated_fixtures() {
+        const PIECES: &[&[u8]] = &[
+            b"{",
+            b"}",
+            b"[",
+            b"]",
+            b"\"",
+            b",",
+            b":",
+            b"\\",
+            b"\\u",
+            b"\\ud83d",
+            b"\\ude00",
+            b"0",
+            b"-",
+            b"1",
+            b".",
+            b"e",
+            b"E",
+            b"+",
+            b" ",
+            b"\n",
+            b"\x01",
+            b"t",
+            b"true",
+            b"null",
+            b"\"update_id\":",
+            b"\"id\":",
+            b"\"chat\":",
+            b"{\"id\":-7}",
+            b"1e999",
+            b"18446744073709551616",
+            "é".as_bytes(),
+            b"\"x\"",
+        ];
+        let mut rng = XorShift(0x5eed_1234_abcd_0001);
+        let mut checked = 0;
+        for body in fixtures() {
+            for _ in 0..400 {
+                let mut b = body.clone();
+                for _ in 0..=rng.below(3) {
+                    let at = rng.below(b.len() + 1);
+                    match rng.below(4) {
+                        0 => b.truncate(at),
+                        1 if at < b.len() => {
+                            b.remove(at);
+                        }
+                        _ => {
+                            let piece = PIECES[rng.below(PIECES.len())];
+                            b.splice(at..at, piece.iter().copied());
+                        }
+                    }
+                }
+                check(&b);
+                checked += 1;
+            }
+        }
+        assert!(checked > 4_000);
+    }
+}
