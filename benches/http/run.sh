@@ -6,6 +6,7 @@
 #
 #   benches/http/run.sh                      # all adapters, defaults
 #   ADAPTERS="axum hyper" ROUNDS=5 DURATION=15 benches/http/run.sh
+#   RAW=saved.log benches/http/run.sh        # only re-render the table from saved result lines
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -21,9 +22,14 @@ OUT=benches/http/results.md
 command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y -qq wrk >/dev/null; }
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 CPUs (server on 0, wrk on 1)" >&2; exit 1; }
 
-for a in $ADAPTERS; do cargo build -q --release -p "$a-echo" --bins; done
-
-raw=$(mktemp)
+if [ -n "${RAW:-}" ]; then
+  raw=$(mktemp)
+  grep ' RESULT ' "$RAW" >"$raw"
+  ROUNDS=0
+else
+  for a in $ADAPTERS; do cargo build -q --release -p "$a-echo" --bins; done
+  raw=$(mktemp)
+fi
 trap 'rm -f "$raw"; [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null || true' EXIT
 
 run_one() { # adapter variant round
@@ -52,7 +58,7 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-python3 - "$raw" "$OUT" "$(uptime | sed 's/.*load average: //')" "$ROUNDS" "$DURATION" "$CONNECTIONS" <<'PY'
+python3 - "$raw" "$OUT" "$([ -n "${RAW:-}" ] && echo "not recorded (table re-rendered from $RAW)" || uptime | sed 's/.*load average: //')" "$(awk '{print $3}' "$raw" | sort -u | wc -l)" "$DURATION" "$CONNECTIONS" <<'PY'
 import re, statistics, sys
 raw, out, load, rounds, duration, conns = sys.argv[1:]
 rows = {}
@@ -68,8 +74,8 @@ lines = [
     f"`benches/http/run.sh` — {rounds} interleaved rounds × {duration} s, wrk 1 thread × {conns} connections "
     "pinned to CPU 1, server pinned to CPU 0, fresh `update_id` per request, compact "
     "`message_text_private.json` body, secret header checked. Load average at the end: " + load + ".", "",
-    "| adapter | variant | req/s (median) | p50 | p99 | peak RSS | req/s ratio | p99 ratio |",
-    "|---|---|---|---|---|---|---|---|",
+    "| adapter | variant | req/s (median) | req/s of each round | p50 | p99 | peak RSS | req/s ratio | p99 ratio |",
+    "|---|---|---|---|---|---|---|---|---|",
 ]
 for adapter in dict.fromkeys(a for a, _ in rows):
     t, b = rows.get((adapter, "telehook")), rows.get((adapter, "bare"))
@@ -79,8 +85,11 @@ for adapter in dict.fromkeys(a for a, _ in rows):
         if variant == "telehook" and b:
             ratio = f"{med(t['rps']) / med(b['rps']):.2f}"
             p99r = f"{med(t['p99']) / med(b['p99']):.2f}"
-        lines.append(f"| {adapter} | {variant} | {med(r['rps']):,.0f} | {med(r['p50'])/1000:.2f} ms | "
+        each = " / ".join(f"{v/1000:.1f}k" for v in r["rps"])
+        lines.append(f"| {adapter} | {variant} | {med(r['rps']):,.0f} | {each} | {med(r['p50'])/1000:.2f} ms | "
                      f"{med(r['p99'])/1000:.2f} ms | {max(r['hwm'])/1024:.1f} MiB | {ratio} | {p99r} |")
+lines += ["", "Ratios are of medians. When the rounds of one row spread by more than about 10 %, the "
+          "machine was busy and the ratios are not conclusive: re-run on an idle machine."]
 open(out, "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY
