@@ -35,13 +35,9 @@ impl Relay {
     async fn start() -> Self {
         let dir = std::env::temp_dir().join(format!("telehook-relay-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let child = Command::new(env!("CARGO_BIN_EXE_telehook-relay"))
+        let addr = free_addr();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_telehook-relay"));
+        command
             .args([
                 "--listen",
                 &addr,
@@ -53,14 +49,29 @@ impl Relay {
                 "20000",
             ])
             .arg("--data-dir")
-            .arg(&dir)
+            .arg(&dir);
+        Self::spawn(command, addr, TempDir(dir)).await
+    }
+
+    /// The floor: this benchmark binary itself as a minimal server (see [`floor_server`]).
+    async fn start_floor() -> Self {
+        let addr = free_addr();
+        let mut command = Command::new(std::env::current_exe().expect("own path"));
+        command.env(FLOOR_ENV, &addr);
+        let dir =
+            std::env::temp_dir().join(format!("telehook-relay-bench-floor-{}", std::process::id()));
+        Self::spawn(command, addr, TempDir(dir)).await
+    }
+
+    async fn spawn(mut command: Command, addr: String, dir: TempDir) -> Self {
+        let child = command
             .stdout(Stdio::null())
             .spawn()
-            .expect("relay binary");
+            .expect("server binary");
         let relay = Self {
             child,
             addr,
-            _dir: TempDir(dir),
+            _dir: dir,
         };
         for _ in 0..500 {
             if TcpStream::connect(&relay.addr).await.is_ok() {
@@ -68,7 +79,7 @@ impl Relay {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("relay did not start");
+        panic!("server did not start");
     }
 
     fn rss_kib(&self) -> u64 {
@@ -226,6 +237,84 @@ async fn ingest_rate(relay: &Relay, connections: usize, per_connection: usize) -
     (connections * per_connection) as f64 / start.elapsed().as_secs_f64()
 }
 
+fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// Set to an address, the benchmark binary runs [`floor_server`] there instead.
+const FLOOR_ENV: &str = "RELAY_BENCH_FLOOR_SERVE";
+
+/// The least a server can do for this benchmark, to show what the machine allows: raw tokio
+/// sockets, no HTTP library, no storage. A POST bumps a counter; `GET /…?ts=N` is answered with a
+/// fixed body once the counter passes N. Same client, same machine, same fan-out as the relay.
+async fn floor_server(addr: String) {
+    let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
+    let (count, _) = tokio::sync::watch::channel(0u64);
+    let count = Arc::new(count);
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let count = count.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let (read, mut write) = stream.into_split();
+            let mut reader = BufReader::new(read);
+            let mut changes = count.subscribe();
+            loop {
+                let mut request = String::new();
+                if reader.read_line(&mut request).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).await.is_err() {
+                    return;
+                }
+                let answer = if request.starts_with("POST") {
+                    count.send_modify(|n| *n += 1);
+                    "{\"ok\":true}".to_owned()
+                } else {
+                    let ts: u64 = request
+                        .split("ts=")
+                        .nth(1)
+                        .and_then(|v| v.split(['&', ' ']).next())
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    let Ok(now) = changes.wait_for(|n| *n > ts).await.map(|n| *n) else {
+                        return;
+                    };
+                    format!("{{\"ok\":true,\"ts\":{now},\"updates\":[{{\"update_id\":1}}]}}")
+                };
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                    answer.len()
+                );
+                if write.write_all(response.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
@@ -235,7 +324,31 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    if let Ok(addr) = std::env::var(FLOOR_ENV) {
+        runtime.block_on(floor_server(addr));
+        return;
+    }
     runtime.block_on(async {
+        // `RELAY_BENCH_QUICK=1`: the 10,000-waiter row only, to try a change quickly.
+        if std::env::var_os("RELAY_BENCH_QUICK").is_some() {
+            let relay = Relay::start().await;
+            let large = wake_latency(&relay, 10_000, "wake10k").await;
+            println!(
+                "10000 waiters: p50 {} p99 {} max {}, {:.1} KiB per waiting connection",
+                ms(large.p50),
+                ms(large.p99),
+                ms(large.max),
+                large.rss_per_waiter_bytes / 1024.0
+            );
+            return;
+        }
+        // The floor first, in its own process, gone before the relay starts.
+        let (floor_small, floor_large) = {
+            // A fresh floor server per row: its counter is not per channel.
+            let small = wake_latency(&Relay::start_floor().await, 1_000, "wake1k").await;
+            let large = wake_latency(&Relay::start_floor().await, 10_000, "wake10k").await;
+            (small, large)
+        };
         let relay = Relay::start().await;
         let small = wake_latency(&relay, 1_000, "wake1k").await;
         let large = wake_latency(&relay, 10_000, "wake10k").await;
@@ -245,19 +358,26 @@ fn main() {
         table.push_str(&format!(
             "Relay benchmark (SQLite store, WAL, synchronous=FULL; relay and clients on one machine, {cores} cores; {ROUNDS} rounds per row)\n\n"
         ));
-        table.push_str("| measure | value | target |\n| --- | --- | --- |\n");
-        for r in [&small, &large] {
-            table.push_str(&format!("| wake latency p50, {} waiters | {} | |\n", r.waiters, ms(r.p50)));
-            let target = if r.waiters == 1_000 { "< 5 ms" } else { "" };
-            table.push_str(&format!("| wake latency p99, {} waiters | {} | {target} |\n", r.waiters, ms(r.p99)));
-            table.push_str(&format!("| wake latency max, {} waiters | {} | |\n", r.waiters, ms(r.max)));
+        table.push_str(
+            "The floor column is the same client against a minimal server in its own process \
+             (raw tokio sockets, no HTTP library, no storage, fixed answer): what this machine \
+             allows at best.\n\n",
+        );
+        table.push_str("| measure | relay | floor | target |\n| --- | --- | --- | --- |\n");
+        for (r, f) in [(&small, &floor_small), (&large, &floor_large)] {
+            let n = r.waiters;
+            table.push_str(&format!("| wake latency p50, {n} waiters | {} | {} | |\n", ms(r.p50), ms(f.p50)));
+            let target = if n == 1_000 { "< 5 ms" } else { "" };
+            table.push_str(&format!("| wake latency p99, {n} waiters | {} | {} | {target} |\n", ms(r.p99), ms(f.p99)));
+            table.push_str(&format!("| wake latency max, {n} waiters | {} | {} | |\n", ms(r.max), ms(f.max)));
         }
-        table.push_str(&format!("| durable ingest, 64 connections | {ingest:.0} updates/s | ≥ 10,000/s |\n"));
-        for r in [&small, &large] {
+        table.push_str(&format!("| durable ingest, 64 connections | {ingest:.0} updates/s | | ≥ 10,000/s |\n"));
+        for (r, f) in [(&small, &floor_small), (&large, &floor_large)] {
             table.push_str(&format!(
-                "| relay memory per waiting connection ({} waiters) | {:.1} KiB | < 16 KiB |\n",
+                "| memory per waiting connection ({} waiters) | {:.1} KiB | {:.1} KiB | < 16 KiB |\n",
                 r.waiters,
-                r.rss_per_waiter_bytes / 1024.0
+                r.rss_per_waiter_bytes / 1024.0,
+                f.rss_per_waiter_bytes / 1024.0
             ));
         }
         println!("{table}");

@@ -450,7 +450,13 @@ async fn long_poll(
     let mut wake = shared.store.notifier().subscribe(channel)?;
     let mut shutdown = shared.shutdown.subscribe();
     let deadline = tokio::time::Instant::now() + sleep;
-    let mut page = shared.store.read(channel, ts, limit).await?;
+    // A client that is up to date (the common case: it comes back with the `ts` it was just
+    // given) waits without a storage read when the notifier knows the exact count.
+    let known = wake.borrow_and_update().page_after(ts, limit);
+    let mut page = match known {
+        Some(page) => page,
+        None => shared.store.read(channel, ts, limit).await?,
+    };
     loop {
         if ts > page.total || !page.updates.is_empty() || page.missed(ts) > 0 {
             break;

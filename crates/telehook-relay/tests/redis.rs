@@ -18,7 +18,19 @@ struct RedisServer {
 }
 
 impl RedisServer {
+    /// Starts a server on a free port and waits until it answers PING. Tests run in parallel, so
+    /// another test's server may take the port between our probe and redis-server's bind; then
+    /// this server exits and we try another port.
     async fn start() -> Self {
+        for _ in 0..10 {
+            if let Some(server) = Self::try_start().await {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on any of 10 free ports");
+    }
+
+    async fn try_start() -> Option<Self> {
         let dir = TempDir::new("redis");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -35,21 +47,21 @@ impl RedisServer {
             .unwrap_or_else(|e| {
                 panic!("cannot start redis-server ({e}): the Redis tests need it on PATH; run `apt-get install -y redis-server`")
             });
-        let server = Self {
+        let mut server = Self {
             child,
             url: format!("redis://127.0.0.1:{port}/"),
             _dir: dir,
         };
         for _ in 0..500 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return server;
+            if server.child.try_wait().ok().flatten().is_some() {
+                return None; // exited: the port was taken
+            }
+            if ping(port).await {
+                return Some(server);
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("redis-server did not listen on port {port}");
+        panic!("redis-server did not answer PING on port {port}");
     }
 
     async fn relay(&self, limits: StoreLimits) -> TestRelay {
@@ -62,6 +74,18 @@ impl RedisServer {
         let store = RedisStore::connect(options, notifier).await.unwrap();
         TestRelay::serve(Arc::new(store), test_config()).await
     }
+}
+
+/// True when a Redis server on `port` answers `PING` with `+PONG`.
+async fn ping(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let mut answer = [0u8; 7];
+    stream.write_all(b"PING\r\n").await.is_ok()
+        && stream.read_exact(&mut answer).await.is_ok()
+        && &answer == b"+PONG\r\n"
 }
 
 impl Drop for RedisServer {

@@ -84,11 +84,24 @@ pub struct Wake {
     pub total: u64,
     /// The updates of that commit, when this instance made it.
     pub latest: Option<Arc<Batch>>,
+    /// `total` is the channel's current count: every commit reaches this notifier, in commit
+    /// order (a single in-process writer). A client whose `ts` equals it has nothing to read, so
+    /// it can wait without asking storage. False when wake-ups come from other instances, which
+    /// may arrive late, out of order, or not at all.
+    pub exact: bool,
 }
 
 impl Wake {
-    /// A page served from the latest batch, when it starts right after `ts`.
+    /// A page answered without storage: from the latest batch when it starts right after `ts`,
+    /// or an empty page when `ts` is exactly the channel's current count.
     pub fn page_after(&self, ts: u64, limit: usize) -> Option<Page> {
+        if self.exact && self.total == ts {
+            return Some(Page {
+                total: ts,
+                first_retained: ts + 1,
+                updates: Vec::new(),
+            });
+        }
         let batch = self.latest.as_ref()?;
         let first = batch.updates.first()?;
         if first.seq != ts + 1 {
@@ -155,6 +168,8 @@ impl Notifier {
                     *current = wake;
                     true
                 } else {
+                    // Same count: nothing new to wake anyone for, but it may now be exact.
+                    current.exact |= wake.exact;
                     false
                 }
             });
@@ -166,7 +181,10 @@ impl Notifier {
     pub fn wake_all(&self) {
         let map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         for sender in map.values() {
-            sender.send_modify(|wake| wake.latest = None);
+            sender.send_modify(|wake| {
+                wake.latest = None;
+                wake.exact = false;
+            });
         }
     }
 
@@ -211,6 +229,68 @@ mod tests {
             updates: vec![],
         };
         assert_eq!(empty.missed(4), 6);
+    }
+
+    #[test]
+    fn an_exact_count_answers_an_up_to_date_client_without_storage() {
+        let update = |seq| StoredUpdate {
+            seq,
+            json: Arc::from(r#"{"update_id":1}"#),
+        };
+        let wake = Wake {
+            total: 7,
+            latest: Some(Arc::new(Batch {
+                updates: vec![update(6), update(7)],
+            })),
+            exact: true,
+        };
+        let empty = wake.page_after(7, 10).unwrap();
+        assert!(empty.updates.is_empty());
+        assert_eq!((empty.total, empty.missed(7), empty.next_ts()), (7, 0, 7));
+        assert_eq!(wake.page_after(5, 10).unwrap().updates.len(), 2);
+        assert!(wake.page_after(3, 10).is_none(), "older ts needs storage");
+        assert!(wake.page_after(9, 10).is_none(), "ts ahead needs storage");
+        let inexact = Wake {
+            exact: false,
+            ..wake
+        };
+        assert!(
+            inexact.page_after(7, 10).is_none(),
+            "a count from other instances may be stale"
+        );
+    }
+
+    #[test]
+    fn publishing_the_same_count_marks_it_exact_without_waking() {
+        let notifier = Notifier::new(10, 10);
+        let ch = ChannelName::parse("c").unwrap();
+        let mut rx = notifier.subscribe(&ch).unwrap();
+        notifier.publish(
+            &ch,
+            Wake {
+                total: 3,
+                latest: None,
+                exact: false,
+            },
+        );
+        assert!(rx.has_changed().unwrap());
+        assert!(!rx.borrow_and_update().exact);
+        notifier.publish(
+            &ch,
+            Wake {
+                total: 3,
+                latest: None,
+                exact: true,
+            },
+        );
+        assert!(!rx.has_changed().unwrap());
+        assert!(rx.borrow().exact);
+        notifier.wake_all();
+        assert!(rx.has_changed().unwrap());
+        assert!(
+            !rx.borrow_and_update().exact,
+            "after missed wake-ups the count is not trusted"
+        );
     }
 
     #[test]

@@ -183,6 +183,7 @@ async fn listen(
                 Wake {
                     total,
                     latest: None,
+                    exact: false,
                 },
             );
         }
@@ -223,6 +224,8 @@ impl Store for RedisStore {
                 Wake {
                     total: seq,
                     latest: Some(Arc::new(Batch { updates })),
+                    // Other instances append too; their wake-ups arrive through Redis, maybe late.
+                    exact: false,
                 },
             );
             Ok(seq)

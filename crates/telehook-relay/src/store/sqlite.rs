@@ -433,6 +433,8 @@ impl Writer {
                         Wake {
                             total,
                             latest: Some(Arc::new(Batch { updates })),
+                            // The single writer publishes every commit, in order.
+                            exact: true,
                         },
                     );
                 }
@@ -467,6 +469,8 @@ impl Writer {
         tx.commit()?;
         if channels > 0 {
             self.load_channels()?;
+            // A deleted channel starts again from 0: waiters must not trust the old count.
+            self.notifier.wake_all();
         }
         if updates > 0 || channels > 0 {
             tracing::info!(updates, channels, "pruned expired updates");
