@@ -39,13 +39,15 @@ run_one() { # adapter variant round
   pid=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.05; done
   taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" -s benches/http/post.lua "http://127.0.0.1:$PORT" -- 1 "$SECRET" >/dev/null
-  local result
+  local result cpu0 cpu1
+  cpu0=$(awk '{print $14 + $15}' "/proc/$pid/stat") # user + system clock ticks of the server
   result=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s benches/http/post.lua \
     "http://127.0.0.1:$PORT" -- 100000000 "$SECRET" | grep '^RESULT')
+  cpu1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
   local hwm
   hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
-  echo "$1 $2 $3 $result hwm_kb=$hwm" | tee -a "$raw"
+  echo "$1 $2 $3 $result hwm_kb=$hwm cpu_ticks=$((cpu1 - cpu0)) hz=$(getconf CLK_TCK)" | tee -a "$raw"
   if ! grep -q "non2xx=0 errors=0" <<<"$result"; then
     echo "error: $1 $2 answered non-2xx or failed requests: $result" >&2; exit 1
   fi
@@ -65,7 +67,9 @@ rows = {}
 for line in open(raw):
     adapter, variant, _round, *fields = line.split()
     kv = dict(f.split("=") for f in fields if "=" in f)
-    r = rows.setdefault((adapter, variant), {"rps": [], "p50": [], "p99": [], "hwm": []})
+    r = rows.setdefault((adapter, variant), {"rps": [], "p50": [], "p99": [], "hwm": [], "cpu": []})
+    if "cpu_ticks" in kv:  # server CPU time (user + system) per request, in µs
+        r["cpu"].append(int(kv["cpu_ticks"]) * 1e6 / int(kv["hz"]) / int(kv["requests"]))
     r["rps"].append(float(kv["rps"])); r["p50"].append(float(kv["p50_us"]))
     r["p99"].append(float(kv["p99_us"])); r["hwm"].append(int(kv["hwm_kb"]))
 med = statistics.median
@@ -74,22 +78,27 @@ lines = [
     f"`benches/http/run.sh` — {rounds} interleaved rounds × {duration} s, wrk 1 thread × {conns} connections "
     "pinned to CPU 1, server pinned to CPU 0, fresh `update_id` per request, compact "
     "`message_text_private.json` body, secret header checked. Load average at the end: " + load + ".", "",
-    "| adapter | variant | req/s (median) | req/s of each round | p50 | p99 | peak RSS | req/s ratio | p99 ratio |",
-    "|---|---|---|---|---|---|---|---|---|",
+    "| adapter | variant | req/s (median) | req/s of each round | p50 | p99 | peak RSS | server CPU per request | req/s ratio | p99 ratio | CPU ratio |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
 ]
 for adapter in dict.fromkeys(a for a, _ in rows):
     t, b = rows.get((adapter, "telehook")), rows.get((adapter, "bare"))
     for variant, r in (("telehook", t), ("bare", b)):
         if not r: continue
-        ratio = p99r = ""
+        ratio = p99r = cpur = ""
         if variant == "telehook" and b:
             ratio = f"{med(t['rps']) / med(b['rps']):.2f}"
             p99r = f"{med(t['p99']) / med(b['p99']):.2f}"
+            if t["cpu"] and b["cpu"]:
+                cpur = f"{med(t['cpu']) / med(b['cpu']):.2f}"
+        cpu = f"{med(r['cpu']):.1f} µs" if r["cpu"] else "n/a"
         each = " / ".join(f"{v/1000:.1f}k" for v in r["rps"])
         lines.append(f"| {adapter} | {variant} | {med(r['rps']):,.0f} | {each} | {med(r['p50'])/1000:.2f} ms | "
-                     f"{med(r['p99'])/1000:.2f} ms | {max(r['hwm'])/1024:.1f} MiB | {ratio} | {p99r} |")
+                     f"{med(r['p99'])/1000:.2f} ms | {max(r['hwm'])/1024:.1f} MiB | {cpu} | {ratio} | {p99r} | {cpur} |")
 lines += ["", "Ratios are of medians. When the rounds of one row spread by more than about 10 %, the "
-          "machine was busy and the ratios are not conclusive: re-run on an idle machine."]
+          "machine was busy and the req/s ratios are not conclusive: re-run on an idle machine. Server CPU "
+          "per request (user + system time of the server process over the measured window) leaves out "
+          "time the server spent waiting for the CPU, so it moves less with load than req/s."]
 open(out, "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY
