@@ -11,7 +11,7 @@ use telehook_api::{ApiError, Bot, GetUpdates, Sent, SetWebhook};
 const TOKEN: &str = "123456:SECRET-token_value";
 const FIXTURES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/fixtures/updates"
+    "/../telehook-conformance/fixtures/updates"
 );
 
 fn fixture(name: &str) -> String {

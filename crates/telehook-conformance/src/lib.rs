@@ -34,14 +34,14 @@ pub trait Client {
     fn send(&self, request: http::Request<Bytes>) -> impl Future<Output = http::Response<Bytes>>;
 }
 
-/// The fixtures folder (`../shared/fixtures` beside the workspace), or `TELEHOOK_FIXTURES`.
+/// The fixtures folder shipped in this crate (`fixtures/`), or `TELEHOOK_FIXTURES` when set.
 pub fn fixtures_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("TELEHOOK_FIXTURES") {
         return PathBuf::from(dir);
     }
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures"
+        "/fixtures"
     ))
 }
 

@@ -17,7 +17,7 @@ const SECRET: &str = "s3cr3t_T0ken-for-tests";
 fn fixture() -> String {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/updates/message_text_private.json"
+        "/../telehook-conformance/fixtures/updates/message_text_private.json"
     );
     std::fs::read_to_string(path).expect("fixture message_text_private.json")
 }

@@ -627,7 +627,7 @@ mod tests {
     fn fixtures() -> Vec<Vec<u8>> {
         let dir = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/fixtures/updates"
+            "/../telehook-conformance/fixtures/updates"
         );
         let mut out = Vec::new();
         for entry in std::fs::read_dir(dir).expect("fixtures/updates") {

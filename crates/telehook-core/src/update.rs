@@ -355,7 +355,7 @@ mod tests {
 
     fn fixture(name: &str) -> Vec<u8> {
         let path = format!(
-            "{}/../../../shared/fixtures/updates/{name}",
+            "{}/../telehook-conformance/fixtures/updates/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))

@@ -18,7 +18,7 @@ const KINDS: &[&str] = &[
 
 fn fixture(name: &str) -> Update {
     let path = format!(
-        "{}/../../../shared/fixtures/updates/{name}",
+        "{}/../telehook-conformance/fixtures/updates/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     Update::from_bytes(std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()

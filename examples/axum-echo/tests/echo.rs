@@ -9,7 +9,7 @@ const SECRET: &str = "s3cr3t_T0ken-for-tests";
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!(
-        "{}/../../../shared/fixtures/updates/{name}",
+        "{}/../../crates/telehook-conformance/fixtures/updates/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))

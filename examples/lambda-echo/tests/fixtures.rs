@@ -6,7 +6,7 @@ const SECRET: &str = "s3cr3t_T0ken-for-tests";
 
 async fn invoke(name: &str, secret: Option<&str>) -> lambda_http::Response<Body> {
     let path = format!(
-        "{}/../../../shared/fixtures/lambda/{name}",
+        "{}/../../crates/telehook-conformance/fixtures/lambda/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     let event = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
