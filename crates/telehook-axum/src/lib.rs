@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+use std::future::Future;
+
 use axum::Router;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
@@ -30,4 +32,26 @@ pub async fn handle(webhook: &Webhook, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let head = telehook_core::RequestHead::from_http(&parts.method, &parts.headers);
     webhook.handle(head, body).await.into_http().into_response()
+}
+
+pub use telehook_hyper::{Drain, ServeConfig, ShutdownReport};
+
+/// Serves `app` (routes with the webhook mounted) until `shutdown` resolves, hardened against
+/// slow and stalled clients, then shuts down gracefully and drains `webhook`.
+///
+/// `axum::serve` has no header-read timeout and no connection limit (axum's docs point to
+/// hyper-util for any configuration), so this serves the same `Router` with hyper-util's
+/// server instead (`telehook_hyper::serve_with_config`): a header-read timeout that is also
+/// the idle timeout of kept-alive connections, a connection limit, and at shutdown the
+/// deadline of [`ServeConfig::shutdown_deadline`] for open requests and handler runs. To
+/// keep `axum::serve`, use [`Drain`] instead (see the README).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    webhook: &Webhook,
+    shutdown: impl Future<Output = ()>,
+    config: &ServeConfig,
+) -> ShutdownReport {
+    let service = telehook_hyper::TowerToHyperService::new(app);
+    telehook_hyper::serve_with_config(listener, service, webhook, shutdown, config).await
 }
