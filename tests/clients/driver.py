@@ -1,0 +1,517 @@
+"""Runs every (library x mode) bot against one telehook emulator and prints a matrix.
+
+Usage: driver.py --emulator PATH [--only LIB[:MODE],...] [--jobs N]
+
+Each combination gets its own bot token (the emulator keeps separate state per token), its
+own bot process and its own webhook port, so combinations run in parallel. The scenario is
+driven through the emulator's HTTP control API (/_emulator/{token}/...) and checked against
+the calls the emulator recorded and its webhook delivery log. Python standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import hashlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PHOTO = HERE / "photo.png"
+# One user (and so one private chat) per step: a step that fails over a webhook holds back its
+# chat's queue (as Telegram does), and must not hold back the steps after it.
+USERS = {
+    "echo": 101,
+    "copy": 102,
+    "photo": 103,
+    "keyboard": 104,
+    "inline": 105,
+    "delete": 106,
+    "retry": 107,
+    "fail": 108,
+}
+
+
+def user(step: str) -> dict:
+    return {"user_id": USERS[step], "first_name": step.capitalize()}
+WAIT = 15.0  # seconds to wait for one expected call; generous for a loaded 2-core machine
+
+
+@dataclass(frozen=True)
+class Combo:
+    library: str
+    mode: str
+    # Methods the library sends as webhook replies in this mode (checked via the call's route).
+    replies: tuple[str, ...] = ()
+
+    @property
+    def webhook(self) -> bool:
+        return self.mode.startswith("webhook")
+
+    @property
+    def name(self) -> str:
+        return f"{self.library}-{self.mode}"
+
+
+COMBOS = [
+    Combo("python-telegram-bot", "polling"),
+    Combo("python-telegram-bot", "webhook"),
+    Combo("aiogram", "polling"),
+    Combo("aiogram", "webhook"),
+    Combo("aiogram", "webhook-reply", ("sendMessage", "sendPhoto", "answerCallbackQuery", "answerInlineQuery", "deleteMessage")),
+    Combo("grammy", "polling"),
+    Combo("grammy", "webhook"),
+    Combo("grammy", "webhook-reply", ("sendMessage", "answerCallbackQuery", "answerInlineQuery", "deleteMessage")),
+    Combo("telegraf", "polling"),
+    Combo("telegraf", "webhook"),
+    Combo("telegraf", "webhook-reply", ("answerCallbackQuery", "answerInlineQuery", "deleteMessage")),
+]
+
+# Steps a combination cannot take, and why.
+NOT_APPLICABLE = {
+    ("python-telegram-bot", "webhook", "failing webhook answer"): (
+        "run_webhook answers 200 as soon as the update is queued, before any handler runs"
+    ),
+}
+
+
+def command_for(combo: Combo, python: str) -> list[str]:
+    if combo.library == "python-telegram-bot":
+        return [python, str(HERE / "python" / "ptb_bot.py")]
+    if combo.library == "aiogram":
+        return [python, str(HERE / "python" / "aiogram_bot.py")]
+    return ["node", str(HERE / "node" / f"{combo.library}_bot.js")]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class StepFailed(Exception):
+    pass
+
+
+class Control:
+    """The emulator's HTTP control API for one token."""
+
+    def __init__(self, base_url: str, token: str):
+        self.base_url = base_url
+        self.token = token
+
+    def request(self, method: str, path: str, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{self.base_url}/_emulator/{self.token}/{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                answer = json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            text = error.read().decode(errors="replace")
+            raise StepFailed(f"{method} /_emulator/{{token}}/{path} -> {error.code}: {text}") from None
+        if not answer.get("ok"):
+            raise StepFailed(f"{method} /_emulator/{{token}}/{path} -> {answer}")
+        return answer["result"]
+
+    def calls(self) -> list[dict]:
+        return self.request("GET", "calls")
+
+    def deliveries(self) -> list[dict]:
+        return self.request("GET", "deliveries")
+
+    def text(self, step: str, text: str) -> dict:
+        return self.request("POST", "private_text", {**user(step), "text": text})["update"]
+
+    def wait(self, what: str, found, timeout: float = WAIT):
+        """Polls the recorded calls until found(calls) is truthy; returns its value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            calls = self.calls()
+            value = found(calls)
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                seen = ", ".join(f"{c['method']}:{outcome(c)}" for c in calls[-12:] if c["method"] != "getUpdates")
+                raise StepFailed(f"no {what} within {timeout:.0f}s; last calls: [{seen}]")
+            time.sleep(0.05)
+
+
+def outcome(call: dict) -> str:
+    o = call.get("outcome", {})
+    if o.get("type") == "error":
+        return f"{o.get('error_code')} {o.get('description')}"
+    return o.get("type", "?")
+
+
+def param(call: dict, name: str):
+    value = call["params"].get(name)
+    return None if value is None else str(value)
+
+
+def json_param(call: dict, name: str):
+    value = call["params"].get(name)
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def is_ok(call: dict) -> bool:
+    return call.get("outcome", {}).get("type") == "ok"
+
+
+def to(method: str, **params):
+    """A matcher for calls of `method` whose params equal `params` (compared as strings)."""
+
+    def match(call: dict) -> bool:
+        return call["method"] == method and all(param(call, k) == str(v) for k, v in params.items())
+
+    return match
+
+
+def first(calls, match, ok=True):
+    for call in calls:
+        if match(call) and (not ok or is_ok(call)):
+            return call
+    return None
+
+
+@dataclass
+class Result:
+    combo: Combo
+    seconds: float = 0.0
+    steps: list[tuple[str, str, str]] = field(default_factory=list)  # (step, pass|FAIL|n/a, note)
+    log: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return all(status != "FAIL" for _, status, _ in self.steps)
+
+
+def check_route(combo: Combo, call: dict, failures: list[str]):
+    route = call.get("route", {}).get("type")
+    if call["method"] in combo.replies and route != "webhook_reply":
+        failures.append(f"{call['method']} came by {route}, expected a webhook reply")
+
+
+class Scenario:
+    def __init__(self, combo: Combo, control: Control, result: Result):
+        self.combo = combo
+        self.c = control
+        self.result = result
+
+    def step(self, name: str, run):
+        reason = NOT_APPLICABLE.get((self.combo.library, self.combo.mode, name))
+        if reason:
+            self.result.steps.append((name, "n/a", reason))
+            return
+        try:
+            note = run() or ""
+            self.result.steps.append((name, "pass", note))
+        except StepFailed as error:
+            self.result.steps.append((name, "FAIL", str(error)))
+        except Exception as error:  # a driver bug or an unexpected shape: report, go on
+            self.result.steps.append((name, "FAIL", f"{type(error).__name__}: {error}"))
+
+    def routes(self, *calls):
+        failures: list[str] = []
+        for call in calls:
+            check_route(self.combo, call, failures)
+        if failures:
+            raise StepFailed("; ".join(failures))
+
+    # ---- the steps --------------------------------------------------------------------------
+
+    def ready(self):
+        if self.combo.webhook:
+            deadline = time.monotonic() + 30
+            while not self.c.request("GET", "webhook_info").get("url"):
+                if time.monotonic() > deadline:
+                    raise StepFailed("the bot did not set its webhook within 30s")
+                time.sleep(0.05)
+        else:
+            # A long poll is recorded when it ends; updates queue until fetched, so a bot that
+            # has called the Bot API at all (getMe) is far enough.
+            self.c.wait("a first call", lambda calls: calls, timeout=30)
+
+    def echo(self):
+        self.c.text("echo", "hello")
+        call = self.c.wait("echo", lambda calls: first(calls, to("sendMessage", chat_id=USERS["echo"], text="hello")))
+        self.routes(call)
+
+    def copy(self):
+        update = self.c.text("copy", "/copy")
+        message_id = update["message"]["message_id"]
+        self.c.wait(
+            "copyMessage",
+            lambda calls: first(calls, to("copyMessage", chat_id=USERS["copy"], from_chat_id=USERS["copy"], message_id=message_id)),
+        )
+
+    def photo(self):
+        self.c.text("photo", "/photo")
+        call = self.c.wait("sendPhoto", lambda calls: first(calls, to("sendPhoto", chat_id=USERS["photo"])))
+        self.routes(call)
+        want = hashlib.sha256(PHOTO.read_bytes()).hexdigest()
+        files = call.get("files") or []
+        if not files:
+            raise StepFailed(f"sendPhoto recorded without an uploaded file; params: {sorted(call['params'])}")
+        hashes = [f.get("sha256") for f in files]
+        if want not in hashes:
+            raise StepFailed(f"uploaded file hash {hashes} != photo.png {want}")
+        photo = (call["outcome"].get("result") or {}).get("photo")
+        if not photo:
+            raise StepFailed("the sent message has no photo sizes")
+        return f"{len(files)} file(s), {files[0].get('size')} bytes"
+
+    def keyboard(self):
+        self.c.text("keyboard", "/keyboard")
+        sent = self.c.wait("keyboard message", lambda calls: first(calls, to("sendMessage", chat_id=USERS["keyboard"], text="choose")))
+        message = sent["outcome"]["result"]
+        update = self.c.request(
+            "POST",
+            "press_button",
+            {**user("keyboard"), "chat_id": USERS["keyboard"], "message_id": message["message_id"], "data": "pick:a"},
+        )["update"]
+        query_id = update["callback_query"]["id"]
+        answer = self.c.wait(
+            "answerCallbackQuery",
+            lambda calls: first(calls, to("answerCallbackQuery", callback_query_id=query_id)),
+        )
+        edit = self.c.wait(
+            "editMessageText",
+            lambda calls: first(
+                calls, to("editMessageText", chat_id=USERS["keyboard"], message_id=message["message_id"], text="picked a")
+            ),
+        )
+        self.routes(answer, edit)
+
+    def inline_query(self):
+        update = self.c.request("POST", "inline_query", {**user("inline"), "query": "cats"})["update"]
+        query_id = update["inline_query"]["id"]
+        call = self.c.wait(
+            "answerInlineQuery", lambda calls: first(calls, to("answerInlineQuery", inline_query_id=query_id))
+        )
+        self.routes(call)
+        results = json_param(call, "results")
+        if not (isinstance(results, list) and results and results[0].get("title") == "cats"):
+            raise StepFailed(f"unexpected results {results!r}")
+
+    def delete(self):
+        self.c.text("delete", "/delete")
+        sent = self.c.wait("message to delete", lambda calls: first(calls, to("sendMessage", chat_id=USERS["delete"], text="to delete")))
+        message_id = sent["outcome"]["result"]["message_id"]
+        call = self.c.wait(
+            "deleteMessage", lambda calls: first(calls, to("deleteMessage", chat_id=USERS["delete"], message_id=message_id))
+        )
+        self.routes(call)
+
+    def too_many_requests(self):
+        self.c.request(
+            "POST", "faults", {"method": "sendMessage", "times": 1, "fault": {"type": "too_many_requests", "retry_after": 1}}
+        )
+        self.c.text("retry", "/retry")
+
+        def two(calls):
+            tries = [c for c in calls if to("sendMessage", chat_id=USERS["retry"], text="retried")(c)]
+            return tries if len(tries) >= 2 and is_ok(tries[1]) else None
+
+        tries = self.c.wait("a sendMessage retried after 429", two)
+        first_try = tries[0]["outcome"]
+        if first_try.get("type") != "error" or first_try.get("error_code") != 429:
+            raise StepFailed(f"the first try was answered {first_try}, expected the planned 429")
+
+    def failing_webhook_answer(self):
+        update_id = self.c.text("fail", "/fail")["update_id"]
+        self.c.wait("recovered", lambda calls: first(calls, to("sendMessage", chat_id=USERS["fail"], text="recovered")))
+        attempts = [d for d in self.c.deliveries() if d["update_id"] == update_id]
+        kinds = [(d["attempt"], d["outcome"]["type"], d["outcome"].get("status")) for d in attempts]
+        if not (
+            len(attempts) >= 2
+            and attempts[0]["outcome"]["type"] == "failed"
+            and (attempts[0]["outcome"].get("status") or 0) >= 500
+            and attempts[-1]["outcome"]["type"] == "delivered"
+        ):
+            raise StepFailed(f"delivery attempts of update {update_id}: {kinds}")
+        recovered = [c for c in self.c.calls() if to("sendMessage", chat_id=USERS["fail"], text="recovered")(c)]
+        if len(recovered) != 1:
+            raise StepFailed(f"{len(recovered)} 'recovered' messages, expected 1")
+        return f"attempts {kinds}"
+
+    def no_unexpected_refusals(self):
+        refused = [
+            f"{c['method']}: {outcome(c)}"
+            for c in self.c.calls()
+            if c.get("outcome", {}).get("type") not in ("ok", "ignored")
+            and not to("sendMessage", text="retried")(c)
+        ]
+        if refused:
+            raise StepFailed("; ".join(sorted(set(refused))))
+
+    def run(self):
+        self.step("start", self.ready)
+        if self.result.steps[-1][1] == "FAIL":
+            return
+        self.step("text echo", self.echo)
+        self.step("copy", self.copy)
+        self.step("photo upload", self.photo)
+        self.step("inline keyboard press + edit", self.keyboard)
+        self.step("inline query", self.inline_query)
+        self.step("delete", self.delete)
+        self.step("429 retry_after", self.too_many_requests)
+        if self.combo.webhook:
+            self.step("failing webhook answer", self.failing_webhook_answer)
+        self.step("no other refused call", self.no_unexpected_refusals)
+
+
+def run_combo(combo: Combo, base_url: str, token: str, python: str, logs: Path, extra_env: dict) -> Result:
+    result = Result(combo)
+    env = {
+        **os.environ,
+        **extra_env,
+        "TELEHOOK_BASE_URL": base_url,
+        "BOT_TOKEN": token,
+        "BOT_MODE": combo.mode,
+        "PHOTO_PATH": str(PHOTO),
+        "WEBHOOK_PORT": str(free_port()),
+        "PYTHONUNBUFFERED": "1",
+    }
+    if not (combo.library == "telegraf" and combo.webhook):
+        env.pop("TLS_CERT", None)
+        env.pop("TLS_KEY", None)
+    log_path = logs / f"{combo.name}.log"
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command_for(combo, python), env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            Scenario(combo, Control(base_url, token), result).run()
+            if process.poll() is not None:
+                result.steps.append(("bot still running", "FAIL", f"the bot exited with {process.returncode}"))
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    result.seconds = time.monotonic() - started
+    if not result.passed:
+        result.log = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
+    return result
+
+
+def start_emulator(binary: str, tokens: list[str], log_path: Path):
+    log = open(log_path, "wb")
+    process = subprocess.Popen(
+        [binary, "--listen", "127.0.0.1:0", "--token", ",".join(tokens)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info"), "NO_COLOR": "1"},
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the emulator exited with {process.returncode}:\n{log_path.read_text()}")
+        found = re.search(r"base_url=(http://127\.0\.0\.1:\d+)", log_path.read_text(errors="replace"))
+        if found:
+            return process, found.group(1)
+        time.sleep(0.05)
+    process.kill()
+    raise SystemExit(f"the emulator did not say its base_url within 30s:\n{log_path.read_text()}")
+
+
+def self_signed_cert(directory: Path) -> dict:
+    """A certificate for 127.0.0.1 for telegraf's https webhook, or {} without openssl."""
+    cert, key = directory / "webhook.crt", directory / "webhook.key"
+    try:
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+             "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    return {"TLS_CERT": str(cert), "TLS_KEY": str(key)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--emulator", required=True, help="the telehook-emulator binary")
+    parser.add_argument("--python", default=sys.executable, help="python with the bot libraries")
+    parser.add_argument("--only", default="", help="comma-separated LIB or LIB:MODE to run")
+    parser.add_argument("--jobs", type=int, default=4, help="combinations run at once")
+    parser.add_argument("--https", choices=["auto", "off"], default=os.environ.get("CLIENTS_HTTPS", "off"),
+                        help="telegraf webhook modes over https (launch({webhook})); off: plain http")
+    args = parser.parse_args()
+
+    combos = COMBOS
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+        combos = [c for c in COMBOS if any(w in (c.library, f"{c.library}:{c.mode}") for w in wanted)]
+    tokens = [f"{7000 + i}:TEST-{combo.name}" for i, combo in enumerate(combos)]
+    work = Path(tempfile.mkdtemp(prefix="telehook-clients-"))
+    extra_env = self_signed_cert(work) if args.https == "auto" else {}
+    emulator, base_url = start_emulator(args.emulator, tokens, work / "emulator.log")
+    print(f"emulator at {base_url}; logs in {work}", flush=True)
+    started = time.monotonic()
+    lock = threading.Lock()
+    results: list[Result] = []
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            futures = [
+                pool.submit(run_combo, combo, base_url, token, args.python, work, extra_env)
+                for combo, token in zip(combos, tokens)
+            ]
+            for future in concurrent.futures.as_completed(futures):
+                result = future.result()
+                with lock:
+                    results.append(result)
+                    print(f"  {result.combo.name}: {'pass' if result.passed else 'FAIL'} ({result.seconds:.1f}s)", flush=True)
+    finally:
+        emulator.terminate()
+        try:
+            emulator.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            emulator.kill()
+    total = time.monotonic() - started
+
+    order = {c: i for i, c in enumerate(COMBOS)}
+    results.sort(key=lambda r: order[r.combo])
+    print()
+    print(f"{'library':<20} {'mode':<14} {'result':<7} {'seconds':>7}  failed steps")
+    for r in results:
+        failed = ", ".join(name for name, status, _ in r.steps if status == "FAIL") or "-"
+        print(f"{r.combo.library:<20} {r.combo.mode:<14} {'pass' if r.passed else 'FAIL':<7} {r.seconds:>7.1f}  {failed}")
+    print(f"total {total:.1f}s for {len(results)} combinations ({args.jobs} at once)")
+    for r in results:
+        notes = [(n, s, note) for n, s, note in r.steps if s != "pass" or os.environ.get("CLIENTS_VERBOSE")]
+        if notes:
+            print(f"\n== {r.combo.name}")
+            for name, status, note in notes:
+                print(f"  [{status}] {name}: {note}")
+            if r.log:
+                print("  -- last lines of the bot's log:")
+                print("\n".join("    " + line for line in r.log.splitlines()))
+    return 0 if results and all(r.passed for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
