@@ -109,6 +109,7 @@ pub struct Context {
     received_at: Instant,
     timeout: Option<Duration>,
     reply: Option<Arc<ReplySlot>>,
+    extensions: Option<Arc<http::Extensions>>,
 }
 
 impl fmt::Debug for Context {
@@ -136,6 +137,7 @@ impl Context {
             received_at,
             timeout: Some(timeout),
             reply: Some(reply),
+            extensions: None,
         }
     }
 
@@ -148,7 +150,37 @@ impl Context {
             received_at: Instant::now(),
             timeout: None,
             reply: None,
+            extensions: None,
         }
+    }
+
+    /// Attaches what the transport knows about the request (an adapter's or a platform's
+    /// typed values), for the handler to read with [`Context::extension`]. Replaces any
+    /// extensions attached before; an empty set costs nothing.
+    #[must_use]
+    pub fn with_extensions(mut self, extensions: http::Extensions) -> Self {
+        self.extensions = (!extensions.is_empty()).then(|| Arc::new(extensions));
+        self
+    }
+
+    /// A typed value the adapter attached to the request: the framework's request extensions
+    /// (for `tower`-based servers) and what the platform provides (telehook-lambda attaches
+    /// the invocation's request id and deadline). `None` if there is no value of type `T`.
+    ///
+    /// ```
+    /// use telehook_core::Context;
+    ///
+    /// #[derive(Clone, Debug, PartialEq)]
+    /// struct RequestId(String);
+    ///
+    /// let mut extensions = telehook_core::http::Extensions::new();
+    /// extensions.insert(RequestId("abc".into()));
+    /// let ctx = Context::detached(1).with_extensions(extensions);
+    /// assert_eq!(ctx.extension::<RequestId>(), Some(&RequestId("abc".into())));
+    /// assert_eq!(ctx.extension::<u32>(), None);
+    /// ```
+    pub fn extension<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.extensions.as_deref()?.get::<T>()
     }
 
     /// The `update_id` being handled.
@@ -179,6 +211,13 @@ impl Context {
     /// reply may no longer reach Telegram.
     pub fn remaining(&self) -> Option<Duration> {
         self.timeout.map(|t| t.saturating_sub(self.elapsed()))
+    }
+
+    /// When the dispatcher's timeout fires, if there is one: the configured timeout after the
+    /// run started, or earlier if the platform's [`InvocationDeadline`](crate::InvocationDeadline)
+    /// comes first. Budget slow work against it.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.timeout.map(|t| self.received_at + t)
     }
 
     /// True while a webhook reply could still be set (webhook delivery, none set yet, response

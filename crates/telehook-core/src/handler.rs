@@ -1,5 +1,6 @@
 //! The [`UpdateHandler`] trait: what a bot does with one update, whatever delivered it.
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -55,26 +56,83 @@ where
     }
 }
 
-type BoxFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'static>>;
+/// The future an [`ErasedHandler`] returns.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'static>>;
 
-/// A handler with its update type erased: takes the validated [`Update`], converts it into the
-/// type the handler asked for, and runs the handler.
-pub(crate) type ErasedHandler = Arc<dyn Fn(Update, Context) -> BoxFuture + Send + Sync>;
+/// Any [`UpdateHandler`], whatever its update type, behind one type: it takes the validated
+/// [`Update`], converts it into the type the handler asked for ([`UpdateType::from_update`]),
+/// and runs the handler. Cheap to clone (one `Arc`).
+///
+/// The webhook dispatcher, the long-polling runner and the relay client all hold a handler this
+/// way, so a bot's handler runs the same under each.
+///
+/// ```
+/// use telehook_core::{Context, ErasedHandler, HandlerError, Update};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let handler = ErasedHandler::new(|value: serde_json::Value, _ctx: Context| async move {
+///     assert_eq!(value["update_id"], 7);
+///     Ok::<_, HandlerError>(())
+/// });
+/// let update = Update::from_bytes(r#"{"update_id":7}"#).unwrap();
+/// handler.call(update, Context::detached(7)).await.unwrap();
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct ErasedHandler {
+    call: Arc<dyn Fn(Update, Context) -> HandlerFuture + Send + Sync>,
+    type_name: &'static str,
+}
 
-pub(crate) fn erase<U: UpdateType, H: UpdateHandler<U>>(handler: H) -> ErasedHandler {
-    let handler = Arc::new(handler);
-    Arc::new(move |update: Update, ctx: Context| {
-        let handler = Arc::clone(&handler);
-        Box::pin(async move {
-            let update_id = update.update_id();
-            let update = U::from_update(update).map_err(|e| -> HandlerError {
-                format!(
-                    "update {update_id} does not fit the handler's type {}: {e}",
-                    std::any::type_name::<U>()
-                )
-                .into()
-            })?;
-            handler.handle(update, ctx).await
-        })
-    })
+impl fmt::Debug for ErasedHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ErasedHandler")
+            .field("update_type", &self.type_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ErasedHandler {
+    /// Erases `handler`'s update type. An update that does not fit `U` becomes the handler's
+    /// error (naming the update and the type), so the caller's error policy applies to it.
+    pub fn new<U: UpdateType, H: UpdateHandler<U>>(handler: H) -> Self {
+        let handler = Arc::new(handler);
+        Self {
+            call: Arc::new(move |update: Update, ctx: Context| -> HandlerFuture {
+                let handler = Arc::clone(&handler);
+                Box::pin(async move {
+                    let update_id = update.update_id();
+                    let update = U::from_update(update).map_err(|e| -> HandlerError {
+                        format!(
+                            "update {update_id} does not fit the handler's type {}: {e}",
+                            std::any::type_name::<U>()
+                        )
+                        .into()
+                    })?;
+                    handler.handle(update, ctx).await
+                })
+            }),
+            type_name: std::any::type_name::<U>(),
+        }
+    }
+
+    /// Runs the handler on `update`.
+    pub fn call(&self, update: Update, ctx: Context) -> HandlerFuture {
+        (self.call)(update, ctx)
+    }
+
+    /// The name of the update type the handler takes (for logs).
+    pub fn update_type_name(&self) -> &'static str {
+        self.type_name
+    }
+}
+
+impl UpdateHandler<Update> for ErasedHandler {
+    fn handle(
+        &self,
+        update: Update,
+        ctx: Context,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        self.call(update, ctx)
+    }
 }

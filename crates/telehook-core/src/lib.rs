@@ -10,12 +10,13 @@ mod webhook;
 
 pub use context::{Context, Source, WebhookReplyError, is_ignored_in_webhook_reply};
 pub use guard::{MemoryStore, RedeliveryStore};
-pub use handler::{HandlerError, UpdateHandler};
+pub use handler::{ErasedHandler, HandlerError, HandlerFuture, UpdateHandler};
 pub use update::{InvalidUpdate, SequenceKey, Update, UpdateType};
 pub use webhook::{
-    BuildError, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_TIMEOUT, ErrorPolicy, OnTimeout, RequestHead, SECRET_TOKEN_HEADER, TimeoutAction,
-    TimeoutEvent, Webhook, WebhookBuilder, WebhookError, WebhookResponse, validate_secret_token,
+    BuildError, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT, ErrorPolicy, InvocationDeadline, OnTimeout,
+    RequestHead, SECRET_TOKEN_HEADER, TimeoutAction, TimeoutEvent, Webhook, WebhookBuilder,
+    WebhookError, WebhookResponse, validate_secret_token,
 };
 
 /// Re-exported so adapters and users name the same versions.

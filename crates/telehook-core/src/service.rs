@@ -29,7 +29,8 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let (parts, body) = request.into_parts();
-        let response = self.handle(RequestHead::from_http(&parts.method, &parts.headers), body);
+        let head = RequestHead::from_http(&parts.method, &parts.headers);
+        let response = self.handle_with_extensions(head, parts.extensions, body);
         Box::pin(async move { Ok(response.await.into_http()) })
     }
 }

@@ -20,7 +20,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 use crate::context::{Context, ReplySlot};
 use crate::guard::{self, Claim, MemoryStore, Outcome, RedeliveryStore, RunResult};
-use crate::handler::{ErasedHandler, UpdateHandler, erase};
+use crate::handler::{ErasedHandler, UpdateHandler};
 use crate::update::{Update, UpdateType};
 
 /// The header Telegram sends the `secret_token` in.
@@ -35,6 +35,20 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 /// The default number of failed runs after which [`ErrorPolicy::BoundedRetry`] gives up.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// The default time allowed to read a request's body: 10 s. Telegram sends an update (tens of
+/// KiB at most) in one go, so a body still arriving after that is stalled or trickling.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request extension an adapter inserts when its platform ends the invocation at a fixed
+/// instant (AWS Lambda, say): the dispatcher's effective timeout becomes
+/// `min(configured timeout, deadline − now)`, so the handler is answered for (`503` by
+/// default) before the platform kills the invocation. Put the deadline a safety margin before
+/// the platform's own, so the answer still has time to leave.
+///
+/// The handler sees the effective deadline as [`Context::deadline`]; every other extension
+/// the adapter inserted is readable with [`Context::extension`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InvocationDeadline(pub Instant);
 
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 const APPLICATION_JSON: &str = "application/json";
@@ -303,11 +317,13 @@ impl<'a> RequestHead<'a> {
 
 /// Configures a [`Webhook`]. Every setting has a safe default.
 #[derive(Clone)]
+#[must_use = "a builder does nothing until `.build(handler)` is called"]
 pub struct WebhookBuilder {
     secret_token: Option<String>,
     timeout: Duration,
     on_timeout: OnTimeout,
     max_body_bytes: usize,
+    body_read_timeout: Duration,
     error_policy: ErrorPolicy,
     max_in_flight: usize,
     guard_capacity: usize,
@@ -325,6 +341,7 @@ impl fmt::Debug for WebhookBuilder {
             .field("timeout", &self.timeout)
             .field("on_timeout", &self.on_timeout)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("body_read_timeout", &self.body_read_timeout)
             .field("error_policy", &self.error_policy)
             .field("max_in_flight", &self.max_in_flight)
             .field("guard_capacity", &self.guard_capacity)
@@ -341,6 +358,7 @@ impl Default for WebhookBuilder {
             timeout: DEFAULT_TIMEOUT,
             on_timeout: OnTimeout::Throw,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             error_policy: ErrorPolicy::default(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             guard_capacity: guard::DEFAULT_CAPACITY,
@@ -376,6 +394,16 @@ impl WebhookBuilder {
     /// Default [`DEFAULT_MAX_BODY_BYTES`].
     pub fn max_body_bytes(mut self, limit: usize) -> Self {
         self.max_body_bytes = limit;
+        self
+    }
+
+    /// How long the body may take to arrive once the method and headers passed; a body that
+    /// stalls or trickles past it gets `408 Request Timeout` and the handler never runs.
+    /// Default [`DEFAULT_BODY_READ_TIMEOUT`] (10 s). This bounds the whole body, not the gap
+    /// between two chunks, so a client sending one byte a second cannot hold the request open.
+    /// Headers are the server's job: set a header-read timeout there (see the adapter's README).
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.body_read_timeout = timeout;
         self
     }
 
@@ -421,6 +449,7 @@ impl WebhookBuilder {
         for (name, zero) in [
             ("timeout", self.timeout.is_zero()),
             ("max_body_bytes", self.max_body_bytes == 0),
+            ("body_read_timeout", self.body_read_timeout.is_zero()),
             ("max_in_flight", self.max_in_flight == 0),
             ("redelivery_guard capacity", self.guard_capacity == 0),
             (
@@ -441,11 +470,12 @@ impl WebhookBuilder {
                 timeout: self.timeout,
                 on_timeout: self.on_timeout,
                 max_body_bytes: self.max_body_bytes,
+                body_read_timeout: self.body_read_timeout,
                 error_policy: self.error_policy,
                 max_in_flight: self.max_in_flight,
                 in_flight: Arc::new(Semaphore::new(self.max_in_flight)),
                 store,
-                handler: erase(handler),
+                handler: ErasedHandler::new(handler),
             }),
         })
     }
@@ -477,6 +507,7 @@ struct Inner {
     timeout: Duration,
     on_timeout: OnTimeout,
     max_body_bytes: usize,
+    body_read_timeout: Duration,
     error_policy: ErrorPolicy,
     max_in_flight: usize,
     in_flight: Arc<Semaphore>,
@@ -518,6 +549,7 @@ impl fmt::Debug for Webhook {
             .field("timeout", &i.timeout)
             .field("on_timeout", &i.on_timeout)
             .field("max_body_bytes", &i.max_body_bytes)
+            .field("body_read_timeout", &i.body_read_timeout)
             .field("error_policy", &i.error_policy)
             .field("max_in_flight", &i.max_in_flight)
             .finish_non_exhaustive()
@@ -580,12 +612,29 @@ impl Webhook {
         B: Body + 'static,
         B::Error: fmt::Display,
     {
+        self.handle_with_extensions(head, http::Extensions::new(), body)
+    }
+
+    /// [`Webhook::handle`] with the request's extensions: the handler reads them through
+    /// [`Context::extension`], and an [`InvocationDeadline`] among them shortens the timeout.
+    /// Adapters pass what their framework put in the request (`http::request::Parts::extensions`)
+    /// plus what the platform knows (Lambda's request context and deadline, say).
+    pub fn handle_with_extensions<B>(
+        &self,
+        head: RequestHead<'_>,
+        extensions: http::Extensions,
+        body: B,
+    ) -> impl Future<Output = WebhookResponse> + use<B>
+    where
+        B: Body + 'static,
+        B::Error: fmt::Display,
+    {
         let early = self.check_head(head);
         let inner = Arc::clone(&self.inner);
         async move {
             match early {
                 Some(refusal) => refusal,
-                None => inner.dispatch(body).await,
+                None => inner.dispatch(body, extensions).await,
             }
         }
     }
@@ -711,15 +760,28 @@ struct Finished {
 }
 
 impl Inner {
-    async fn dispatch<B>(self: Arc<Self>, body: B) -> WebhookResponse
+    async fn dispatch<B>(self: Arc<Self>, body: B, extensions: http::Extensions) -> WebhookResponse
     where
         B: Body,
         B::Error: fmt::Display,
     {
-        let body = match read_body(body, self.max_body_bytes).await {
-            Ok(body) => body,
-            Err(ReadError::TooLarge) => return too_large(self.max_body_bytes),
-            Err(ReadError::Body(e)) => {
+        let read =
+            tokio::time::timeout(self.body_read_timeout, read_body(body, self.max_body_bytes));
+        let body = match read.await {
+            Ok(Ok(body)) => body,
+            Err(_) => {
+                let limit_ms = self.body_read_timeout.as_millis() as u64;
+                tracing::warn!(
+                    limit_ms,
+                    "webhook request refused: the body did not arrive within body_read_timeout"
+                );
+                return WebhookResponse::text(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("request timeout: the body did not arrive within {limit_ms} ms"),
+                );
+            }
+            Ok(Err(ReadError::TooLarge)) => return too_large(self.max_body_bytes),
+            Ok(Err(ReadError::Body(e))) => {
                 tracing::warn!(error = %e, "webhook request refused: the body could not be read");
                 return WebhookResponse::text(
                     StatusCode::BAD_REQUEST,
@@ -747,21 +809,28 @@ impl Inner {
                 );
                 outcome_response(outcome)
             }
-            Ok(Claim::InFlight) => self.await_first_run(&update).await,
-            Ok(Claim::Run { failed_attempts }) => self.run(update, failed_attempts).await,
+            Ok(Claim::InFlight) => self.await_first_run(&update, &extensions).await,
+            Ok(Claim::Run { failed_attempts }) => {
+                self.run(update, failed_attempts, extensions).await
+            }
         }
     }
 
     /// A redelivery of an update whose first run is still going: wait for it (up to the
     /// timeout) and answer with its outcome, so the handler never runs twice at once.
-    async fn await_first_run(&self, update: &Update) -> WebhookResponse {
+    async fn await_first_run(
+        &self,
+        update: &Update,
+        extensions: &http::Extensions,
+    ) -> WebhookResponse {
         let update_id = update.update_id();
         tracing::info!(
             update_id,
             "redelivery of an update still being handled: waiting for the first run"
         );
         let started = Instant::now();
-        match tokio::time::timeout(self.timeout, self.store.wait(update_id)).await {
+        let timeout = self.effective_timeout(started, extensions);
+        match tokio::time::timeout(timeout, self.store.wait(update_id)).await {
             Ok(Ok(result)) => self.result_response(update_id, result, None),
             Ok(Err(e)) => store_failed(update_id, &e),
             Err(_) => {
@@ -774,7 +843,22 @@ impl Inner {
         }
     }
 
-    async fn run(self: Arc<Self>, update: Update, failed_attempts: u32) -> WebhookResponse {
+    /// The configured timeout, shortened to what is left before an [`InvocationDeadline`].
+    fn effective_timeout(&self, now: Instant, extensions: &http::Extensions) -> Duration {
+        match extensions.get::<InvocationDeadline>() {
+            Some(InvocationDeadline(deadline)) => {
+                self.timeout.min(deadline.saturating_duration_since(now))
+            }
+            None => self.timeout,
+        }
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        update: Update,
+        failed_attempts: u32,
+        extensions: http::Extensions,
+    ) -> WebhookResponse {
         let update_id = update.update_id();
         let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
             // Give the claim back unchanged so the redelivery runs it.
@@ -797,20 +881,22 @@ impl Inner {
             });
         };
         let started = Instant::now();
+        let timeout = self.effective_timeout(started, &extensions);
         let slot = ReplySlot::new();
         let ctx = Context::webhook(
             update_id,
             failed_attempts,
             started,
-            self.timeout,
+            timeout,
             Arc::clone(&slot),
-        );
+        )
+        .with_extensions(extensions);
         let chat_id = update.chat_id();
         let probe = TimeoutProbe {
             kind: update.kind.clone(),
             chat_id,
         };
-        let mut run = AssertUnwindSafe((self.handler)(update, ctx)).catch_unwind();
+        let mut run = AssertUnwindSafe(self.handler.call(update, ctx)).catch_unwind();
 
         // Most handlers that answer by webhook reply finish without waiting on anything: poll
         // once here, and pay for a task, a channel and a timer only if the handler is pending.
@@ -848,7 +934,7 @@ impl Inner {
         };
         tokio::spawn(task);
 
-        match tokio::time::timeout(self.timeout, rx).await {
+        match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(finished)) => self.result_response(update_id, finished.result, finished.error),
             Ok(Err(_)) => {
                 // The task ended without reporting: only possible if the runtime shut down.

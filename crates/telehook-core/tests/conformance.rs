@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
-use telehook_conformance::{Client, Harness};
+use telehook_conformance::{Client, Harness, StreamingBody};
 use telehook_core::Webhook;
 use tower_service::Service as _;
 
@@ -31,6 +31,23 @@ impl Client for TowerClient {
             Err(never) => match never {},
         };
         http::Response::from_parts(parts, body)
+    }
+
+    async fn send_streaming(
+        &self,
+        request: http::Request<StreamingBody>,
+    ) -> Option<http::Response<Bytes>> {
+        let mut service = self.0.clone();
+        let response = match service.call(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let (parts, body) = response.into_parts();
+        let body = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(never) => match never {},
+        };
+        Some(http::Response::from_parts(parts, body))
     }
 }
 
