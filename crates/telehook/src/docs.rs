@@ -8,9 +8,12 @@
 //! Links between the guides point at the `.md` files, so they work on GitHub; on docs.rs use the
 //! list below.
 
-// The guides are read from the repository's `docs/` folder. Publishing the crate needs them inside
-// the crate (cargo packages only the crate's own folder): before `cargo publish`, copy `docs/*.md`
-// to `crates/telehook/docs/` and point these paths there (see CHANGELOG.md, "Publishing").
+// The guides are read from the repository's `docs/` folder, outside this crate. `cargo package`
+// takes only the crate's own folder, so publishing as is would fail to build. Before the first
+// `cargo publish`, give the crate its own `crates/telehook/docs/` (a symbolic link to `../../docs`,
+// checked with `cargo package --list -p telehook`, or a copy made by the release script) and
+// change these paths to `../docs/…`. Not done yet: nothing is published, and a build script that
+// copies files could fail or go stale.
 
 #[doc = include_str!("../../../docs/telegram.md")]
 pub mod telegram {}
