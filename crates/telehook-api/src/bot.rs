@@ -48,6 +48,7 @@ impl fmt::Debug for Bot {
 }
 
 /// Configures a [`Bot`]: base URL, timeouts, HTTP client.
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct BotBuilder {
     token: String,
     base_url: String,
@@ -114,10 +115,10 @@ impl BotBuilder {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<'a> {
     ok: bool,
-    #[serde(default)]
-    result: Option<Value>,
+    #[serde(default, borrow)]
+    result: Option<&'a serde_json::value::RawValue>,
     #[serde(default)]
     error_code: Option<i64>,
     #[serde(default)]
@@ -193,6 +194,25 @@ impl Bot {
     where
         P: Serialize + ?Sized,
     {
+        let raw = self.call_raw_with_timeout(method, params, timeout).await?;
+        serde_json::from_slice(&raw).map_err(|e| ApiError::BadResponse {
+            method: method.to_owned(),
+            status: 200,
+            reason: format!("unexpected `result`: {e}"),
+        })
+    }
+
+    /// Calls `method` and returns its `result` as the exact bytes of the answer (a slice of
+    /// the response body, no copy).
+    async fn call_raw_with_timeout<P>(
+        &self,
+        method: &str,
+        params: &P,
+        timeout: Duration,
+    ) -> Result<telehook_core::Bytes, ApiError>
+    where
+        P: Serialize + ?Sized,
+    {
         let invalid = |reason: String| ApiError::InvalidRequest {
             method: method.to_owned(),
             reason,
@@ -233,11 +253,12 @@ impl Bot {
             status,
             reason,
         };
-        let envelope: Envelope = serde_json::from_slice(&bytes)
+        let envelope: Envelope<'_> = serde_json::from_slice(&bytes)
             .map_err(|e| bad(format!("not a Bot API response: {e}")))?;
         if envelope.ok {
             return envelope
                 .result
+                .map(|raw| bytes.slice_ref(raw.get().as_bytes()))
                 .ok_or_else(|| bad("`ok` is true but `result` is missing".into()));
         }
         let parameters = envelope.parameters;
@@ -266,6 +287,19 @@ impl Bot {
             .call_with_timeout("getUpdates", params, timeout)
             .await?;
         decode("getUpdates", result)
+    }
+
+    /// `getUpdates`, returning its `result` (a JSON array of updates) as the exact bytes the
+    /// server sent, so each update can be handed on byte for byte (`Update::raw`). The request
+    /// timeout is the long-poll `timeout` plus the long-poll margin.
+    pub async fn get_updates_raw(
+        &self,
+        params: &GetUpdates,
+    ) -> Result<telehook_core::Bytes, ApiError> {
+        let timeout = Duration::from_secs(u64::from(params.timeout.unwrap_or(0)))
+            + self.inner.long_poll_margin;
+        self.call_raw_with_timeout("getUpdates", params, timeout)
+            .await
     }
 
     /// `setWebhook`: Telegram starts delivering updates to `params.url`.

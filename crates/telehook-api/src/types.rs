@@ -52,6 +52,7 @@ pub struct GetUpdates {
 
 /// Parameters of `setWebhook`. Its `Debug` output hides the `secret_token`.
 #[derive(Clone, Default, PartialEq, Eq, Serialize)]
+#[must_use]
 pub struct SetWebhook {
     /// HTTPS URL to send updates to; an empty string removes the webhook.
     pub url: String,

@@ -44,7 +44,6 @@ async fn run_once(updates: Vec<Update>, config: RunnerConfig) -> Duration {
             std::future::ready(Ok::<_, HandlerError>(()))
         },
         config,
-        &[],
         async move { stop_done.notified().await },
     )
     .await
@@ -69,10 +68,8 @@ fn bench(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let mut config = RunnerConfig {
-                        concurrency: 64,
-                        ..RunnerConfig::default()
-                    };
+                    let mut config = RunnerConfig::default();
+                    config.concurrency = 64;
                     if !ordered {
                         config.key_fn = Arc::new(|_: &Update| None);
                     }

@@ -1,14 +1,19 @@
 #![doc = include_str!("../README.md")]
 
+mod backoff;
 pub mod runner;
 mod source;
+#[cfg(feature = "telegram")]
 mod telegram;
 
+pub use backoff::Backoff;
 pub use runner::{HandlerTimeout, KeyFn, MAX_HELD, RunnerConfig, StopReport, run};
-pub use source::{MemorySource, UpdateSource};
+pub use source::{Delivery, MemorySource, UpdateSource};
+#[cfg(feature = "telegram")]
 pub use telegram::{GetUpdatesSource, Polling};
 
 /// Which of the two `409 Conflict` causes stopped polling.
+#[cfg(feature = "telegram")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConflictCause {
     /// A webhook is set for the bot: call `deleteWebhook` (polling does it at start), or stop
@@ -19,6 +24,7 @@ pub enum ConflictCause {
 }
 
 /// Why polling stopped with an error.
+#[cfg(feature = "telegram")]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PollingError {

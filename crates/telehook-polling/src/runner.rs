@@ -1,20 +1,31 @@
-//! The concurrent runner: bounded concurrency, one update at a time per sequence key,
-//! back-pressure on fetching, offsets confirmed only after handling, graceful stop.
+//! The runner: feeds updates from any [`UpdateSource`] to one handler, with bounded
+//! concurrency, one update at a time per sequence key, back-pressure on fetching, positions
+//! confirmed only after handling, the webhook's error policy, panics caught, and a graceful stop
+//! bounded by a deadline.
+//!
+//! `getUpdates` ([`crate::GetUpdatesSource`]), telehook-relay's client and [`crate::MemorySource`]
+//! all feed the same runner; implement [`UpdateSource`] to feed it from anything else.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
+use std::hash::{BuildHasher as _, Hasher as _};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::FutureExt as _;
-use telehook_core::{Context, ErrorPolicy, SequenceKey, Update, UpdateHandler, UpdateType};
+use telehook_core::{
+    Context, ErasedHandler, ErrorPolicy, SequenceKey, Update, UpdateHandler, UpdateType,
+};
 use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
-use crate::PollingError;
-use crate::source::UpdateSource;
+use crate::backoff::Backoff;
+use crate::source::{Delivery, UpdateSource};
 
 /// Telegram's largest `getUpdates` `limit`, and so the most updates the runner holds: an
 /// update is confirmed only once it and every earlier one are handled, so everything held must
@@ -23,6 +34,7 @@ pub const MAX_HELD: usize = 100;
 
 /// What happens to a key when its handler outlives [`RunnerConfig::handler_timeout`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum HandlerTimeout {
     /// Report it (error log with `update_id`) and keep the key waiting for the handler: order
     /// is kept, only this key is delayed. The default.
@@ -36,8 +48,15 @@ pub enum HandlerTimeout {
 /// Picks the sequence key of an update: updates with equal keys run one after another.
 pub type KeyFn = Arc<dyn Fn(&Update) -> Option<SequenceKey> + Send + Sync>;
 
-/// How the runner schedules handlers.
+/// How the runner schedules handlers. Build it from [`RunnerConfig::default`] and set fields:
+///
+/// ```
+/// let mut config = telehook_polling::RunnerConfig::default();
+/// config.concurrency = 4;
+/// config.stop_deadline = std::time::Duration::from_secs(5);
+/// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct RunnerConfig {
     /// Handlers running at once (at least 1). Default 16.
     pub concurrency: usize,
@@ -47,15 +66,30 @@ pub struct RunnerConfig {
     pub handler_timeout: Option<Duration>,
     /// What a timed-out handler means for its key.
     pub on_handler_timeout: HandlerTimeout,
-    /// What a failing handler means: `BoundedRetry` retries in place (its key waits), then
-    /// gives up; `Retry` retries until it succeeds; `Acknowledge` moves on at once.
+    /// What a failing (or panicking) handler means: `BoundedRetry` retries in place (its key
+    /// waits), then gives up; `Retry` retries until it succeeds; `Acknowledge` moves on at once.
     pub error_policy: ErrorPolicy,
-    /// First delay between retries of a failing handler (doubling, up to 30 s). Default 500 ms.
+    /// First delay between retries of a failing handler (doubling with jitter, up to 30 s).
+    /// Default 500 ms.
     pub retry_delay: Duration,
     /// How updates are keyed. Default: [`Update::sequence_key`], Telegram's own queues.
     pub key_fn: KeyFn,
-    /// How long a stop waits for held updates to finish. Default 10 s.
+    /// How long a stop may take, from the moment it is asked for: finishing held updates,
+    /// then confirming the last position to the source. Default 10 s.
     pub stop_deadline: Duration,
+    /// Updates (by `update_id`) an earlier run handled beyond its confirmed offset (its
+    /// [`StopReport::handled_beyond_offset`]): confirmed without running again.
+    pub skip_update_ids: Vec<u64>,
+    /// How many recently taken updates are remembered to skip a repeat: an update with the
+    /// same `update_id` **and the same bytes** as one of them is not handled again (a relay
+    /// that stored a Telegram redelivery twice). An equal `update_id` with different bytes is
+    /// a new update (Telegram reuses ids after choosing new ones). Default 4,096; 0 turns it off.
+    pub dedupe_window: usize,
+    /// A fetch that brings nothing new starts the next one no sooner than this backoff after
+    /// it started (from 50 ms, doubling with jitter up to this), so a source that answers at
+    /// once cannot make the runner spin. A long poll that waited longer is not delayed.
+    /// Default 5 s.
+    pub idle_backoff_max: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -69,6 +103,9 @@ impl Default for RunnerConfig {
             retry_delay: Duration::from_millis(500),
             key_fn: Arc::new(|update: &Update| update.sequence_key().cloned()),
             stop_deadline: Duration::from_secs(10),
+            skip_update_ids: Vec::new(),
+            dedupe_window: 4_096,
+            idle_backoff_max: Duration::from_secs(5),
         }
     }
 }
@@ -83,6 +120,9 @@ impl fmt::Debug for RunnerConfig {
             .field("error_policy", &self.error_policy)
             .field("retry_delay", &self.retry_delay)
             .field("stop_deadline", &self.stop_deadline)
+            .field("skip_update_ids", &self.skip_update_ids.len())
+            .field("dedupe_window", &self.dedupe_window)
+            .field("idle_backoff_max", &self.idle_backoff_max)
             .finish_non_exhaustive()
     }
 }
@@ -95,67 +135,140 @@ pub struct StopReport {
     pub handled: u64,
     /// Updates given up after failing (counted in `handled` too).
     pub given_up: u64,
-    /// The offset confirmed to the source: every update below it is handled.
+    /// Failed handler runs (errors and panics, retries included).
+    pub failures: u64,
+    /// Handler runs that panicked (counted in `failures` too).
+    pub panics: u64,
+    /// Updates skipped because the same update (equal `update_id` and bytes) was taken
+    /// before, or because it was in [`RunnerConfig::skip_update_ids`].
+    pub skipped: u64,
+    /// Times the source's sequence started over (Telegram chose new, lower `update_id`s).
+    pub sequence_resets: u64,
+    /// The position confirmed when stopping: every delivery below it is handled (for
+    /// `getUpdates`, the `offset`).
     pub confirmed_offset: Option<u64>,
-    /// Updates still running when the stop deadline passed; the source delivers them again.
+    /// Whether the source acknowledged `confirmed_offset` before the stop deadline. When
+    /// false, handled updates from the last confirmed position on come again after a restart
+    /// (at least once); the offset is logged.
+    pub confirmed: bool,
+    /// Updates (by `update_id`) still running when the stop deadline passed: their runs were
+    /// cancelled, and the source delivers them again.
     pub unfinished: Vec<u64>,
     /// Updates held but never started before the deadline; the source delivers them again.
     pub not_started: Vec<u64>,
-    /// Updates handled whose id is at or above `confirmed_offset` (an earlier one was
+    /// Updates handled whose position is at or above `confirmed_offset` (an earlier one was
     /// unfinished), so the source will deliver them again: pass them to the next run's
     /// `skip_update_ids` to avoid handling them twice.
     pub handled_beyond_offset: Vec<u64>,
 }
 
-type FetchFuture = Pin<Box<dyn Future<Output = Result<Vec<Update>, PollingError>> + Send>>;
-
 #[derive(Clone, Copy)]
 enum Event {
-    TimedOut { update_id: u64 },
-    Finished { update_id: u64, gave_up: bool },
+    TimedOut {
+        position: u64,
+    },
+    Finished {
+        position: u64,
+        gave_up: bool,
+        failures: u32,
+        panics: u32,
+    },
 }
 
 struct Held {
+    position: u64,
     update_id: u64,
     done: bool,
 }
 
-type Erased = Arc<
-    dyn Fn(
-            Update,
-            Context,
-        ) -> Pin<Box<dyn Future<Output = Result<(), telehook_core::HandlerError>> + Send>>
-        + Send
-        + Sync,
->;
-
-fn erase<U: UpdateType, H: UpdateHandler<U>>(handler: H) -> Erased {
-    let handler = Arc::new(handler);
-    Arc::new(move |update: Update, ctx: Context| {
-        let handler = Arc::clone(&handler);
-        Box::pin(async move {
-            let update_id = update.update_id();
-            let update = U::from_update(update).map_err(|e| -> telehook_core::HandlerError {
-                format!("update {update_id} does not fit the handler's type: {e}").into()
-            })?;
-            handler.handle(update, ctx).await
-        })
-    })
+struct Run {
+    update_id: u64,
+    key: Option<SequenceKey>,
+    abort: AbortHandle,
+    moved_on: bool,
 }
 
-/// Runs `handler` over updates from `source` until `stop` resolves or the source fails fatally.
+/// Remembers the last `capacity` updates taken, by `update_id` and a hash of their bytes.
+struct Recent {
+    capacity: usize,
+    order: VecDeque<(u64, u64)>,
+    set: HashSet<(u64, u64)>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Recent {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            order: VecDeque::with_capacity(capacity.min(4_096)),
+            set: HashSet::with_capacity(capacity.min(4_096)),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    /// Records `update`; false if the same update was recorded before.
+    fn insert(&mut self, update: &Update) -> bool {
+        if self.capacity == 0 {
+            return true;
+        }
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write(update.raw());
+        let entry = (update.update_id(), hasher.finish());
+        if !self.set.insert(entry) {
+            return false;
+        }
+        self.order.push_back(entry);
+        if self.order.len() > self.capacity
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
+    }
+}
+
+type FetchFuture<E> = Pin<Box<dyn Future<Output = Result<Vec<Delivery>, E>> + Send>>;
+
+/// Runs `handler` over updates from `source` until `shutdown` resolves or the source fails
+/// fatally, then stops gracefully (see [`RunnerConfig::stop_deadline`]).
 ///
-/// Every fetched update is handled exactly once by this run, updates with equal keys one
-/// after another in `update_id` order, at most `concurrency` at once. The source is asked for
-/// no more updates than there is room for, and the offset it is given never passes an update
-/// whose handler has not finished.
+/// Every fetched update is handled once by this run (a repeat of one already taken is
+/// skipped), updates with equal keys one after another in delivery order, at most
+/// `concurrency` at once. The source is asked for no more updates than there is room for, and
+/// the position it is given never passes an update whose handler has not finished. A handler
+/// that panics is caught and counted as a failure; the error policy decides what follows.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// use telehook_core::{Context, HandlerError, Update};
+/// use telehook_polling::{MemorySource, RunnerConfig};
+///
+/// let updates = (1..=3).map(|id| Update::from_bytes(format!(r#"{{"update_id":{id}}}"#)).unwrap());
+/// let (done, all_done) = tokio::sync::oneshot::channel::<()>();
+/// let done = std::sync::Mutex::new(Some(done));
+/// let report = telehook_polling::run(
+///     MemorySource::new(updates),
+///     move |update: Update, _ctx: Context| {
+///         if update.update_id() == 3 {
+///             done.lock().unwrap().take().map(|d| d.send(()));
+///         }
+///         async { Ok::<_, HandlerError>(()) }
+///     },
+///     RunnerConfig::default(),
+///     async { let _ = all_done.await; },
+/// )
+/// .await
+/// .unwrap();
+/// assert_eq!(report.handled, 3);
+/// assert_eq!(report.confirmed_offset, Some(4));
+/// # });
+/// ```
 pub async fn run<S, U, H>(
     source: S,
     handler: H,
     config: RunnerConfig,
-    skip_update_ids: &[u64],
-    stop: impl Future<Output = ()>,
-) -> Result<StopReport, PollingError>
+    shutdown: impl Future<Output = ()>,
+) -> Result<StopReport, S::Error>
 where
     S: UpdateSource + 'static,
     U: UpdateType,
@@ -163,43 +276,69 @@ where
 {
     let concurrency = config.concurrency.max(1);
     let max_held = config.max_held.clamp(1, MAX_HELD);
-    let handler = erase(handler);
-    let mut state = State::new(concurrency, config.clone(), handler, skip_update_ids);
-    let mut stop = std::pin::pin!(stop);
+    let handler = ErasedHandler::new(handler);
+    let mut idle = Backoff::new(
+        Duration::from_millis(50),
+        config.idle_backoff_max.max(Duration::from_millis(50)),
+    );
+    let idle_reset_after = config.idle_backoff_max;
+    let mut state = State::new(concurrency, config, handler);
+    let mut shutdown = std::pin::pin!(shutdown);
     // The source sits behind a lock so an abandoned fetch (at stop) gives it back for the
     // final confirmation.
     let source = Arc::new(tokio::sync::Mutex::new(source));
-    let mut fetch: Option<FetchFuture> = None;
+    let mut fetch: Option<(FetchFuture<S::Error>, Option<u64>, Instant)> = None;
     let mut wait_for_progress = false;
+    let mut not_before: Option<Instant> = None;
     let mut fatal = None;
 
     loop {
         state.start_ready();
-        if fetch.is_none() && !wait_for_progress {
+        if not_before.is_some_and(|at| at <= Instant::now()) {
+            not_before = None;
+        }
+        if fetch.is_none() && !wait_for_progress && not_before.is_none() {
             let free = max_held.saturating_sub(state.held_count);
             if free > 0 && state.order.len() < MAX_HELD {
                 let limit = (state.order.len() + free).min(MAX_HELD);
                 let (source, offset) = (Arc::clone(&source), state.fetch_offset());
-                fetch = Some(Box::pin(async move {
-                    source.lock().await.fetch(offset, limit).await
-                }));
+                let future: FetchFuture<S::Error> =
+                    Box::pin(async move { source.lock().await.fetch(offset, limit).await });
+                fetch = Some((future, offset, Instant::now()));
             }
         }
+        let idle_sleep = async {
+            match not_before {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
-            () = &mut stop => break,
+            () = &mut shutdown => break,
             Some(event) = state.events.recv() => {
                 state.on_event(event);
                 wait_for_progress = false;
             }
-            result = async { fetch.as_mut().expect("guarded").await }, if fetch.is_some() => {
-                fetch = None;
+            result = async { fetch.as_mut().expect("guarded").0.as_mut().await }, if fetch.is_some() => {
+                let (_, asked, started) = fetch.take().expect("guarded");
                 match result {
-                    Ok(updates) => {
-                        let fresh = state.on_fetched(updates);
-                        // Only updates we already hold came back: the source answers at once
-                        // while our offset sits behind a running update, so wait for progress.
-                        wait_for_progress = fresh == 0 && !state.order.is_empty();
+                    Ok(deliveries) => {
+                        let fresh = state.on_fetched(asked, deliveries);
+                        if fresh > 0 || started.elapsed() >= idle_reset_after {
+                            idle.reset();
+                        }
+                        if fresh == 0 {
+                            if state.order.is_empty() {
+                                // Nothing new and nothing to wait for: do not ask again at once.
+                                not_before = Some(started + idle.next_delay());
+                            } else {
+                                // Only updates we already hold came back: the source answers at
+                                // once while our offset sits behind a running update, so wait
+                                // for progress.
+                                wait_for_progress = true;
+                            }
+                        }
                     }
                     Err(error) => {
                         fatal = Some(error);
@@ -207,14 +346,30 @@ where
                     }
                 }
             }
+            () = idle_sleep => not_before = None,
         }
     }
+    // The stop's clock starts now; the abandoned fetch (a long poll, a backoff, a 429's
+    // retry_after) ends here.
+    let deadline = Instant::now() + state.config.stop_deadline;
     drop(fetch);
-    let report = state.stop().await;
-    if let Some(offset) = report.confirmed_offset
-        && let Err(error) = source.lock().await.confirm(offset).await
-    {
-        tracing::warn!(offset, %error, "could not confirm the last offset when stopping; those updates will come again");
+    // Keep a share of the deadline for the confirmation.
+    let reserve = (state.config.stop_deadline / 4).min(Duration::from_secs(2));
+    let mut report = state.drain(deadline - reserve).await;
+    if let Some(offset) = report.confirmed_offset {
+        let confirm = async { source.lock().await.confirm(offset).await };
+        match tokio::time::timeout_at(deadline, confirm).await {
+            Ok(Ok(())) => report.confirmed = true,
+            Ok(Err(error)) => tracing::warn!(
+                offset,
+                %error,
+                "could not confirm the last offset when stopping; updates from this offset on come again after a restart"
+            ),
+            Err(_) => tracing::warn!(
+                offset,
+                "the stop deadline passed before the last offset was confirmed; updates from this offset on come again after a restart"
+            ),
+        }
     }
     match fatal {
         Some(error) => Err(error),
@@ -225,132 +380,156 @@ where
 struct State {
     concurrency: usize,
     config: RunnerConfig,
-    handler: Erased,
-    /// Fetched updates not yet confirmable, in `update_id` order.
+    handler: ErasedHandler,
+    /// Fetched deliveries not yet confirmable, in delivery order.
     order: VecDeque<Held>,
+    /// The positions in `order`: a delivery at one of them is a repeat.
+    held_positions: HashSet<u64>,
     /// Held updates not yet finished (running or waiting).
     held_count: usize,
-    /// The highest `update_id` ever fetched: anything at or below it is a repeat.
-    max_seen: Option<u64>,
     /// Everything below this is handled.
     confirmed: Option<u64>,
-    /// Keys with a run in flight (or queued in `ready`), and the updates waiting behind it.
-    busy: HashMap<SequenceKey, VecDeque<Update>>,
-    /// Updates free to run, waiting for a concurrency slot.
-    ready: VecDeque<Update>,
+    /// Keys with a run in flight (or queued in `ready`), and the deliveries waiting behind it.
+    busy: HashMap<SequenceKey, VecDeque<(Delivery, Option<SequenceKey>)>>,
+    /// Deliveries free to run, waiting for a concurrency slot.
+    ready: VecDeque<(Delivery, Option<SequenceKey>)>,
     /// Handler runs in flight, including ones whose key moved on after a timeout.
-    running: usize,
-    /// Runs whose key already moved on (timed out with `MoveOn`).
-    moved_on: HashMap<u64, Option<SequenceKey>>,
-    /// Keys of the runs in flight.
-    running_keys: HashMap<u64, Option<SequenceKey>>,
-    skip: std::collections::HashSet<u64>,
+    runs: HashMap<u64, Run>,
+    skip: HashSet<u64>,
+    recent: Recent,
     events_tx: mpsc::Sender<Event>,
     events: mpsc::Receiver<Event>,
-    handled: u64,
-    given_up: u64,
-    handled_ids_beyond: Vec<u64>,
+    report: StopReport,
 }
 
 impl State {
-    fn new(concurrency: usize, config: RunnerConfig, handler: Erased, skip: &[u64]) -> Self {
+    fn new(concurrency: usize, config: RunnerConfig, handler: ErasedHandler) -> Self {
         // Each run sends at most two events; runs in flight are bounded by MAX_HELD plus the
         // late runs of `MoveOn`, which hold concurrency slots.
         let (events_tx, events) = mpsc::channel(2 * (MAX_HELD + concurrency));
         Self {
             concurrency,
+            skip: config.skip_update_ids.iter().copied().collect(),
+            recent: Recent::new(config.dedupe_window),
             config,
             handler,
             order: VecDeque::new(),
+            held_positions: HashSet::new(),
             held_count: 0,
-            max_seen: None,
             confirmed: None,
             busy: HashMap::new(),
             ready: VecDeque::new(),
-            running: 0,
-            moved_on: HashMap::new(),
-            running_keys: HashMap::new(),
-            skip: skip.iter().copied().collect(),
+            runs: HashMap::new(),
             events_tx,
             events,
-            handled: 0,
-            given_up: 0,
-            handled_ids_beyond: Vec::new(),
+            report: StopReport::default(),
         }
     }
 
     fn fetch_offset(&self) -> Option<u64> {
-        self.order.front().map(|h| h.update_id).or(self.confirmed)
+        self.order.front().map(|h| h.position).or(self.confirmed)
     }
 
-    /// Takes a fetched batch; returns how many updates were new.
-    fn on_fetched(&mut self, updates: Vec<Update>) -> usize {
+    /// Takes a fetched batch; returns how many deliveries were new.
+    fn on_fetched(&mut self, asked: Option<u64>, deliveries: Vec<Delivery>) -> usize {
         let mut fresh = 0;
-        for update in updates {
-            let id = update.update_id();
-            if self.max_seen.is_some_and(|max| id <= max) {
+        let mut reset_seen = false;
+        for delivery in deliveries {
+            let position = delivery.position();
+            if self.held_positions.contains(&position) {
+                // Returned again because the offset sits behind a running update.
                 continue;
             }
-            self.max_seen = Some(id);
-            if self.skip.remove(&id) {
+            if asked.is_some_and(|asked| position >= asked)
+                && self.confirmed.is_some_and(|confirmed| position < confirmed)
+            {
+                // Held when this fetch was asked for, confirmed since: already handled.
+                continue;
+            }
+            fresh += 1;
+            let update_id = delivery.update().update_id();
+            if let Some(asked) = asked
+                && position < asked
+                && !reset_seen
+            {
+                // Telegram chose new update_ids (after a week without updates, they start
+                // anywhere, possibly lower): the official server then ignores an offset "in
+                // the future" and answers from the head of its queue. Trust the answer.
+                reset_seen = true;
+                self.report.sequence_resets += 1;
                 tracing::info!(
-                    update_id = id,
-                    "skipping an update handled by an earlier run"
+                    offset = asked,
+                    update_id,
+                    "update_id started over below the offset asked for (Telegram picks new ids after a week without updates); going on from the new ids"
                 );
+            }
+            self.held_positions.insert(position);
+            let repeat = !self.recent.insert(delivery.update());
+            if repeat || self.skip.remove(&update_id) {
+                tracing::info!(
+                    update_id,
+                    position,
+                    "skipping an update already handled (a redelivery, or handled by an earlier run)"
+                );
+                self.report.skipped += 1;
                 self.order.push_back(Held {
-                    update_id: id,
+                    position,
+                    update_id,
                     done: true,
                 });
                 self.advance();
                 continue;
             }
-            fresh += 1;
             self.order.push_back(Held {
-                update_id: id,
+                position,
+                update_id,
                 done: false,
             });
             self.held_count += 1;
-            let key = (self.config.key_fn)(&update);
+            let key = (self.config.key_fn)(delivery.update());
             match key {
-                Some(key) => match self.busy.get_mut(&key) {
-                    Some(waiting) => waiting.push_back(update),
-                    None => {
-                        self.busy.insert(key, VecDeque::new());
-                        self.ready.push_back(update);
+                Some(key) => match self.busy.entry(key) {
+                    Entry::Occupied(mut waiting) => {
+                        let key = waiting.key().clone();
+                        waiting.get_mut().push_back((delivery, Some(key)));
+                    }
+                    Entry::Vacant(slot) => {
+                        let key = slot.key().clone();
+                        slot.insert(VecDeque::new());
+                        self.ready.push_back((delivery, Some(key)));
                     }
                 },
-                None => self.ready.push_back(update),
+                None => self.ready.push_back((delivery, None)),
             }
         }
         fresh
     }
 
     fn start_ready(&mut self) {
-        while self.running < self.concurrency {
-            let Some(update) = self.ready.pop_front() else {
+        while self.runs.len() < self.concurrency {
+            let Some((delivery, key)) = self.ready.pop_front() else {
                 break;
             };
-            self.spawn(update);
+            self.spawn(delivery, key);
         }
     }
 
-    fn spawn(&mut self, update: Update) {
+    fn spawn(&mut self, delivery: Delivery, key: Option<SequenceKey>) {
+        let position = delivery.position();
+        let update = delivery.into_update();
         let update_id = update.update_id();
-        let key = (self.config.key_fn)(&update);
-        self.running += 1;
-        self.running_keys.insert(update_id, key);
-        let handler = Arc::clone(&self.handler);
+        let handler = self.handler.clone();
         let events = self.events_tx.clone();
         let timeout = self.config.handler_timeout;
         let policy = self.config.error_policy;
-        let retry_delay = self.config.retry_delay;
-        tokio::spawn(async move {
+        let mut backoff = Backoff::new(self.config.retry_delay, Duration::from_secs(30));
+        let task = tokio::spawn(async move {
             let started = Instant::now();
-            let mut attempt = 0u32;
+            let (mut attempt, mut panics) = (0u32, 0u32);
             let gave_up = loop {
                 attempt += 1;
                 let ctx = Context::detached(update_id);
-                let run = AssertUnwindSafe(handler(update.clone(), ctx)).catch_unwind();
+                let run = AssertUnwindSafe(handler.call(update.clone(), ctx)).catch_unwind();
                 let outcome = match timeout {
                     None => run.await,
                     Some(limit) => {
@@ -364,7 +543,7 @@ impl State {
                                     elapsed_ms = started.elapsed().as_millis() as u64,
                                     "handler still running after handler_timeout"
                                 );
-                                let _ = events.send(Event::TimedOut { update_id }).await;
+                                let _ = events.send(Event::TimedOut { position }).await;
                                 let outcome = run.await;
                                 tracing::warn!(
                                     update_id,
@@ -379,7 +558,10 @@ impl State {
                 let error = match outcome {
                     Ok(Ok(())) => break false,
                     Ok(Err(e)) => e.to_string(),
-                    Err(_) => "handler panicked".to_owned(),
+                    Err(_) => {
+                        panics += 1;
+                        "handler panicked".to_owned()
+                    }
                 };
                 tracing::error!(update_id, chat_id = update.chat_id(), attempt, error = %error, "handler failed");
                 let retry = match policy {
@@ -395,33 +577,55 @@ impl State {
                     );
                     break true;
                 }
-                let delay = retry_delay
-                    .saturating_mul(1 << (attempt - 1).min(16))
-                    .min(Duration::from_secs(30));
-                tokio::time::sleep(delay).await;
+                tokio::time::sleep(backoff.next_delay()).await;
             };
-            let _ = events.send(Event::Finished { update_id, gave_up }).await;
+            let failures = attempt - u32::from(!gave_up);
+            let _ = events
+                .send(Event::Finished {
+                    position,
+                    gave_up,
+                    failures,
+                    panics,
+                })
+                .await;
         });
+        self.runs.insert(
+            position,
+            Run {
+                update_id,
+                key,
+                abort: task.abort_handle(),
+                moved_on: false,
+            },
+        );
     }
 
     fn on_event(&mut self, event: Event) {
         match event {
-            Event::TimedOut { update_id } => {
-                if self.config.on_handler_timeout == HandlerTimeout::MoveOn {
-                    let key = self.running_keys.get(&update_id).cloned().flatten();
-                    self.moved_on.insert(update_id, key.clone());
-                    self.complete(update_id, key);
+            Event::TimedOut { position } => {
+                if self.config.on_handler_timeout == HandlerTimeout::MoveOn
+                    && let Some(run) = self.runs.get_mut(&position)
+                {
+                    run.moved_on = true;
+                    let key = run.key.clone();
+                    self.complete(position, key);
                 }
             }
-            Event::Finished { update_id, gave_up } => {
-                self.running -= 1;
-                let key = self.running_keys.remove(&update_id).flatten();
-                self.handled += 1;
-                if gave_up {
-                    self.given_up += 1;
-                }
-                if self.moved_on.remove(&update_id).is_none() {
-                    self.complete(update_id, key);
+            Event::Finished {
+                position,
+                gave_up,
+                failures,
+                panics,
+            } => {
+                let Some(run) = self.runs.remove(&position) else {
+                    return;
+                };
+                self.report.handled += 1;
+                self.report.given_up += u64::from(gave_up);
+                self.report.failures += u64::from(failures);
+                self.report.panics += u64::from(panics);
+                if !run.moved_on {
+                    self.complete(position, run.key);
                 }
             }
         }
@@ -429,7 +633,7 @@ impl State {
 
     /// The update no longer holds its key or its place: start the key's next update, and
     /// confirm what can be confirmed.
-    fn complete(&mut self, update_id: u64, key: Option<SequenceKey>) {
+    fn complete(&mut self, position: u64, key: Option<SequenceKey>) {
         self.held_count -= 1;
         if let Some(key) = key {
             let next = self.busy.get_mut(&key).and_then(VecDeque::pop_front);
@@ -440,7 +644,7 @@ impl State {
                 }
             }
         }
-        if let Some(held) = self.order.iter_mut().find(|h| h.update_id == update_id) {
+        if let Some(held) = self.order.iter_mut().find(|h| h.position == position) {
             held.done = true;
         }
         self.advance();
@@ -449,16 +653,17 @@ impl State {
     fn advance(&mut self) {
         while self.order.front().is_some_and(|h| h.done) {
             let held = self.order.pop_front().expect("front exists");
-            self.confirmed = Some(held.update_id + 1);
+            self.held_positions.remove(&held.position);
+            self.confirmed = Some(held.position + 1);
         }
     }
 
-    /// Stops starting new work only once held updates are done or the deadline passes.
-    async fn stop(mut self) -> StopReport {
-        let deadline = tokio::time::Instant::now() + self.config.stop_deadline;
+    /// Finishes what is held, starting nothing new once `deadline` passes; cancels what still
+    /// runs then.
+    async fn drain(mut self, deadline: Instant) -> StopReport {
         loop {
             self.start_ready();
-            if self.held_count == 0 && self.running == 0 {
+            if self.held_count == 0 && self.runs.values().all(|r| r.moved_on) {
                 break;
             }
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
@@ -466,38 +671,44 @@ impl State {
                 Ok(None) | Err(_) => break,
             }
         }
-        let unfinished: Vec<u64> = {
-            let mut ids: Vec<u64> = self
-                .running_keys
-                .keys()
-                .copied()
-                .filter(|id| !self.moved_on.contains_key(id))
-                .collect();
-            ids.sort_unstable();
-            ids
-        };
-        let mut not_started: Vec<u64> = self.ready.iter().map(Update::update_id).collect();
-        not_started.extend(self.busy.values().flatten().map(Update::update_id));
-        not_started.sort_unstable();
-        for held in &self.order {
-            if held.done {
-                self.handled_ids_beyond.push(held.update_id);
-            }
+        let mut unfinished: Vec<u64> = Vec::new();
+        for run in self.runs.values().filter(|r| !r.moved_on) {
+            // Its update comes again; a run left going could overlap the next process's.
+            run.abort.abort();
+            unfinished.push(run.update_id);
         }
+        unfinished.sort_unstable();
+        let mut not_started: Vec<u64> = self
+            .ready
+            .iter()
+            .map(|(d, _)| d.update().update_id())
+            .collect();
+        not_started.extend(
+            self.busy
+                .values()
+                .flatten()
+                .map(|(d, _)| d.update().update_id()),
+        );
+        not_started.sort_unstable();
+        let beyond: Vec<u64> = self
+            .order
+            .iter()
+            .filter(|h| h.done)
+            .map(|h| h.update_id)
+            .collect();
         if !unfinished.is_empty() || !not_started.is_empty() {
             tracing::warn!(
-                unfinished = unfinished.len(),
-                not_started = not_started.len(),
+                unfinished = ?unfinished,
+                not_started = ?not_started,
+                confirmed_offset = self.confirmed,
                 "stopped with updates not handled; they will be delivered again"
             );
         }
-        StopReport {
-            handled: self.handled,
-            given_up: self.given_up,
-            confirmed_offset: self.confirmed,
-            unfinished,
-            not_started,
-            handled_beyond_offset: self.handled_ids_beyond,
-        }
+        let mut report = self.report;
+        report.confirmed_offset = self.confirmed;
+        report.unfinished = unfinished;
+        report.not_started = not_started;
+        report.handled_beyond_offset = beyond;
+        report
     }
 }

@@ -4,70 +4,31 @@
 use std::future::Future;
 use std::time::Duration;
 
+use serde_json::value::RawValue;
 use telehook_api::{ApiError, Bot, GetUpdates};
-use telehook_core::{ErrorPolicy, SequenceKey, Update, UpdateHandler, UpdateType};
+use telehook_core::{Bytes, ErrorPolicy, SequenceKey, Update, UpdateHandler, UpdateType};
 
+use crate::backoff::Backoff;
 use crate::runner::{self, HandlerTimeout, RunnerConfig, StopReport};
-use crate::source::UpdateSource;
+use crate::source::{Delivery, UpdateSource};
 use crate::{ConflictCause, PollingError};
-
-/// Exponential backoff with full jitter between `min` and `max`, reset after a success.
-#[derive(Debug, Clone)]
-struct Backoff {
-    min: Duration,
-    max: Duration,
-    attempt: u32,
-    seed: u64,
-}
-
-impl Backoff {
-    fn new(min: Duration, max: Duration) -> Self {
-        use std::hash::BuildHasher as _;
-        let seed =
-            std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now());
-        Self {
-            min,
-            max: max.max(min),
-            attempt: 0,
-            seed,
-        }
-    }
-
-    /// The next delay: `min * 2^attempt`, capped at `max`, then a random point in its upper half.
-    fn next_delay(&mut self) -> Duration {
-        let ceiling = self
-            .min
-            .saturating_mul(1u32 << self.attempt.min(20))
-            .min(self.max);
-        self.attempt += 1;
-        // xorshift: good enough to spread clients apart, no dependency needed.
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
-        let fraction = (self.seed % 1_000) as u32;
-        ceiling / 2 + ceiling / 2 * fraction / 1_000
-    }
-
-    fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
 
 /// `getUpdates` over the Bot API: waits on 429 as told, backs off on 5xx and network errors,
 /// and stops on 401, 409 and other refusals.
 #[derive(Debug)]
 pub struct GetUpdatesSource {
     bot: Bot,
-    timeout: u32,
+    timeout: Duration,
     allowed_updates: Option<Vec<String>>,
     backoff: Backoff,
 }
 
 impl GetUpdatesSource {
-    /// A source long-polling with `timeout` seconds, backing off between `min` and `max`.
+    /// A source long-polling with `timeout` (whole seconds; Telegram's `timeout` parameter),
+    /// backing off between `min` and `max`.
     pub fn new(
         bot: Bot,
-        timeout: u32,
+        timeout: Duration,
         allowed_updates: Option<Vec<String>>,
         backoff: (Duration, Duration),
     ) -> Self {
@@ -79,15 +40,19 @@ impl GetUpdatesSource {
         }
     }
 
-    async fn get_updates(&mut self, params: GetUpdates) -> Result<Vec<Update>, PollingError> {
+    async fn get_updates(&mut self, params: GetUpdates) -> Result<Vec<Delivery>, PollingError> {
         loop {
-            match self.bot.get_updates(&params).await {
-                Ok(values) => {
-                    self.backoff.reset();
-                    return Ok(values.iter().filter_map(to_update).collect());
-                }
-                Err(error) => self.on_error(error).await?,
-            }
+            let error = match self.bot.get_updates_raw(&params).await {
+                Ok(result) => match split_updates(&result) {
+                    Ok(updates) => {
+                        self.backoff.reset();
+                        return Ok(updates);
+                    }
+                    Err(error) => error,
+                },
+                Err(error) => error,
+            };
+            self.on_error(error).await?;
         }
     }
 
@@ -126,7 +91,7 @@ impl GetUpdatesSource {
         }
         let delay = self.backoff.next_delay();
         tracing::warn!(
-            attempt = self.backoff.attempt,
+            attempt = self.backoff.attempt(),
             delay_ms = delay.as_millis() as u64,
             %error,
             "getUpdates failed: retrying after a backoff"
@@ -150,15 +115,28 @@ impl GetUpdatesSource {
     }
 }
 
-fn to_update(value: &serde_json::Value) -> Option<Update> {
-    let bytes = serde_json::to_vec(value).ok()?;
-    match Update::from_bytes(bytes) {
-        Ok(update) => Some(update),
-        Err(reason) => {
-            tracing::error!(%reason, "getUpdates returned something that is not an update: skipped");
-            None
-        }
-    }
+/// Splits getUpdates' `result` into updates whose raw bytes are exactly the bytes the server
+/// sent (slices of the answer, no copy, no re-serialization). An element that is not an update
+/// is logged and skipped.
+fn split_updates(result: &Bytes) -> Result<Vec<Delivery>, ApiError> {
+    let elements: Vec<&RawValue> =
+        serde_json::from_slice(result).map_err(|e| ApiError::BadResponse {
+            method: "getUpdates".into(),
+            status: 200,
+            reason: format!("`result` is not an array: {e}"),
+        })?;
+    Ok(elements
+        .into_iter()
+        .filter_map(|raw| {
+            match Update::from_bytes(result.slice_ref(raw.get().as_bytes())) {
+                Ok(update) => Some(Delivery::new(update)),
+                Err(reason) => {
+                    tracing::error!(%reason, "getUpdates returned something that is not an update: skipped");
+                    None
+                }
+            }
+        })
+        .collect())
 }
 
 fn offset_param(offset: Option<u64>) -> Option<i64> {
@@ -166,15 +144,17 @@ fn offset_param(offset: Option<u64>) -> Option<i64> {
 }
 
 impl UpdateSource for GetUpdatesSource {
+    type Error = PollingError;
+
     async fn fetch(
         &mut self,
         offset: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<Update>, PollingError> {
+    ) -> Result<Vec<Delivery>, PollingError> {
         let params = GetUpdates {
             offset: offset_param(offset),
             limit: Some(u8::try_from(limit.clamp(1, 100)).unwrap_or(100)),
-            timeout: Some(self.timeout),
+            timeout: Some(u32::try_from(self.timeout.as_secs()).unwrap_or(u32::MAX)),
             allowed_updates: self.allowed_updates.clone(),
         };
         self.get_updates(params).await
@@ -211,14 +191,14 @@ impl UpdateSource for GetUpdatesSource {
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "a Polling does nothing until `run` is awaited"]
 pub struct Polling {
     bot: Bot,
-    timeout: u32,
+    timeout: Duration,
     allowed_updates: Option<Vec<String>>,
     drop_pending_updates: bool,
     backoff: (Duration, Duration),
     runner: RunnerConfig,
-    skip: Vec<u64>,
 }
 
 impl Polling {
@@ -227,18 +207,18 @@ impl Polling {
     pub fn new(bot: Bot) -> Self {
         Self {
             bot,
-            timeout: 30,
+            timeout: Duration::from_secs(30),
             allowed_updates: None,
             drop_pending_updates: false,
             backoff: (Duration::from_secs(1), Duration::from_secs(60)),
             runner: RunnerConfig::default(),
-            skip: Vec::new(),
         }
     }
 
-    /// The long-poll `timeout` of each `getUpdates`, in seconds (0 = short polling).
-    pub fn timeout(mut self, seconds: u32) -> Self {
-        self.timeout = seconds;
+    /// The long-poll `timeout` of each `getUpdates` (Telegram counts whole seconds: a fraction
+    /// is dropped; zero is short polling, which the runner paces with its idle backoff).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
         self
     }
 
@@ -301,7 +281,9 @@ impl Polling {
         self
     }
 
-    /// How long a stop waits for held updates.
+    /// How long a stop may take, from the moment `shutdown` resolves: finishing held updates
+    /// and confirming the offset, whatever Telegram answers meanwhile (a 5xx, a 429 with a long
+    /// `retry_after`, a hung connection).
     pub fn stop_deadline(mut self, deadline: Duration) -> Self {
         self.runner.stop_deadline = deadline;
         self
@@ -310,16 +292,23 @@ impl Polling {
     /// Updates an earlier run handled beyond its confirmed offset (its
     /// [`StopReport::handled_beyond_offset`]): they are confirmed without running again.
     pub fn skip_update_ids(mut self, ids: impl IntoIterator<Item = u64>) -> Self {
-        self.skip.extend(ids);
+        self.runner.skip_update_ids.extend(ids);
         self
     }
 
-    /// Deletes any webhook, then polls and runs `handler` until `stop` resolves (then finishes
-    /// what it holds, up to the stop deadline, and confirms the offset) or a fatal error.
+    /// The runner's settings, all at once (what the other methods set one by one).
+    pub fn runner_config(mut self, config: RunnerConfig) -> Self {
+        self.runner = config;
+        self
+    }
+
+    /// Deletes any webhook, then polls and runs `handler` until `shutdown` resolves (then
+    /// finishes what it holds and confirms the offset, all within the stop deadline) or a fatal
+    /// error.
     pub async fn run<U, H>(
         self,
         handler: H,
-        stop: impl Future<Output = ()>,
+        shutdown: impl Future<Output = ()>,
     ) -> Result<StopReport, PollingError>
     where
         U: UpdateType,
@@ -327,37 +316,16 @@ impl Polling {
     {
         let mut source =
             GetUpdatesSource::new(self.bot, self.timeout, self.allowed_updates, self.backoff);
-        let mut stop = std::pin::pin!(stop);
+        let mut shutdown = std::pin::pin!(shutdown);
         tokio::select! {
             result = source.delete_webhook(self.drop_pending_updates) => result?,
-            () = &mut stop => return Ok(StopReport::default()),
+            () = &mut shutdown => return Ok(StopReport::default()),
         }
         tracing::info!(
-            timeout_s = self.timeout,
+            timeout_s = self.timeout.as_secs(),
             concurrency = self.runner.concurrency,
             "long polling started"
         );
-        runner::run(source, handler, self.runner, &self.skip, stop).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_with_jitter_and_resets() {
-        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-        let delays: Vec<Duration> = (0..10).map(|_| backoff.next_delay()).collect();
-        for (i, delay) in delays.iter().enumerate() {
-            let ceiling = Duration::from_secs(1 << i.min(6)).min(Duration::from_secs(60));
-            assert!(
-                *delay >= ceiling / 2 && *delay <= ceiling,
-                "attempt {i}: {delay:?} not in [{:?}, {ceiling:?}]",
-                ceiling / 2
-            );
-        }
-        backoff.reset();
-        assert!(backoff.next_delay() <= Duration::from_secs(1));
+        runner::run(source, handler, self.runner, shutdown).await
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use telehook_api::Bot;
 use telehook_core::{Context, HandlerError, Update};
 use telehook_emulator::{BotHandle, Emulator, Fault, Timing, User};
-use telehook_polling::{ConflictCause, HandlerTimeout, Polling, PollingError};
+use telehook_polling::{ConflictCause, Delivery, HandlerTimeout, Polling, PollingError};
 use tokio::sync::Notify;
 
 const TOKEN: &str = "123456:polling-test-token";
@@ -27,7 +27,7 @@ async fn emulator() -> (Emulator, BotHandle) {
 fn polling(emu: &Emulator) -> Polling {
     let bot = Bot::builder(TOKEN).base_url(emu.base_url()).build();
     Polling::new(bot)
-        .timeout(30)
+        .timeout(Duration::from_secs(30))
         .backoff(Duration::from_millis(10), Duration::from_millis(100))
 }
 
@@ -476,14 +476,17 @@ struct CheckingSource {
 }
 
 impl telehook_polling::UpdateSource for CheckingSource {
+    type Error = std::convert::Infallible;
+
     async fn fetch(
         &mut self,
         offset: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<Update>, PollingError> {
+    ) -> Result<Vec<Delivery>, Self::Error> {
         self.max_limit.fetch_max(limit, Ordering::SeqCst);
         let updates = self.inner.fetch(offset, limit).await?;
-        for update in &updates {
+        for delivery in &updates {
+            let update = delivery.update();
             if update.update_id() > self.max_id {
                 self.max_id = update.update_id();
                 self.handed_out += 1;
@@ -497,7 +500,7 @@ impl telehook_polling::UpdateSource for CheckingSource {
         Ok(updates)
     }
 
-    async fn confirm(&mut self, offset: u64) -> Result<(), PollingError> {
+    async fn confirm(&mut self, offset: u64) -> Result<(), Self::Error> {
         self.inner.confirm(offset).await
     }
 }
@@ -525,11 +528,9 @@ async fn the_runner_never_holds_more_than_max_held() {
         max_limit: max_limit.clone(),
     };
     let (handler_log, stop_log) = (log.clone(), log.clone());
-    let config = telehook_polling::RunnerConfig {
-        concurrency: 4,
-        max_held: 20,
-        ..Default::default()
-    };
+    let mut config = telehook_polling::RunnerConfig::default();
+    config.concurrency = 4;
+    config.max_held = 20;
     let report = telehook_polling::run(
         source,
         move |update: Update, _: Context| {
@@ -540,7 +541,6 @@ async fn the_runner_never_holds_more_than_max_held() {
             }
         },
         config,
-        &[],
         async move { stop_log.wait_for(500).await },
     )
     .await

@@ -42,18 +42,18 @@ pub async fn echo(bot: Bot, update: Update, ctx: Context) -> Result<(), HandlerE
     Ok(())
 }
 
-/// Runs the bot in `mode` until `stop` resolves.
+/// Runs the bot in `mode` until `shutdown` resolves.
 pub async fn run(
     bot: Bot,
     mode: Mode,
-    stop: impl Future<Output = ()> + Send + 'static,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let handler_bot = bot.clone();
     let handler = move |update: Update, ctx: Context| echo(handler_bot.clone(), update, ctx);
     match mode {
         Mode::Polling => {
             let report = telehook_polling::Polling::new(bot)
-                .run(handler, stop)
+                .run(handler, shutdown)
                 .await?;
             tracing::info!(handled = report.handled, "polling stopped");
         }
@@ -70,7 +70,7 @@ pub async fn run(
             tracing::info!(%url, "webhook set");
             let app = axum::Router::new().telegram_webhook("/telegram", webhook);
             axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
+                .with_graceful_shutdown(shutdown)
                 .await?;
         }
     }
