@@ -55,6 +55,7 @@ cases![
     redelivery_while_in_flight_waits_and_shares_the_outcome,
     redelivery_after_success_is_answered_without_running_the_handler,
     redelivery_after_a_throw_timeout_gets_the_late_reply,
+    reused_update_id_with_another_body_is_a_new_update,
     different_updates_run_concurrently,
 ];
 
@@ -1026,6 +1027,55 @@ async fn redelivery_after_a_throw_timeout_gets_the_late_reply<H: Harness>(
     )?;
     ensure(rec.count_of(id) == 1, || {
         format!("the handler ran {} times", rec.count_of(id))
+    })
+}
+
+/// Telegram picks a random `update_id` after a week without updates, so an id the guard still
+/// remembers can come back on a different update: that is a new update, not a redelivery.
+async fn reused_update_id_with_another_body_is_a_new_update<H: Harness>(
+    h: &H,
+) -> Result<(), String> {
+    let rec = Recorder::default();
+    let recorder = rec.clone();
+    let webhook = builder()
+        .build(move |update: Update, ctx: Context| {
+            recorder.record(&update);
+            let echo = update.deserialize::<Value>().map(|v| {
+                let chat_id = v["message"]["chat"]["id"].as_i64().unwrap_or_default();
+                let text = v["message"]["text"].as_str().unwrap_or_default().to_owned();
+                (chat_id, text)
+            });
+            async move {
+                let (chat_id, text) = echo?;
+                ctx.webhook_reply("sendMessage", reply_params(chat_id, &text))?;
+                Ok::<_, HandlerError>(())
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    let client = h.serve(webhook).await;
+    let id = fresh_id();
+    let old = text_update(id, 5, "before the quiet week");
+    let new = text_update(id, 6, "after the quiet week");
+    let old_reply = with_method(&reply_params(5, "before the quiet week"), "sendMessage");
+    let new_reply = with_method(&reply_params(6, "after the quiet week"), "sendMessage");
+    check_json_reply(&client.send(post(old.clone())).await, &old_reply)
+        .map_err(|e| format!("first update: {e}"))?;
+    check_json_reply(&client.send(post(new.clone())).await, &new_reply)
+        .map_err(|e| format!("the new update with a reused id: {e}"))?;
+    // A true redelivery of the new update (same bytes) is still answered from the guard.
+    check_json_reply(&client.send(post(new.clone())).await, &new_reply)
+        .map_err(|e| format!("redelivery of the new update: {e}"))?;
+    let bodies: Vec<Bytes> = rec
+        .calls()
+        .into_iter()
+        .filter(|(seen, _)| *seen == id)
+        .map(|(_, body)| body)
+        .collect();
+    ensure(bodies == vec![old, new], || {
+        format!(
+            "expected the handler to run once per body, got {} runs",
+            bodies.len()
+        )
     })
 }
 

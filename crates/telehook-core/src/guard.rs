@@ -1,5 +1,12 @@
-//! The redelivery guard: remembers which `update_id`s are running, were handled, or failed,
-//! so a redelivered update never runs the handler twice.
+//! The redelivery guard: remembers which updates are running, were handled, or failed, so a
+//! redelivered update never runs the handler twice.
+//!
+//! An update is known by its [`UpdateKey`]: its `update_id` and a hash of its body. A
+//! redelivery is the same update sent again, byte for byte (the official server stores the
+//! update's JSON and sends that text again). An equal `update_id` with a different body is a
+//! different update: Telegram picks a random `update_id` after a bot received nothing for a
+//! week, so an id still remembered here can come back on a new update
+//! (<https://core.telegram.org/bots/api#update>, `update_id`).
 //!
 //! The store is a trait so that several instances can share one (Redis, a database); the
 //! crate ships a bounded in-memory [`MemoryStore`].
@@ -50,7 +57,33 @@ pub enum RunResult {
     },
 }
 
-/// What the store says about a delivery of an `update_id`.
+/// What identifies one update for the guard: its `update_id` and a 64-bit hash of its body
+/// (XXH3, stable across builds and machines, so instances sharing a store agree).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UpdateKey {
+    /// The update's `update_id`.
+    pub update_id: u64,
+    /// XXH3-64 of the body exactly as received.
+    pub body_hash: u64,
+}
+
+impl UpdateKey {
+    /// The key of an update with this id and body.
+    pub fn new(update_id: u64, body: &[u8]) -> Self {
+        Self {
+            update_id,
+            body_hash: xxhash_rust::xxh3::xxh3_64(body),
+        }
+    }
+}
+
+impl fmt::Display for UpdateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (body {:016x})", self.update_id, self.body_hash)
+    }
+}
+
+/// What the store says about a delivery of an update.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// Nobody is running it: the caller runs the handler and must call
@@ -68,16 +101,17 @@ pub enum Claim {
 /// Where the redelivery guard keeps its state. Implement it over a shared store to guard
 /// several instances behind one load balancer.
 pub trait RedeliveryStore: Send + Sync + 'static {
-    /// Claims `update_id` for a run, or says why not.
-    fn claim(&self, update_id: u64) -> StoreFuture<'_, Result<Claim, StoreError>>;
+    /// Claims the update for a run, or says why not. A remembered `update_id` with another
+    /// body hash is another update: claim it as new.
+    fn claim(&self, key: UpdateKey) -> StoreFuture<'_, Result<Claim, StoreError>>;
 
-    /// Resolves when the run in flight for `update_id` ends (at once if none is in flight;
+    /// Resolves when the run in flight for the update ends (at once if none is in flight;
     /// `Failed { failed_attempts: 0 }` if the store knows nothing of it). The dispatcher bounds
     /// the wait with its timeout.
-    fn wait(&self, update_id: u64) -> StoreFuture<'_, Result<RunResult, StoreError>>;
+    fn wait(&self, key: UpdateKey) -> StoreFuture<'_, Result<RunResult, StoreError>>;
 
     /// Records how a claimed run ended and wakes everyone waiting for it.
-    fn finish(&self, update_id: u64, result: RunResult) -> StoreFuture<'_, Result<(), StoreError>>;
+    fn finish(&self, key: UpdateKey, result: RunResult) -> StoreFuture<'_, Result<(), StoreError>>;
 }
 
 /// The default [`MemoryStore`] capacity: finished `update_id`s remembered.
@@ -94,14 +128,14 @@ struct Finished {
 
 /// A finished run in its slot, remembered for redeliveries.
 struct Slot {
-    update_id: u64,
+    key: UpdateKey,
     finished: Finished,
 }
 
 struct Inner {
     /// Runs in flight; `done` is created by the first redelivery that waits for one (most runs
     /// have none). Bounded by the dispatcher's `max_in_flight`.
-    in_flight: HashMap<u64, Option<watch::Sender<Option<RunResult>>>>,
+    in_flight: HashMap<UpdateKey, Option<watch::Sender<Option<RunResult>>>>,
     /// Finished runs, direct-mapped: `update_id % capacity` names the slot. Telegram numbers a
     /// bot's updates one after another, so the last `capacity` updates each have a slot of
     /// their own, and a new update overwrites the one `capacity` updates before it: eviction
@@ -182,44 +216,52 @@ impl MemoryStore {
         (update_id % self.capacity as u64) as usize
     }
 
-    /// The finished run of `update_id`, if it is remembered and within the retention.
-    fn finished<'a>(&self, inner: &'a Inner, update_id: u64) -> Option<&'a RunResult> {
-        match inner.slots.get(self.slot_index(update_id)) {
-            Some(Some(slot))
-                if slot.update_id == update_id && slot.finished.at.elapsed() < self.retention =>
-            {
+    /// The finished run of the update, if it is remembered and within the retention.
+    fn finished<'a>(&self, inner: &'a Inner, key: UpdateKey) -> Option<&'a RunResult> {
+        match inner.slots.get(self.slot_index(key.update_id)) {
+            Some(Some(slot)) if slot.key == key && slot.finished.at.elapsed() < self.retention => {
                 Some(&slot.finished.result)
+            }
+            Some(Some(slot)) if slot.key.update_id == key.update_id => {
+                if slot.key != key {
+                    tracing::info!(
+                        update_id = key.update_id,
+                        "an update_id seen before came with a different body: a new update \
+                         (Telegram reuses ids after a quiet week), handling it"
+                    );
+                }
+                None
             }
             _ => None,
         }
     }
 
-    fn claim_now(&self, update_id: u64) -> Claim {
+    fn claim_now(&self, key: UpdateKey) -> Claim {
         let mut inner = self.lock();
-        if inner.in_flight.contains_key(&update_id) {
+        if inner.in_flight.contains_key(&key) {
             return Claim::InFlight;
         }
-        let failed_attempts = match self.finished(&inner, update_id) {
+        let failed_attempts = match self.finished(&inner, key) {
             // Left in its slot: later redeliveries get the same answer.
             Some(RunResult::Done(outcome)) => return Claim::Done(outcome.clone()),
             Some(RunResult::Failed { failed_attempts }) => *failed_attempts,
             None => 0,
         };
-        inner.in_flight.insert(update_id, None);
+        inner.in_flight.insert(key, None);
         Claim::Run { failed_attempts }
     }
 
-    fn finish_now(&self, update_id: u64, result: RunResult) {
-        let index = self.slot_index(update_id);
+    fn finish_now(&self, key: UpdateKey, result: RunResult) {
+        let index = self.slot_index(key.update_id);
         let mut inner = self.lock();
-        if let Some(Some(done)) = inner.in_flight.remove(&update_id) {
+        if let Some(Some(done)) = inner.in_flight.remove(&key) {
             done.send_replace(Some(result.clone()));
         }
         if inner.slots.is_empty() {
             inner.slots.resize_with(self.capacity, || None);
         }
         let slot = Some(Slot {
-            update_id,
+            key,
             finished: Finished {
                 result,
                 at: Instant::now(),
@@ -236,20 +278,20 @@ impl MemoryStore {
 }
 
 impl RedeliveryStore for MemoryStore {
-    fn claim(&self, update_id: u64) -> StoreFuture<'_, Result<Claim, StoreError>> {
-        let claim = self.claim_now(update_id);
+    fn claim(&self, key: UpdateKey) -> StoreFuture<'_, Result<Claim, StoreError>> {
+        let claim = self.claim_now(key);
         Box::pin(std::future::ready(Ok(claim)))
     }
 
-    fn wait(&self, update_id: u64) -> StoreFuture<'_, Result<RunResult, StoreError>> {
+    fn wait(&self, key: UpdateKey) -> StoreFuture<'_, Result<RunResult, StoreError>> {
         let mut rx = {
             let mut inner = self.lock();
-            match inner.in_flight.get_mut(&update_id) {
+            match inner.in_flight.get_mut(&key) {
                 Some(done) => done
                     .get_or_insert_with(|| watch::channel(None).0)
                     .subscribe(),
                 None => {
-                    let found = self.finished(&inner, update_id).cloned();
+                    let found = self.finished(&inner, key).cloned();
                     let result = found.unwrap_or(RunResult::Failed { failed_attempts: 0 });
                     return Box::pin(std::future::ready(Ok(result)));
                 }
@@ -261,14 +303,14 @@ impl RedeliveryStore for MemoryStore {
                     .clone()
                     .unwrap_or(RunResult::Failed { failed_attempts: 0 })),
                 Err(_) => Err(StoreError(format!(
-                    "the run of update {update_id} ended without a result"
+                    "the run of update {key} ended without a result"
                 ))),
             }
         })
     }
 
-    fn finish(&self, update_id: u64, result: RunResult) -> StoreFuture<'_, Result<(), StoreError>> {
-        self.finish_now(update_id, result);
+    fn finish(&self, key: UpdateKey, result: RunResult) -> StoreFuture<'_, Result<(), StoreError>> {
+        self.finish_now(key, result);
         Box::pin(std::future::ready(Ok(())))
     }
 }
@@ -276,6 +318,13 @@ impl RedeliveryStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(update_id: u64) -> UpdateKey {
+        UpdateKey::new(
+            update_id,
+            format!("{{\"update_id\":{update_id}}}").as_bytes(),
+        )
+    }
 
     fn handled() -> RunResult {
         RunResult::Done(Outcome::Handled { reply: None })
@@ -285,13 +334,13 @@ mod tests {
     async fn second_claim_sees_in_flight_then_done() {
         let store = MemoryStore::default();
         assert_eq!(
-            store.claim(1).await.unwrap(),
+            store.claim(key(1)).await.unwrap(),
             Claim::Run { failed_attempts: 0 }
         );
-        assert_eq!(store.claim(1).await.unwrap(), Claim::InFlight);
-        store.finish(1, handled()).await.unwrap();
+        assert_eq!(store.claim(key(1)).await.unwrap(), Claim::InFlight);
+        store.finish(key(1), handled()).await.unwrap();
         assert_eq!(
-            store.claim(1).await.unwrap(),
+            store.claim(key(1)).await.unwrap(),
             Claim::Done(Outcome::Handled { reply: None })
         );
     }
@@ -299,13 +348,13 @@ mod tests {
     #[tokio::test]
     async fn failed_runs_are_counted_across_claims() {
         let store = MemoryStore::default();
-        store.claim(5).await.unwrap();
+        store.claim(key(5)).await.unwrap();
         store
-            .finish(5, RunResult::Failed { failed_attempts: 1 })
+            .finish(key(5), RunResult::Failed { failed_attempts: 1 })
             .await
             .unwrap();
         assert_eq!(
-            store.claim(5).await.unwrap(),
+            store.claim(key(5)).await.unwrap(),
             Claim::Run { failed_attempts: 1 }
         );
     }
@@ -313,13 +362,13 @@ mod tests {
     #[tokio::test]
     async fn waiter_gets_the_result_of_the_run_in_flight() {
         let store = std::sync::Arc::new(MemoryStore::default());
-        store.claim(9).await.unwrap();
+        store.claim(key(9)).await.unwrap();
         let waiter = {
             let store = store.clone();
-            tokio::spawn(async move { store.wait(9).await })
+            tokio::spawn(async move { store.wait(key(9)).await })
         };
         tokio::task::yield_now().await;
-        store.finish(9, handled()).await.unwrap();
+        store.finish(key(9), handled()).await.unwrap();
         assert_eq!(waiter.await.unwrap().unwrap(), handled());
     }
 
@@ -327,40 +376,46 @@ mod tests {
     async fn capacity_bounds_finished_entries_oldest_first() {
         let store = MemoryStore::new(4, Duration::from_secs(60));
         for id in 1..=9 {
-            store.claim(id).await.unwrap();
-            store.finish(id, handled()).await.unwrap();
+            store.claim(key(id)).await.unwrap();
+            store.finish(key(id), handled()).await.unwrap();
             assert!(store.len() <= 4, "after {id}: {} remembered", store.len());
         }
         assert_eq!(
-            store.claim(1).await.unwrap(),
+            store.claim(key(1)).await.unwrap(),
             Claim::Run { failed_attempts: 0 }
         );
-        assert!(matches!(store.claim(9).await.unwrap(), Claim::Done(_)));
-        assert!(matches!(store.claim(8).await.unwrap(), Claim::Done(_)));
+        assert!(matches!(store.claim(key(9)).await.unwrap(), Claim::Done(_)));
+        assert!(matches!(store.claim(key(8)).await.unwrap(), Claim::Done(_)));
     }
 
     #[tokio::test]
     async fn consecutive_ids_keep_their_own_slots_and_ids_capacity_apart_share_one() {
         let store = MemoryStore::new(8, Duration::from_secs(60));
         for id in 100..108 {
-            store.claim(id).await.unwrap();
-            store.finish(id, handled()).await.unwrap();
+            store.claim(key(id)).await.unwrap();
+            store.finish(key(id), handled()).await.unwrap();
         }
         for id in 100..108 {
             assert!(
-                matches!(store.claim(id).await.unwrap(), Claim::Done(_)),
+                matches!(store.claim(key(id)).await.unwrap(), Claim::Done(_)),
                 "{id}"
             );
         }
         assert_eq!(store.len(), 8);
         // 108 takes 100's slot: 100 is forgotten, 101..=108 are remembered.
-        store.claim(108).await.unwrap();
-        store.finish(108, handled()).await.unwrap();
+        store.claim(key(108)).await.unwrap();
+        store.finish(key(108), handled()).await.unwrap();
         assert_eq!(store.len(), 8);
-        assert!(matches!(store.claim(108).await.unwrap(), Claim::Done(_)));
-        assert!(matches!(store.claim(101).await.unwrap(), Claim::Done(_)));
+        assert!(matches!(
+            store.claim(key(108)).await.unwrap(),
+            Claim::Done(_)
+        ));
+        assert!(matches!(
+            store.claim(key(101)).await.unwrap(),
+            Claim::Done(_)
+        ));
         assert_eq!(
-            store.claim(100).await.unwrap(),
+            store.claim(key(100)).await.unwrap(),
             Claim::Run { failed_attempts: 0 }
         );
     }
@@ -368,13 +423,13 @@ mod tests {
     #[tokio::test]
     async fn a_waiter_after_the_run_gets_the_remembered_result() {
         let store = MemoryStore::new(8, Duration::from_secs(60));
-        store.claim(3).await.unwrap();
+        store.claim(key(3)).await.unwrap();
         store
-            .finish(3, RunResult::Failed { failed_attempts: 2 })
+            .finish(key(3), RunResult::Failed { failed_attempts: 2 })
             .await
             .unwrap();
         assert_eq!(
-            store.wait(3).await.unwrap(),
+            store.wait(key(3)).await.unwrap(),
             RunResult::Failed { failed_attempts: 2 }
         );
     }
@@ -382,22 +437,22 @@ mod tests {
     #[tokio::test]
     async fn in_flight_entries_are_never_evicted() {
         let store = MemoryStore::new(1, Duration::ZERO);
-        store.claim(1).await.unwrap();
+        store.claim(key(1)).await.unwrap();
         for id in 2..=4 {
-            store.claim(id).await.unwrap();
-            store.finish(id, handled()).await.unwrap();
+            store.claim(key(id)).await.unwrap();
+            store.finish(key(id), handled()).await.unwrap();
         }
-        assert_eq!(store.claim(1).await.unwrap(), Claim::InFlight);
+        assert_eq!(store.claim(key(1)).await.unwrap(), Claim::InFlight);
     }
 
     #[tokio::test]
     async fn retention_forgets_old_entries() {
         let store = MemoryStore::new(100, Duration::from_millis(20));
-        store.claim(1).await.unwrap();
-        store.finish(1, handled()).await.unwrap();
+        store.claim(key(1)).await.unwrap();
+        store.finish(key(1), handled()).await.unwrap();
         std::thread::sleep(Duration::from_millis(30));
         assert_eq!(
-            store.claim(1).await.unwrap(),
+            store.claim(key(1)).await.unwrap(),
             Claim::Run { failed_attempts: 0 }
         );
     }
@@ -406,10 +461,10 @@ mod tests {
     async fn repeated_failures_keep_one_entry_and_their_count() {
         let store = MemoryStore::new(4, Duration::from_secs(60));
         for attempt in 1..=1_000 {
-            store.claim(1).await.unwrap();
+            store.claim(key(1)).await.unwrap();
             store
                 .finish(
-                    1,
+                    key(1),
                     RunResult::Failed {
                         failed_attempts: attempt,
                     },
@@ -419,7 +474,7 @@ mod tests {
         }
         assert_eq!(store.len(), 1);
         assert_eq!(
-            store.claim(1).await.unwrap(),
+            store.claim(key(1)).await.unwrap(),
             Claim::Run {
                 failed_attempts: 1_000
             }
@@ -429,10 +484,38 @@ mod tests {
     #[tokio::test]
     async fn a_done_update_stays_done_for_every_redelivery() {
         let store = MemoryStore::new(100, Duration::from_secs(60));
-        store.claim(3).await.unwrap();
-        store.finish(3, handled()).await.unwrap();
+        store.claim(key(3)).await.unwrap();
+        store.finish(key(3), handled()).await.unwrap();
         for _ in 0..3 {
-            assert!(matches!(store.claim(3).await.unwrap(), Claim::Done(_)));
+            assert!(matches!(store.claim(key(3)).await.unwrap(), Claim::Done(_)));
         }
+    }
+
+    #[tokio::test]
+    async fn an_equal_id_with_another_body_is_a_new_update() {
+        let store = MemoryStore::new(100, Duration::from_secs(60));
+        let first = UpdateKey::new(7, br#"{"update_id":7,"message":{"text":"old"}}"#);
+        let reused = UpdateKey::new(7, br#"{"update_id":7,"message":{"text":"new"}}"#);
+        assert_ne!(first, reused);
+        store.claim(first).await.unwrap();
+        // While the first runs, the other update with its id is not a redelivery of it.
+        assert_eq!(
+            store.claim(reused).await.unwrap(),
+            Claim::Run { failed_attempts: 0 }
+        );
+        store.finish(first, handled()).await.unwrap();
+        store.finish(reused, handled()).await.unwrap();
+        assert!(matches!(store.claim(reused).await.unwrap(), Claim::Done(_)));
+        // The newer update took the id's slot.
+        assert_eq!(
+            store.claim(first).await.unwrap(),
+            Claim::Run { failed_attempts: 0 }
+        );
+    }
+
+    #[test]
+    fn the_body_hash_is_stable_across_builds() {
+        // XXH3-64 of a fixed body: a shared store must agree across instances and versions.
+        assert_eq!(UpdateKey::new(1, b"").body_hash, 0x2d06_8005_38d3_94c2);
     }
 }

@@ -9,7 +9,7 @@ mod update;
 mod webhook;
 
 pub use context::{Context, Source, WebhookReplyError, is_ignored_in_webhook_reply};
-pub use guard::{MemoryStore, RedeliveryStore};
+pub use guard::{MemoryStore, RedeliveryStore, UpdateKey};
 pub use handler::{ErasedHandler, HandlerError, HandlerFuture, UpdateHandler};
 pub use update::{InvalidUpdate, SequenceKey, Update, UpdateType};
 pub use webhook::{

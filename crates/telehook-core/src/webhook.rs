@@ -19,7 +19,7 @@ use subtle::ConstantTimeEq as _;
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::context::{Context, ReplySlot};
-use crate::guard::{self, Claim, MemoryStore, Outcome, RedeliveryStore, RunResult};
+use crate::guard::{self, Claim, MemoryStore, Outcome, RedeliveryStore, RunResult, UpdateKey};
 use crate::handler::{ErasedHandler, UpdateHandler};
 use crate::update::{Update, UpdateType};
 
@@ -800,7 +800,8 @@ impl Inner {
             }
         };
         let update_id = update.update_id();
-        match self.store.claim(update_id).await {
+        let key = UpdateKey::new(update_id, update.raw());
+        match self.store.claim(key).await {
             Err(e) => store_failed(update_id, &e),
             Ok(Claim::Done(outcome)) => {
                 tracing::info!(
@@ -809,9 +810,9 @@ impl Inner {
                 );
                 outcome_response(outcome)
             }
-            Ok(Claim::InFlight) => self.await_first_run(&update, &extensions).await,
+            Ok(Claim::InFlight) => self.await_first_run(&update, key, &extensions).await,
             Ok(Claim::Run { failed_attempts }) => {
-                self.run(update, failed_attempts, extensions).await
+                self.run(update, key, failed_attempts, extensions).await
             }
         }
     }
@@ -821,6 +822,7 @@ impl Inner {
     async fn await_first_run(
         &self,
         update: &Update,
+        key: UpdateKey,
         extensions: &http::Extensions,
     ) -> WebhookResponse {
         let update_id = update.update_id();
@@ -830,7 +832,7 @@ impl Inner {
         );
         let started = Instant::now();
         let timeout = self.effective_timeout(started, extensions);
-        match tokio::time::timeout(timeout, self.store.wait(update_id)).await {
+        match tokio::time::timeout(timeout, self.store.wait(key)).await {
             Ok(Ok(result)) => self.result_response(update_id, result, None),
             Ok(Err(e)) => store_failed(update_id, &e),
             Err(_) => {
@@ -856,6 +858,7 @@ impl Inner {
     async fn run(
         self: Arc<Self>,
         update: Update,
+        key: UpdateKey,
         failed_attempts: u32,
         extensions: http::Extensions,
     ) -> WebhookResponse {
@@ -864,7 +867,7 @@ impl Inner {
             // Give the claim back unchanged so the redelivery runs it.
             let _ = self
                 .store
-                .finish(update_id, RunResult::Failed { failed_attempts })
+                .finish(key, RunResult::Failed { failed_attempts })
                 .await;
             tracing::warn!(
                 update_id,
@@ -903,7 +906,7 @@ impl Inner {
         let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut run).poll(cx))).await;
         if let Poll::Ready(outcome) = first {
             let finished = self
-                .conclude(update_id, chat_id, failed_attempts, outcome, &slot, false)
+                .conclude(key, chat_id, failed_attempts, outcome, &slot, false)
                 .await;
             drop(permit);
             return self.result_response(update_id, finished.result, finished.error);
@@ -920,7 +923,7 @@ impl Inner {
                 let elapsed = started.elapsed();
                 let early = acknowledged_early.load(Ordering::SeqCst);
                 let finished = this
-                    .conclude(update_id, chat_id, failed_attempts, outcome, &slot, early)
+                    .conclude(key, chat_id, failed_attempts, outcome, &slot, early)
                     .await;
                 if tx.send(finished).is_err() {
                     tracing::warn!(
@@ -969,13 +972,14 @@ impl Inner {
     /// what to answer.
     async fn conclude(
         &self,
-        update_id: u64,
+        key: UpdateKey,
         chat_id: Option<i64>,
         failed_attempts: u32,
         outcome: std::thread::Result<Result<(), crate::HandlerError>>,
         slot: &ReplySlot,
         acknowledged_early: bool,
     ) -> Finished {
+        let update_id = key.update_id;
         let failure = match outcome {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),
@@ -992,7 +996,7 @@ impl Inner {
                 acknowledged_early,
             ),
         };
-        if let Err(e) = self.store.finish(update_id, result.clone()).await {
+        if let Err(e) = self.store.finish(key, result.clone()).await {
             tracing::error!(update_id, error = %e, "could not record the outcome in the redelivery store");
         }
         Finished {
