@@ -57,7 +57,13 @@ pub(crate) enum Answer {
     Json(StatusCode, Value),
     /// Close the connection without an answer.
     Drop,
+    /// nginx's `502 Bad Gateway` page, as Telegram's front-end answers while the Bot API
+    /// servers restart.
+    BadGateway,
 }
+
+/// The page Telegram's front-end (nginx) serves with a 502.
+const BAD_GATEWAY_PAGE: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.18.0</center>\r\n</body>\r\n</html>\r\n";
 
 impl Answer {
     fn from_outcome(outcome: &Result<Success, Fail>) -> Self {
@@ -105,6 +111,12 @@ impl IntoResponse for Answer {
                 });
                 Response::new(Body::from_stream(broken))
             }
+            Self::BadGateway => (
+                StatusCode::BAD_GATEWAY,
+                [(header::CONTENT_TYPE, "text/html")],
+                BAD_GATEWAY_PAGE,
+            )
+                .into_response(),
         }
     }
 }
@@ -196,6 +208,27 @@ pub(crate) async fn execute(
         Some(Fault::DropConnection) => {
             tracing::debug!(bot_id = bot.id, method = %name, "fault: dropping the connection");
             record(shared, bot, name, params, route, CallOutcome::Dropped);
+            return Answer::Drop;
+        }
+        Some(Fault::BadGateway) => {
+            tracing::debug!(bot_id = bot.id, method = %name, "fault: 502 Bad Gateway");
+            let outcome = CallOutcome::Error {
+                error_code: 502,
+                description: "Bad Gateway".to_owned(),
+            };
+            record(shared, bot, name, params, route, outcome);
+            return Answer::BadGateway;
+        }
+        Some(Fault::Hang) => {
+            tracing::debug!(bot_id = bot.id, method = %name, "fault: hanging");
+            let http = matches!(route, Route::Http);
+            record(shared, bot, name, params, route, CallOutcome::Hung);
+            if !http {
+                // Nobody waits for a webhook reply's answer: there is nothing to hold.
+                return Answer::Drop;
+            }
+            let mut shutdown = shared.shutdown.subscribe();
+            let _ = shutdown.wait_for(|stop| *stop).await;
             return Answer::Drop;
         }
         Some(Fault::TooManyRequests { retry_after }) => Err(Fail {

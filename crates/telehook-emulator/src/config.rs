@@ -57,12 +57,14 @@ impl Timing {
     }
 
     /// Sets the webhook response timeout (before scaling).
+    #[must_use]
     pub fn webhook_timeout(mut self, timeout: Duration) -> Self {
         self.webhook_timeout = timeout;
         self
     }
 
     /// Turns expiry of undelivered webhook updates on or off.
+    #[must_use]
     pub fn expiry(mut self, expiry: bool) -> Self {
         self.expiry = expiry;
         self
@@ -112,18 +114,21 @@ impl Default for Limits {
 
 impl Limits {
     /// Sets [`Limits::max_pending_updates`].
+    #[must_use]
     pub fn max_pending_updates(mut self, n: usize) -> Self {
         self.max_pending_updates = n;
         self
     }
 
     /// Sets [`Limits::max_recorded_calls`].
+    #[must_use]
     pub fn max_recorded_calls(mut self, n: usize) -> Self {
         self.max_recorded_calls = n;
         self
     }
 
     /// Sets [`Limits::max_delivery_log`].
+    #[must_use]
     pub fn max_delivery_log(mut self, n: usize) -> Self {
         self.max_delivery_log = n;
         self

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::config::{Limits, Timing};
-use crate::model::{Chat, DeliveryAttempt, Fault, Injected, RecordedCall, User};
+use crate::model::{Chat, DeliveryAttempt, Fault, Injected, PlannedFault, RecordedCall, User};
 use crate::state::{BotCell, BotState, FaultRule, Shared, lock, unix_now};
 
 /// Why the emulator could not start or add a bot.
@@ -26,6 +26,23 @@ pub enum EmulatorError {
     DuplicateBot {
         /// The bot id (the token's part before `:`).
         bot_id: i64,
+    },
+    /// [`BotHandle::set_next_update_id`]: Telegram's `update_id`s are positive 32-bit integers.
+    #[error("an update_id must be between 1 and 2147483647, not {update_id}")]
+    InvalidUpdateId {
+        /// The id asked for.
+        update_id: u64,
+    },
+    /// [`BotHandle::set_next_update_id`] would go below an update still pending: the ids in a
+    /// queue only grow (Telegram resets them only after a quiet week, with nothing pending).
+    #[error(
+        "update {pending} is still pending: the next update_id must be above it, not {update_id}"
+    )]
+    UpdateIdBelowPending {
+        /// The id asked for.
+        update_id: u64,
+        /// The last pending update.
+        pending: u64,
     },
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
@@ -61,24 +78,28 @@ pub struct EmulatorBuilder {
 
 impl EmulatorBuilder {
     /// Serves a bot with this token (may be called several times).
+    #[must_use]
     pub fn bot(mut self, token: impl Into<String>) -> Self {
         self.tokens.push(token.into());
         self
     }
 
     /// The address to listen on. Default `127.0.0.1:0`: a free port, see [`Emulator::base_url`].
+    #[must_use]
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = addr;
         self
     }
 
     /// Timings (Telegram's by default); see [`Timing::scaled`] for fast tests.
+    #[must_use]
     pub fn timing(mut self, timing: Timing) -> Self {
         self.timing = timing;
         self
     }
 
     /// Caps on what is kept per bot.
+    #[must_use]
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
@@ -229,6 +250,9 @@ impl Emulator {
     }
 }
 
+/// Telegram's `update_id`s are 32-bit (tdlib `TQueue::EventId`).
+const MAX_UPDATE_ID: u64 = i32::MAX as u64;
+
 fn parse_token(token: &str) -> Option<i64> {
     let (id, secret) = token.split_once(':')?;
     let valid_secret = !secret.is_empty()
@@ -352,6 +376,39 @@ impl BotHandle {
             "inline_query",
             json!({ "id": id, "from": from.to_json(), "query": query, "offset": "" }),
         )
+    }
+
+    /// Makes the next update's `update_id` jump to `update_id`, lower or higher than the last.
+    ///
+    /// Telegram documents that when a bot gets no updates for at least a week, the next
+    /// `update_id` is chosen at random instead of growing by one (Bot API, [`Update`]): a bot
+    /// that kept its old offset then asks from "the future", and getUpdates answers from the
+    /// head of the queue without confirming anything, as the official server does (see the
+    /// crate docs). Returns the `update_id` the next update would have had.
+    ///
+    /// [`Update`]: https://core.telegram.org/bots/api#update
+    pub fn set_next_update_id(&self, update_id: u64) -> Result<u64, EmulatorError> {
+        if !(1..=MAX_UPDATE_ID).contains(&update_id) {
+            return Err(EmulatorError::InvalidUpdateId { update_id });
+        }
+        let previous = self
+            .bot
+            .state()
+            .set_next_update_id(update_id)
+            .map_err(|pending| EmulatorError::UpdateIdBelowPending { update_id, pending })?;
+        tracing::info!(
+            bot_id = self.bot.id,
+            previous,
+            next = update_id,
+            "update_id jumps"
+        );
+        self.bot.bump();
+        Ok(previous)
+    }
+
+    /// The `update_id` the next injected update gets.
+    pub fn next_update_id(&self) -> u64 {
+        self.bot.state().next_update_id
     }
 
     // ---- reading what happened ---------------------------------------------------------------
@@ -508,6 +565,20 @@ impl BotHandle {
             remaining: times,
             fault,
         });
+    }
+
+    /// The faults still planned, in the order they are used.
+    pub fn planned_faults(&self) -> Vec<PlannedFault> {
+        self.bot
+            .state()
+            .faults
+            .iter()
+            .map(|rule| PlannedFault {
+                method: rule.method.clone(),
+                remaining: rule.remaining,
+                fault: rule.fault.clone(),
+            })
+            .collect()
     }
 
     /// Removes every planned fault.

@@ -12,8 +12,8 @@ mod webhook;
 pub use config::{Limits, Timing};
 pub use emulator::{BotHandle, Emulator, EmulatorBuilder, EmulatorError, WaitTimeout};
 pub use model::{
-    CallOutcome, Chat, ChatType, DeliveryAttempt, DeliveryOutcome, Fault, Injected, QueueKey,
-    RecordedCall, Route, User,
+    CallOutcome, Chat, ChatType, DeliveryAttempt, DeliveryOutcome, Fault, Injected, PlannedFault,
+    QueueKey, RecordedCall, Route, User,
 };
 
 /// The header that carries a webhook's `secret_token` in every delivery.

@@ -211,10 +211,35 @@ impl Drop for Parked<'_> {
     }
 }
 
-/// Forgets confirmed updates: those below a positive `offset`, or all but the last `-offset`.
-fn confirm(state: &mut BotState, offset: i64) {
+/// How far past the queue's tail an offset may be before the official server calls it "in the
+/// future" (tdlib `TQueue::get`: `from_id > tail_id + 10`).
+const FUTURE_SLACK: u64 = 10;
+/// How far behind the tail an offset may be before it is "in the past" (tdlib `TQueue::get`:
+/// `from_id < tail_id - 2 * MAX_QUEUE_EVENTS`, with `MAX_QUEUE_EVENTS` = 1 000 000).
+const PAST_SLACK: u64 = 2_000_000;
+
+/// Applies getUpdates' `offset` as the official server does (tdlib/telegram-bot-api,
+/// `Client::do_get_updates`, and tdlib's `TQueue::get`):
+/// - a negative offset keeps only the last `-offset` updates;
+/// - a positive offset within reach of the queue (at most 10 past its tail, the next
+///   `update_id` to be given) confirms every update below it;
+/// - an offset "in the future" (more than 10 past the tail, e.g. the bot's old offset after
+///   `update_id`s were reset by a quiet week) or "in the past" (2 000 000 below) is ignored:
+///   the answer starts at the head of the queue and nothing is confirmed.
+///
+/// Returns true if the offset was ignored.
+pub(crate) fn confirm(state: &mut BotState, offset: i64) -> bool {
     if offset > 0 {
         let offset = offset.unsigned_abs();
+        let tail = state.next_update_id;
+        if offset > tail.saturating_add(FUTURE_SLACK) || offset < tail.saturating_sub(PAST_SLACK) {
+            tracing::debug!(
+                offset,
+                tail,
+                "getUpdates offset out of the queue's reach: answered from the head, nothing confirmed"
+            );
+            return true;
+        }
         while state.pending.front().is_some_and(|u| u.update_id < offset) {
             if let Some(update) = state.pending.pop_front() {
                 state.retries.remove(&update.update_id);
@@ -228,6 +253,7 @@ fn confirm(state: &mut BotState, offset: i64) {
             }
         }
     }
+    false
 }
 
 // ---- webhook -----------------------------------------------------------------------------------

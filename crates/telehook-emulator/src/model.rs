@@ -32,12 +32,14 @@ impl User {
     }
 
     /// Sets `username`.
+    #[must_use]
     pub fn username(mut self, username: impl Into<String>) -> Self {
         self.username = Some(username.into());
         self
     }
 
     /// Sets `language_code`.
+    #[must_use]
     pub fn language_code(mut self, code: impl Into<String>) -> Self {
         self.language_code = Some(code.into());
         self
@@ -272,6 +274,7 @@ pub enum Route {
 /// What the emulator answered to a recorded call.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum CallOutcome {
     /// `{"ok":true,"result":…}`.
     Ok {
@@ -287,6 +290,8 @@ pub enum CallOutcome {
     },
     /// No answer: a [`Fault::DropConnection`] closed the connection.
     Dropped,
+    /// No answer: a [`Fault::Hang`] holds the call until the client gives up.
+    Hung,
     /// A webhook reply Telegram ignores (`deleteWebhook`, `setWebhook`, `close`, `logOut`,
     /// `get*`): not executed.
     Ignored,
@@ -385,6 +390,18 @@ fn millis<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S:
     serializer.serialize_f64(duration.as_secs_f64() * 1000.0)
 }
 
+/// A fault still planned by [`crate::BotHandle::inject_fault`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PlannedFault {
+    /// The method it applies to (`*` = any).
+    pub method: String,
+    /// How many more calls it plays for.
+    pub remaining: usize,
+    /// The fault.
+    pub fault: Fault,
+}
+
 /// A failure the emulator plays instead of answering a call normally.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -405,4 +422,9 @@ pub enum Fault {
     Delay(Duration),
     /// Closes the connection without an answer: the client sees a network error.
     DropConnection,
+    /// `502 Bad Gateway` with the HTML page of Telegram's front-end (nginx), not a JSON body:
+    /// what a bot sees while Telegram's Bot API servers restart.
+    BadGateway,
+    /// Never answers: the call hangs until the client gives up (or the emulator stops).
+    Hang,
 }

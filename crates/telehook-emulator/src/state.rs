@@ -245,6 +245,20 @@ impl BotState {
         }
     }
 
+    /// Makes the next update get `update_id`, lower or higher than the last one, as Telegram
+    /// does after a bot got no updates for a week. Refused while an update at or above `next` is
+    /// pending: the ids of a queue only grow.
+    pub(crate) fn set_next_update_id(&mut self, next: u64) -> Result<u64, u64> {
+        if let Some(last) = self.pending.back().map(|u| u.update_id)
+            && last >= next
+        {
+            return Err(last);
+        }
+        let previous = self.next_update_id;
+        self.next_update_id = next;
+        Ok(previous)
+    }
+
     pub(crate) fn remember_chat(&mut self, chat: &Value, limits: &Limits) {
         let Some(id) = chat.get("id").and_then(Value::as_i64) else {
             return;

@@ -16,6 +16,8 @@ use crate::emulator::BotHandle;
 use crate::model::User;
 use crate::state::Shared;
 
+mod faults;
+
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/_emulator/{token}/updates", post(inject_update))
@@ -23,16 +25,24 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_emulator/{token}/calls", get(calls).delete(clear_calls))
         .route("/_emulator/{token}/deliveries", get(deliveries))
         .route("/_emulator/{token}/webhook_info", get(webhook_info))
+        .route(
+            "/_emulator/{token}/faults",
+            get(faults::list).post(faults::plan).delete(faults::clear),
+        )
+        .route(
+            "/_emulator/{token}/next_update_id",
+            get(faults::next_update_id).post(faults::set_next_update_id),
+        )
         .fallback(serve_bot_api)
         .with_state(shared)
 }
 
 /// An error answer of the test API.
-struct Problem(StatusCode, &'static str);
+pub(crate) struct Problem(StatusCode, String);
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        problem(self.0, self.1)
+        problem(self.0, &self.1)
     }
 }
 
@@ -40,7 +50,7 @@ fn handle(shared: &Arc<Shared>, token: &str) -> Result<BotHandle, Problem> {
     shared
         .bot(token)
         .map(|bot| BotHandle::from_parts(Arc::clone(shared), bot))
-        .ok_or(Problem(StatusCode::UNAUTHORIZED, "Unauthorized"))
+        .ok_or_else(|| Problem(StatusCode::UNAUTHORIZED, "Unauthorized".to_owned()))
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
@@ -63,11 +73,17 @@ fn ok(result: &Value) -> Response {
     json_response(StatusCode::OK, &json!({ "ok": true, "result": result }))
 }
 
+/// A JSON body of type `T`, or a 400 that says what is wrong with it.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Problem> {
+    serde_json::from_slice(body)
+        .map_err(|error| Problem(StatusCode::BAD_REQUEST, format!("Bad Request: {error}")))
+}
+
 fn json_body(body: &Bytes) -> Result<Value, Problem> {
     serde_json::from_slice(body).map_err(|_| {
         Problem(
             StatusCode::BAD_REQUEST,
-            "Bad Request: can't parse JSON object",
+            "Bad Request: can't parse JSON object".to_owned(),
         )
     })
 }
