@@ -1,36 +1,57 @@
-//! Channel names: the first path segment of every relay URL.
+//! Channel names: the one path segment of every relay URL.
 
 use std::fmt;
 use std::sync::Arc;
 
-use crate::error::RelayError;
+/// Longest accepted channel name, in bytes of UTF-8.
+pub const MAX_CHANNEL_NAME_LEN: usize = 256;
 
-/// Longest accepted channel name, in bytes.
-pub const MAX_CHANNEL_NAME_LEN: usize = 64;
+/// Why a text is not a channel name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChannelNameError {
+    /// The name is empty.
+    #[error("channel name is empty")]
+    Empty,
+    /// The name is longer than [`MAX_CHANNEL_NAME_LEN`] bytes.
+    #[error("channel name is {len} bytes long; at most {MAX_CHANNEL_NAME_LEN} are allowed")]
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The name holds `/` or a control character.
+    #[error(
+        "channel name may not hold {found:?} (a channel is one path segment of printable text)"
+    )]
+    Character {
+        /// The first character refused.
+        found: char,
+    },
+    /// The path segment is not valid UTF-8 once percent-decoded.
+    #[error("channel name is not valid UTF-8")]
+    NotUtf8,
+}
 
-/// A validated channel name: 1–64 characters of `A-Z a-z 0-9 _ -`.
+/// A validated channel name: 1–256 bytes of printable UTF-8 without `/`, i.e. any one
+/// percent-decoded URL path segment, as the reference (`lua-long-polling`) accepts it
+/// (`my.bot`, `SomeS3cretP@th`, `café`), minus control characters.
 ///
-/// Validation keeps names safe to use as database keys, Redis key parts and log fields,
-/// and rejects typos such as a trailing slash before anything is stored.
+/// The bound keeps names safe to use as database keys, Redis key parts and log fields.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChannelName(Arc<str>);
 
 impl ChannelName {
-    /// Checks `name` and wraps it, or says why it is not a channel name.
-    pub fn parse(name: &str) -> Result<Self, RelayError> {
-        if name.is_empty() || name.len() > MAX_CHANNEL_NAME_LEN {
-            return Err(RelayError::BadChannel(format!(
-                "channel name must be 1-{MAX_CHANNEL_NAME_LEN} characters, got {}",
-                name.len()
-            )));
+    /// Checks `name` (already percent-decoded) and wraps it, or says why it is not a channel
+    /// name.
+    pub fn parse(name: &str) -> Result<Self, ChannelNameError> {
+        if name.is_empty() {
+            return Err(ChannelNameError::Empty);
         }
-        if let Some(c) = name
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
-        {
-            return Err(RelayError::BadChannel(format!(
-                "channel name may only hold A-Z a-z 0-9 _ -, found {c:?}"
-            )));
+        if name.len() > MAX_CHANNEL_NAME_LEN {
+            return Err(ChannelNameError::TooLong { len: name.len() });
+        }
+        if let Some(found) = name.chars().find(|c| *c == '/' || c.is_control()) {
+            return Err(ChannelNameError::Character { found });
         }
         Ok(Self(Arc::from(name)))
     }
@@ -38,6 +59,20 @@ impl ChannelName {
     /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The name as one URL path segment: every byte outside `A-Z a-z 0-9 - . _ ~` is
+    /// percent-encoded ([RFC 3986 §2.1](https://www.rfc-editor.org/rfc/rfc3986#section-2.1)).
+    pub fn to_path_segment(&self) -> String {
+        let mut out = String::with_capacity(self.0.len());
+        for byte in self.0.bytes() {
+            if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+                out.push(char::from(byte));
+            } else {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        }
+        out
     }
 }
 
@@ -58,15 +93,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accepts_letters_digits_underscore_dash() {
-        assert!(ChannelName::parse("my_Bot-42").is_ok());
-        assert!(ChannelName::parse(&"a".repeat(64)).is_ok());
+    fn accepts_any_printable_segment_up_to_the_bound() {
+        for ok in [
+            "my_Bot-42",
+            "my.bot",
+            "SomeS3cretP@th",
+            "café",
+            "a b",
+            "x~!$&'()*+,;=:",
+        ] {
+            assert!(ChannelName::parse(ok).is_ok(), "{ok:?} was refused");
+        }
+        assert!(ChannelName::parse(&"a".repeat(256)).is_ok());
     }
 
     #[test]
-    fn rejects_empty_long_and_odd_characters() {
-        for bad in ["", "a b", "a/b", "ü", "a.b", &"a".repeat(65)] {
+    fn rejects_empty_long_slash_and_control_characters() {
+        for bad in ["", "a/b", "a\nb", "\u{7f}", "\u{85}", &"a".repeat(257)] {
             assert!(ChannelName::parse(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn path_segments_round_trip_through_percent_encoding() {
+        let name = ChannelName::parse("SomeS3cretP@th café").unwrap();
+        assert_eq!(name.to_path_segment(), "SomeS3cretP%40th%20caf%C3%A9");
     }
 }

@@ -44,6 +44,9 @@ pub struct StoreLimits {
     pub max_batch: usize,
     /// How often updates older than `retention.max_age` are deleted.
     pub prune_interval: Duration,
+    /// Largest size of the SQLite database, in bytes (`PRAGMA max_page_count`); past it, POSTs
+    /// are answered 507 with `Retry-After`, as on a full disk. `None`: no limit but the disk.
+    pub max_db_bytes: Option<u64>,
 }
 
 impl Default for StoreLimits {
@@ -54,6 +57,7 @@ impl Default for StoreLimits {
             ingest_queue: 8_192,
             max_batch: 1_024,
             prune_interval: Duration::from_secs(60),
+            max_db_bytes: None,
         }
     }
 }
@@ -104,6 +108,14 @@ pub struct RelayConfig {
     pub cors_origin: Option<String>,
     /// Per-channel tokens.
     pub access: AccessConfig,
+    /// How long a connection may take to send a request's headers, counted from when the relay
+    /// starts waiting for them: this also closes idle keep-alive connections and slowloris
+    /// clients that trickle header bytes.
+    pub header_read_timeout: Duration,
+    /// How long a POST body may take to arrive in full; past it the answer is 408.
+    pub body_read_timeout: Duration,
+    /// Most open connections; one more is answered 503 (`Retry-After`) and closed.
+    pub max_connections: usize,
 }
 
 impl Default for RelayConfig {
@@ -120,6 +132,9 @@ impl Default for RelayConfig {
             trust_forwarded_for: false,
             cors_origin: Some("*".to_owned()),
             access: AccessConfig::default(),
+            header_read_timeout: Duration::from_secs(20),
+            body_read_timeout: Duration::from_secs(10),
+            max_connections: 16_384,
         }
     }
 }
@@ -168,6 +183,7 @@ impl Default for AccessConfig {
 
 /// Why an access file could not be loaded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AccessFileError {
     /// The file could not be read.
     #[error("cannot read access file {path}: {source}")]
@@ -177,13 +193,21 @@ pub enum AccessFileError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The file is not valid TOML or JSON of the expected shape.
-    #[error("cannot parse access file {path}: {reason}")]
-    Parse {
+    /// The file is not valid TOML of the expected shape.
+    #[error("cannot parse access file {path}: {source}")]
+    Toml {
         /// The file.
         path: String,
-        /// The parser's message.
-        reason: String,
+        /// The parser's error.
+        source: toml::de::Error,
+    },
+    /// The file is not valid JSON of the expected shape.
+    #[error("cannot parse access file {path}: {source}")]
+    Json {
+        /// The file.
+        path: String,
+        /// The parser's error.
+        source: serde_json::Error,
     },
 }
 
@@ -195,18 +219,20 @@ impl AccessConfig {
             path: shown.clone(),
             source,
         })?;
-        let parsed = if path
+        if path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("json"))
         {
-            serde_json::from_str(&text).map_err(|e| e.to_string())
+            serde_json::from_str(&text).map_err(|source| AccessFileError::Json {
+                path: shown,
+                source,
+            })
         } else {
-            toml::from_str(&text).map_err(|e| e.to_string())
-        };
-        parsed.map_err(|reason| AccessFileError::Parse {
-            path: shown,
-            reason,
-        })
+            toml::from_str(&text).map_err(|source| AccessFileError::Toml {
+                path: shown,
+                source,
+            })
+        }
     }
 }
 

@@ -7,13 +7,26 @@ use http::{HeaderValue, StatusCode, header};
 
 /// A failure of the storage backend (SQLite or Redis).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// SQLite reported an error.
+    #[cfg(feature = "sqlite")]
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(#[source] rusqlite::Error),
     /// Redis reported an error.
+    #[cfg(feature = "redis")]
     #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(#[source] redis::RedisError),
+    /// The backend cannot be reached right now (Redis down, connection lost); the relay
+    /// reconnects by itself.
+    #[error("store unreachable: {0}")]
+    Unreachable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store has no room left (disk full, database size limit); nothing was written.
+    #[error("store is full: {0}")]
+    Full(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store refuses writes (read-only file system or database, I/O error).
+    #[error("store cannot write: {0}")]
+    CannotWrite(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The channel limit is reached and this update would open a new channel.
     #[error("too many channels: the relay holds its limit of {limit}")]
     TooManyChannels {
@@ -30,12 +43,12 @@ pub enum StoreError {
     #[error("the store's writer has stopped")]
     WriterStopped,
     /// Opening the store failed.
-    #[error("cannot open store at {path}: {reason}")]
+    #[error("cannot open store at {path}: {source}")]
     Open {
         /// Where the store was to be opened.
         path: String,
         /// What went wrong.
-        reason: String,
+        source: std::io::Error,
     },
     /// Data in the store is not what the relay wrote.
     #[error("corrupt data in store: {0}")]
@@ -43,12 +56,13 @@ pub enum StoreError {
 }
 
 /// Everything a relay request can fail with; each variant maps to one HTTP status and a JSON body
-/// `{"ok":false,"error_code":N,"description":"…"}`.
+/// `{"ok":false,"error_code":N,"description":"…","error_description":"…"}`.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RelayError {
     /// The body is not valid JSON.
     #[error("Bad Request: body is not valid JSON: {0}")]
-    BadJson(String),
+    BadJson(#[source] serde_json::Error),
     /// Query parameters were given but the body is not a JSON object, so they cannot be merged.
     #[error("Bad Request: query parameters can only be merged into a JSON object body")]
     NotAnObject,
@@ -60,10 +74,19 @@ pub enum RelayError {
     },
     /// Reading the body failed.
     #[error("Bad Request: cannot read body: {0}")]
-    BodyRead(String),
+    BodyRead(#[source] axum::Error),
+    /// The body did not arrive within the body-read time limit.
+    #[error("Request Timeout: the body did not arrive within {} ms", limit.as_millis())]
+    BodyTimeout {
+        /// The configured limit.
+        limit: std::time::Duration,
+    },
     /// The channel name is invalid.
     #[error("Bad Request: {0}")]
-    BadChannel(String),
+    BadChannel(#[from] crate::channel::ChannelNameError),
+    /// The path could not be read (e.g. it is not valid UTF-8 once percent-decoded).
+    #[error("Bad Request: {0}")]
+    BadPath(String),
     /// A query parameter (`ts`, `sleep`) or a WebSocket command is invalid.
     #[error("Bad Request: bad parameter {name}: {reason}")]
     BadParameter {
@@ -93,6 +116,12 @@ pub enum RelayError {
         /// The configured limit.
         limit: usize,
     },
+    /// The relay already has as many open connections as allowed.
+    #[error("Service Unavailable: too many open connections (limit {limit})")]
+    TooManyConnections {
+        /// The configured limit.
+        limit: usize,
+    },
     /// The WebSocket already has as many subscriptions as allowed.
     #[error("Bad Request: too many subscriptions on this WebSocket (limit {limit})")]
     TooManySubscriptions {
@@ -118,19 +147,28 @@ impl RelayError {
             | Self::NotAnObject
             | Self::BodyRead(_)
             | Self::BadChannel(_)
+            | Self::BadPath(_)
             | Self::BadParameter { .. }
             | Self::TooManySubscriptions { .. } => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::TooManyWaiters { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::NotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Store(StoreError::TooManyChannels { .. }) => StatusCode::INSUFFICIENT_STORAGE,
-            Self::Store(StoreError::IngestQueueFull { .. } | StoreError::WriterStopped) => {
+            Self::TooManyWaiters { .. } | Self::TooManyConnections { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Store(StoreError::TooManyChannels { .. } | StoreError::Full(_)) => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
+            Self::Store(
+                StoreError::IngestQueueFull { .. }
+                | StoreError::WriterStopped
+                | StoreError::Unreachable(_)
+                | StoreError::CannotWrite(_),
+            ) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -142,19 +180,28 @@ impl RelayError {
                 Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
             }
             Self::TooManyWaiters { .. }
-            | Self::Store(StoreError::IngestQueueFull { .. } | StoreError::WriterStopped) => {
-                Some(1)
-            }
+            | Self::TooManyConnections { .. }
+            | Self::Store(
+                StoreError::IngestQueueFull { .. }
+                | StoreError::WriterStopped
+                | StoreError::Unreachable(_),
+            ) => Some(1),
+            // Room may come back when retention prunes or an operator frees disk.
+            Self::Store(StoreError::Full(_) | StoreError::CannotWrite(_)) => Some(30),
             _ => None,
         }
     }
 
-    /// The JSON body `{"ok":false,"error_code":N,"description":"…"}`.
+    /// The JSON body `{"ok":false,"error_code":N,"description":"…","error_description":"…"}`:
+    /// `description` as the Bot API names it, `error_description` (the same text) as the
+    /// reference relay names it, so clients of either read it.
     pub fn to_json(&self) -> String {
+        let text = self.to_string();
         let mut body = serde_json::json!({
             "ok": false,
             "error_code": self.status().as_u16(),
-            "description": self.to_string(),
+            "description": text,
+            "error_description": text,
         });
         if let Some(secs) = self.retry_after() {
             body["parameters"] = serde_json::json!({ "retry_after": secs });
@@ -181,5 +228,46 @@ impl IntoResponse for RelayError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl From<rusqlite::Error> for StoreError {
+    /// Sorts SQLite's failures: no room (`SQLITE_FULL`) and no write access (read-only, I/O,
+    /// permission) are conditions an operator can fix, answered 507/503 with `Retry-After`.
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => Self::Full(Box::new(e)),
+            Some(
+                ErrorCode::ReadOnly
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::PermissionDenied
+                | ErrorCode::CannotOpen
+                | ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked,
+            ) => Self::CannotWrite(Box::new(e)),
+            _ => Self::Sqlite(e),
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+impl From<redis::RedisError> for StoreError {
+    /// Sorts Redis's failures: a lost or refused connection is temporary (503, `Retry-After`).
+    fn from(e: redis::RedisError) -> Self {
+        if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_timeout()
+        {
+            Self::Unreachable(Box::new(e))
+        } else if e.code() == Some("OOM") {
+            Self::Full(Box::new(e))
+        } else if matches!(e.code(), Some("READONLY" | "MISCONF")) {
+            Self::CannotWrite(Box::new(e))
+        } else {
+            Self::Redis(e)
+        }
     }
 }

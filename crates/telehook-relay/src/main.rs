@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+#[cfg(feature = "redis")]
 use telehook_relay::store::redis::{RedisOptions, RedisStore};
 use telehook_relay::{
     AccessConfig, Notifier, RateLimit, Relay, RelayConfig, Retention, SqliteStore, Store,
@@ -104,6 +105,28 @@ struct Args {
         default_value_t = 16
     )]
     ws_max_subscriptions: usize,
+    /// Seconds a connection may take to send a request's headers (also closes idle keep-alive
+    /// connections and slowloris clients).
+    #[arg(
+        long,
+        env = "TELEHOOK_RELAY_HEADER_READ_TIMEOUT_SECS",
+        default_value_t = 20
+    )]
+    header_read_timeout_secs: u64,
+    /// Seconds a POST body may take to arrive; past it the answer is 408.
+    #[arg(
+        long,
+        env = "TELEHOOK_RELAY_BODY_READ_TIMEOUT_SECS",
+        default_value_t = 10
+    )]
+    body_read_timeout_secs: u64,
+    /// Most open connections; one more is answered 503 and closed.
+    #[arg(long, env = "TELEHOOK_RELAY_MAX_CONNECTIONS", default_value_t = 16_384)]
+    max_connections: usize,
+    /// Largest size of the SQLite database in bytes (0: no limit but the disk); past it,
+    /// POSTs are answered 507 with Retry-After.
+    #[arg(long, env = "TELEHOOK_RELAY_MAX_DB_BYTES", default_value_t = 0)]
+    max_db_bytes: u64,
     /// Log format.
     #[arg(long, env = "TELEHOOK_RELAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -153,6 +176,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ingest_queue: args.ingest_queue,
         max_batch: args.max_batch.max(1),
         prune_interval: Duration::from_secs(args.prune_interval_secs.max(1)),
+        max_db_bytes: (args.max_db_bytes > 0).then_some(args.max_db_bytes),
     };
     let config = RelayConfig {
         max_body_bytes: args.max_body_bytes,
@@ -169,6 +193,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         trust_forwarded_for: args.trust_forwarded_for,
         cors_origin: (!args.cors_origin.is_empty()).then(|| args.cors_origin.clone()),
         access,
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_secs.max(1)),
+        body_read_timeout: Duration::from_secs(args.body_read_timeout_secs.max(1)),
+        max_connections: args.max_connections.max(1),
         ..RelayConfig::default()
     };
     let notifier = Arc::new(Notifier::new(
@@ -176,6 +203,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         args.max_channels.max(1),
     ));
     let store: Arc<dyn Store> = match &args.redis {
+        #[cfg(feature = "redis")]
         Some(url) => {
             let options = RedisOptions {
                 url: url.clone(),
@@ -185,6 +213,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             tracing::info!(prefix = %options.prefix, "using redis store");
             Arc::new(RedisStore::connect(options, notifier).await?)
         }
+        #[cfg(not(feature = "redis"))]
+        Some(_) => return Err("this build has no Redis support (feature `redis`)".into()),
         None => {
             tracing::info!(data_dir = %args.data_dir.display(), "using sqlite store");
             Arc::new(SqliteStore::open(&args.data_dir, limits, notifier)?)

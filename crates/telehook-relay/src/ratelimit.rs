@@ -1,60 +1,79 @@
-//! A token bucket per client IP.
+//! Requests per client IP: the GCRA of [`governor`] (a token bucket without a refill timer),
+//! one cell per IP, with a bounded number of IPs tracked.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::config::RateLimit;
 
-/// Per-IP token buckets, bounded to `max_clients` entries.
+/// Per-IP rate limiter, bounded to `max_clients` IPs.
+///
+/// When the table is full, IPs whose allowance has refilled completely are forgotten (they lose
+/// nothing by it, since a fresh cell is the same). If it is still full, requests are counted
+/// against one shared overflow allowance (the same quota) until room frees up: the bound holds,
+/// no tracked client's debt is reset, and a flood of new IPs cannot get more than one client's
+/// share.
 #[derive(Debug)]
 pub struct RateLimiter {
-    limit: RateLimit,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    overflow: governor::DefaultDirectRateLimiter,
+    clock: DefaultClock,
+    max_clients: usize,
 }
 
 impl RateLimiter {
     /// A limiter with the given rate, burst and client bound.
     pub fn new(limit: RateLimit) -> Self {
+        let per_second = if limit.per_second.is_finite() && limit.per_second > 0.0 {
+            limit.per_second
+        } else {
+            f64::MIN_POSITIVE
+        };
+        let period = Duration::try_from_secs_f64(1.0 / per_second)
+            .unwrap_or(Duration::MAX)
+            .max(Duration::from_nanos(1));
+        let burst = NonZeroU32::new(limit.burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(burst))
+            .allow_burst(burst);
+        let limiter = DefaultKeyedRateLimiter::keyed(quota);
         Self {
-            limit,
-            buckets: Mutex::new(HashMap::new()),
+            overflow: governor::RateLimiter::direct(quota),
+            clock: limiter.clock().clone(),
+            limiter,
+            max_clients: limit.max_clients.max(1),
         }
     }
 
-    /// Takes one token for `ip`, or says how long until one is there.
+    /// Takes one request's allowance for `ip`, or says how long until one is there.
     pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
-        let now = Instant::now();
-        let burst = f64::from(self.limit.burst.max(1));
-        let rate = self.limit.per_second.max(f64::MIN_POSITIVE);
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() >= self.limit.max_clients && !buckets.contains_key(&ip) {
-            // Forget clients whose bucket has refilled: they lose nothing by it.
-            buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
-            if buckets.len() >= self.limit.max_clients {
-                buckets.clear();
+        if self.limiter.len() >= self.max_clients {
+            self.limiter.retain_recent();
+            if self.limiter.len() >= self.max_clients {
+                return self
+                    .overflow
+                    .check()
+                    .map_err(|not_until| not_until.wait_time_from(self.clock.now()));
             }
         }
-        let bucket = buckets.entry(ip).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        bucket.tokens =
-            (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate).min(burst);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
-        }
+        self.limiter
+            .check_key(&ip)
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+
+    /// Forgets IPs whose allowance has refilled (called periodically).
+    pub fn sweep(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+
+    /// How many client IPs are tracked now.
+    pub fn tracked(&self) -> usize {
+        self.limiter.len()
     }
 }
 
@@ -77,7 +96,31 @@ mod tests {
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1));
         assert!(
             limiter.check([127, 0, 0, 2].into()).is_ok(),
-            "other clients keep their own bucket"
+            "other clients keep their own allowance"
         );
+    }
+
+    #[test]
+    fn a_full_table_keeps_its_clients_and_its_bound() {
+        let limiter = RateLimiter::new(RateLimit {
+            per_second: 0.001,
+            burst: 2,
+            max_clients: 2,
+        });
+        let (a, b, c): (IpAddr, IpAddr, IpAddr) = (
+            [10, 0, 0, 1].into(),
+            [10, 0, 0, 2].into(),
+            [10, 0, 0, 3].into(),
+        );
+        assert!(limiter.check(a).is_ok());
+        assert!(limiter.check(b).is_ok());
+        // No room for a third IP: it shares the overflow allowance (burst 2).
+        assert!(limiter.check(c).is_ok());
+        assert!(limiter.check([10, 0, 0, 4].into()).is_ok());
+        assert!(
+            limiter.check([10, 0, 0, 5].into()).is_err(),
+            "overflow spent"
+        );
+        assert_eq!(limiter.tracked(), 2, "the bound holds");
     }
 }

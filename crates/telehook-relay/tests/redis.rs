@@ -3,97 +3,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Http, TempDir, TestRelay, test_config};
-use telehook_relay::store::redis::{RedisOptions, RedisStore};
-use telehook_relay::{ChannelName, Notifier, Retention, StoreLimits};
-
-struct RedisServer {
-    child: Child,
-    url: String,
-    _dir: TempDir,
-}
-
-impl RedisServer {
-    /// Starts a server on a free port and waits until it answers PING. Tests run in parallel, so
-    /// another test's server may take the port between our probe and redis-server's bind; then
-    /// this server exits and we try another port.
-    async fn start() -> Self {
-        for _ in 0..10 {
-            if let Some(server) = Self::try_start().await {
-                return server;
-            }
-        }
-        panic!("redis-server did not start on any of 10 free ports");
-    }
-
-    async fn try_start() -> Option<Self> {
-        let dir = TempDir::new("redis");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start redis-server ({e}): the Redis tests need it on PATH; run `apt-get install -y redis-server`")
-            });
-        let mut server = Self {
-            child,
-            url: format!("redis://127.0.0.1:{port}/"),
-            _dir: dir,
-        };
-        for _ in 0..500 {
-            if server.child.try_wait().ok().flatten().is_some() {
-                return None; // exited: the port was taken
-            }
-            if ping(port).await {
-                return Some(server);
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("redis-server did not answer PING on port {port}");
-    }
-
-    async fn relay(&self, limits: StoreLimits) -> TestRelay {
-        let notifier = Arc::new(Notifier::new(1_000, 1_000));
-        let options = RedisOptions {
-            url: self.url.clone(),
-            prefix: "test".into(),
-            limits,
-        };
-        let store = RedisStore::connect(options, notifier).await.unwrap();
-        TestRelay::serve(Arc::new(store), test_config()).await
-    }
-}
-
-/// True when a Redis server on `port` answers `PING` with `+PONG`.
-async fn ping(port: u16) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return false;
-    };
-    let mut answer = [0u8; 7];
-    stream.write_all(b"PING\r\n").await.is_ok()
-        && stream.read_exact(&mut answer).await.is_ok()
-        && &answer == b"+PONG\r\n"
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::Http;
+use common::redis_server::RedisServer;
+use telehook_relay::{ChannelName, Retention, StoreLimits};
 
 #[tokio::test]
 async fn redis_store_speaks_the_same_protocol() {
@@ -110,7 +24,7 @@ async fn redis_store_speaks_the_same_protocol() {
     );
     assert_eq!(
         http.get(&relay.url("/c?ts=9")).await.body,
-        r#"{"ok":true,"ts":2,"updates":[]}"#
+        r#"{"ok":true,"ts":2,"reset":true,"updates":[{"a":1,"k":"v"},{"a":2}]}"#
     );
     assert_eq!(http.get(&relay.url("/healthz")).await.status.as_u16(), 200);
 }

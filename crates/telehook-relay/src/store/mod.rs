@@ -1,17 +1,19 @@
 //! Storage backends behind one trait, and the wake-up signal waiting clients subscribe to.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-
-use tokio::sync::watch;
+use std::sync::Arc;
 
 use crate::channel::ChannelName;
-use crate::error::{RelayError, StoreError};
+use crate::error::StoreError;
 
+mod notifier;
+#[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
+
+pub use notifier::Notifier;
 
 /// A boxed future returned by [`Store`] methods, so the trait can be used as `dyn Store`.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -49,11 +51,38 @@ impl Page {
     }
 }
 
+/// An update to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUpdate {
+    /// The update as compact JSON text.
+    pub json: String,
+    /// Its top-level `update_id`, when it has one (a Telegram update). An update whose
+    /// `update_id` and text equal one still retained in the channel is a redelivery: Telegram
+    /// sends an update again when the webhook answered late
+    /// ([Bot API: getting updates](https://core.telegram.org/bots/api#getting-updates)).
+    pub update_id: Option<i64>,
+}
+
+/// What [`Store::append`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The update's `seq`: new, or that of the retained copy it duplicates.
+    pub seq: u64,
+    /// True when the update was a redelivery and nothing was stored.
+    pub duplicate: bool,
+}
+
 /// Durable storage of channels. Implementations commit before `append` resolves and call
 /// [`Notifier::publish`] after each commit, so waiters on every instance wake up.
+///
+/// A channel's count never goes backwards: a channel whose updates all expired keeps its count,
+/// and when the store forgets channels (its bound on remembered channels), it keeps a floor
+/// above every count it forgot, where a new channel starts. A client holding a `ts` therefore
+/// never sees a lower count than it holds, unless the storage itself was replaced.
 pub trait Store: Send + Sync + 'static {
-    /// Stores one update (compact JSON text) and resolves, once it is durable, with its `seq`.
-    fn append(&self, channel: ChannelName, json: String) -> StoreFuture<'_, u64>;
+    /// Stores one update and resolves, once it is durable, with its `seq` (or, for a
+    /// redelivery, the `seq` of the copy already stored).
+    fn append(&self, channel: ChannelName, update: NewUpdate) -> StoreFuture<'_, Appended>;
 
     /// Reads up to `limit` updates with `seq > after`.
     fn read<'a>(
@@ -66,8 +95,14 @@ pub trait Store: Send + Sync + 'static {
     /// The wake-up signal of this store.
     fn notifier(&self) -> &Notifier;
 
-    /// Checks that the backend answers (for `/healthz`).
+    /// Checks that the backend answers and can write (for `/healthz`).
     fn health(&self) -> StoreFuture<'_, ()>;
+}
+
+impl std::fmt::Debug for dyn Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dyn Store")
+    }
 }
 
 /// Updates committed together in one channel, handed to waiters so they can answer without a read.
@@ -112,92 +147,6 @@ impl Wake {
             first_retained: first.seq,
             updates: batch.updates.iter().take(limit).cloned().collect(),
         })
-    }
-}
-
-/// Per-channel wake-up signals. A waiter subscribes BEFORE reading storage, so an update
-/// committed between its read and its wait still wakes it.
-#[derive(Debug)]
-pub struct Notifier {
-    channels: Mutex<HashMap<ChannelName, watch::Sender<Wake>>>,
-    max_waiters_per_channel: usize,
-    max_channels: usize,
-}
-
-impl Notifier {
-    /// A notifier allowing `max_waiters_per_channel` subscribers per channel on at most
-    /// `max_channels` channels.
-    pub fn new(max_waiters_per_channel: usize, max_channels: usize) -> Self {
-        Self {
-            channels: Mutex::new(HashMap::new()),
-            max_waiters_per_channel,
-            max_channels,
-        }
-    }
-
-    /// Subscribes to a channel's wake-ups.
-    pub fn subscribe(&self, channel: &ChannelName) -> Result<watch::Receiver<Wake>, RelayError> {
-        let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(sender) = map.get(channel) {
-            if sender.receiver_count() >= self.max_waiters_per_channel {
-                return Err(RelayError::TooManyWaiters {
-                    limit: self.max_waiters_per_channel,
-                });
-            }
-            return Ok(sender.subscribe());
-        }
-        if map.len() >= self.max_channels {
-            map.retain(|_, s| s.receiver_count() > 0);
-            if map.len() >= self.max_channels {
-                return Err(RelayError::TooManyWaiters {
-                    limit: self.max_waiters_per_channel,
-                });
-            }
-        }
-        let (sender, receiver) = watch::channel(Wake::default());
-        map.insert(channel.clone(), sender);
-        Ok(receiver)
-    }
-
-    /// Wakes every subscriber of `channel` (no-op when nobody waits or `total` did not change).
-    pub fn publish(&self, channel: &ChannelName, wake: Wake) {
-        let map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(sender) = map.get(channel) {
-            sender.send_if_modified(|current| {
-                if wake.total != current.total {
-                    *current = wake;
-                    true
-                } else {
-                    // Same count: nothing new to wake anyone for, but it may now be exact.
-                    current.exact |= wake.exact;
-                    false
-                }
-            });
-        }
-    }
-
-    /// Wakes every waiter of every channel so it reads storage again (after a lost connection
-    /// to a shared backend, when wake-ups may have been missed).
-    pub fn wake_all(&self) {
-        let map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        for sender in map.values() {
-            sender.send_modify(|wake| {
-                wake.latest = None;
-                wake.exact = false;
-            });
-        }
-    }
-
-    /// Forgets channels nobody waits on.
-    pub fn sweep(&self) {
-        let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, s| s.receiver_count() > 0);
-    }
-
-    /// How many clients wait on `channel` right now.
-    pub fn waiters(&self, channel: &ChannelName) -> usize {
-        let map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(channel).map_or(0, watch::Sender::receiver_count)
     }
 }
 
@@ -258,47 +207,5 @@ mod tests {
             inexact.page_after(7, 10).is_none(),
             "a count from other instances may be stale"
         );
-    }
-
-    #[test]
-    fn publishing_the_same_count_marks_it_exact_without_waking() {
-        let notifier = Notifier::new(10, 10);
-        let ch = ChannelName::parse("c").unwrap();
-        let mut rx = notifier.subscribe(&ch).unwrap();
-        notifier.publish(
-            &ch,
-            Wake {
-                total: 3,
-                latest: None,
-                exact: false,
-            },
-        );
-        assert!(rx.has_changed().unwrap());
-        assert!(!rx.borrow_and_update().exact);
-        notifier.publish(
-            &ch,
-            Wake {
-                total: 3,
-                latest: None,
-                exact: true,
-            },
-        );
-        assert!(!rx.has_changed().unwrap());
-        assert!(rx.borrow().exact);
-        notifier.wake_all();
-        assert!(rx.has_changed().unwrap());
-        assert!(
-            !rx.borrow_and_update().exact,
-            "after missed wake-ups the count is not trusted"
-        );
-    }
-
-    #[test]
-    fn notifier_refuses_waiters_over_the_limit() {
-        let notifier = Notifier::new(2, 10);
-        let ch = ChannelName::parse("c").unwrap();
-        let _a = notifier.subscribe(&ch).unwrap();
-        let _b = notifier.subscribe(&ch).unwrap();
-        assert!(notifier.subscribe(&ch).is_err());
     }
 }

@@ -10,46 +10,85 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Batch, Notifier, Page, Store, StoreFuture, StoredUpdate, Wake};
+use super::{Appended, Batch, NewUpdate, Notifier, Page, Store, StoreFuture, StoredUpdate, Wake};
 use crate::channel::ChannelName;
 use crate::config::StoreLimits;
 use crate::error::StoreError;
 
-/// Appends one update. KEYS: counter, stream, channel index. ARGV: channel, body, max updates,
-/// max age (ms), max channels, wake-up pub/sub channel. Returns the new seq, or -1 when the
+/// Appends one update. KEYS: counter, stream, live-channel index, update_id index, remembered
+/// channels, floor. ARGV: channel, body, max updates, max age (ms), max channels, wake-up pub/sub
+/// channel, update_id (or ''), key prefix. Returns {seq, 1 if a redelivery}, or {-1, 0} when the
 /// channel limit is reached.
+///
+/// The counter never expires with the channel's updates, so a count never goes backwards; at
+/// most 2 × max channels counters are kept, and forgetting one raises the floor new counters
+/// start from above it.
 const APPEND: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local max_age = tonumber(ARGV[4])
+local max_channels = tonumber(ARGV[5])
 local cutoff = now - max_age
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', cutoff)
-if not redis.call('ZSCORE', KEYS[3], ARGV[1]) and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then
-  return -1
+if not redis.call('ZSCORE', KEYS[3], ARGV[1]) and redis.call('ZCARD', KEYS[3]) >= max_channels then
+  return {-1, 0}
 end
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('DEL', KEYS[2]) end
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], n .. '-0', 't', now, 'u', ARGV[2])
 for _ = 1, 100 do
   local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
   if #head == 0 or tonumber(head[1][2][2]) >= cutoff then break end
   redis.call('XDEL', KEYS[2], head[1][1])
 end
+if ARGV[7] ~= '' then
+  local seq = redis.call('ZSCORE', KEYS[4], ARGV[7])
+  if seq then
+    local e = redis.call('XRANGE', KEYS[2], seq .. '-0', seq .. '-0')
+    if #e > 0 and e[1][2][4] == ARGV[2] then
+      return {tonumber(seq), 1}
+    end
+  end
+end
+local n
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  n = tonumber(redis.call('GET', KEYS[6]) or '0') + 1
+  redis.call('SET', KEYS[1], n)
+  redis.call('DEL', KEYS[2], KEYS[4])
+else
+  n = redis.call('INCR', KEYS[1])
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], n .. '-0', 't', now, 'u', ARGV[2])
+if ARGV[7] ~= '' then redis.call('ZADD', KEYS[4], n, ARGV[7]) end
+local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+if #head > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. string.match(head[1][1], '^(%d+)'))
+end
 redis.call('ZADD', KEYS[3], now, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], max_age)
+redis.call('ZADD', KEYS[5], now, ARGV[1])
 redis.call('PEXPIRE', KEYS[2], max_age)
-redis.call('PUBLISH', ARGV[6], ARGV[1] .. ' ' .. n)
-return n
+redis.call('PEXPIRE', KEYS[4], max_age)
+local excess = redis.call('ZCARD', KEYS[5]) - 2 * max_channels
+if excess > 0 then
+  local old = redis.call('ZPOPMIN', KEYS[5], excess)
+  local floor = tonumber(redis.call('GET', KEYS[6]) or '0')
+  for i = 1, #old, 2 do
+    local key = ARGV[8] .. ':' .. old[i] .. ':n'
+    local c = tonumber(redis.call('GET', key) or '0')
+    if c > floor then floor = c end
+    redis.call('DEL', key)
+  end
+  redis.call('SET', KEYS[6], floor)
+end
+redis.call('PUBLISH', ARGV[6], n .. ' ' .. ARGV[1])
+return {n, 0}
 ";
 
-/// Reads a page. KEYS: counter, stream. ARGV: after, limit, max age (ms).
+/// Reads a page. KEYS: counter, stream, floor. ARGV: after, limit, max age (ms).
 /// Returns {total, first_retained, seqs, bodies}.
 const READ: &str = r"
 local t = redis.call('TIME')
 local cutoff = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[3])
-local total = tonumber(redis.call('GET', KEYS[1]) or '0')
+local total = tonumber(redis.call('GET', KEYS[1]) or redis.call('GET', KEYS[3]) or '0')
 local first = total + 1
 local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
 if #head > 0 then first = tonumber(string.match(head[1][1], '^(%d+)')) end
@@ -84,7 +123,7 @@ pub struct RedisOptions {
 /// Redis-backed [`Store`] shared by several relay instances.
 #[derive(Debug)]
 pub struct RedisStore {
-    conn: MultiplexedConnection,
+    conn: ConnectionManager,
     append: redis::Script,
     read: redis::Script,
     prefix: String,
@@ -102,12 +141,22 @@ impl Drop for RedisStore {
 impl RedisStore {
     /// Connects, subscribes to wake-ups from other instances (before returning, so none is lost)
     /// and returns the store.
+    ///
+    /// The command connection is re-established by itself when it drops (Redis restarted, the
+    /// connection killed): reconnection attempts back off exponentially from 100 ms to 2 s;
+    /// meanwhile requests are answered 503 with `Retry-After`.
     pub async fn connect(
         options: RedisOptions,
         notifier: Arc<Notifier>,
     ) -> Result<Self, StoreError> {
         let client = redis::Client::open(options.url.as_str())?;
-        let conn = client.get_multiplexed_async_connection().await?;
+        let config = ConnectionManagerConfig::new()
+            .set_min_delay(Duration::from_millis(100))
+            .set_max_delay(Duration::from_secs(2))
+            .set_number_of_retries(3)
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)));
+        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
         let wake_channel = format!("{}:wake", options.prefix);
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(&wake_channel).await?;
@@ -128,6 +177,10 @@ impl RedisStore {
             format!("{}:{channel}:n", self.prefix),
             format!("{}:{channel}:s", self.prefix),
         )
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.prefix)
     }
 }
 
@@ -172,7 +225,7 @@ async fn listen(
             let Ok(payload) = msg.get_payload::<String>() else {
                 continue;
             };
-            let Some((name, total)) = payload.split_once(' ') else {
+            let Some((total, name)) = payload.split_once(' ') else {
                 continue;
             };
             let (Ok(channel), Ok(total)) = (ChannelName::parse(name), total.parse::<u64>()) else {
@@ -192,21 +245,31 @@ async fn listen(
 }
 
 impl Store for RedisStore {
-    fn append(&self, channel: ChannelName, json: String) -> StoreFuture<'_, u64> {
+    fn append(&self, channel: ChannelName, update: NewUpdate) -> StoreFuture<'_, Appended> {
         Box::pin(async move {
             let (count_key, stream_key) = self.keys(&channel);
             let mut conn = self.conn.clone();
-            let seq: i64 = self
+            let (seq, duplicate): (i64, i64) = self
                 .append
                 .key(&count_key)
                 .key(&stream_key)
-                .key(format!("{}:channels", self.prefix))
+                .key(self.key("channels"))
+                .key(format!("{}:{channel}:i", self.prefix))
+                .key(self.key("known"))
+                .key(self.key("floor"))
                 .arg(channel.as_str())
-                .arg(&json)
+                .arg(&update.json)
                 .arg(self.limits.retention.max_updates)
                 .arg(self.limits.retention.max_age.as_millis() as u64)
                 .arg(self.limits.max_channels)
-                .arg(format!("{}:wake", self.prefix))
+                .arg(self.key("wake"))
+                .arg(
+                    update
+                        .update_id
+                        .map(|id| id.to_string())
+                        .unwrap_or_default(),
+                )
+                .arg(&self.prefix)
                 .invoke_async(&mut conn)
                 .await?;
             if seq < 0 {
@@ -215,9 +278,15 @@ impl Store for RedisStore {
                 });
             }
             let seq = seq as u64;
+            if duplicate == 1 {
+                return Ok(Appended {
+                    seq,
+                    duplicate: true,
+                });
+            }
             let updates = vec![StoredUpdate {
                 seq,
-                json: Arc::from(json),
+                json: Arc::from(update.json),
             }];
             self.notifier.publish(
                 &channel,
@@ -228,7 +297,10 @@ impl Store for RedisStore {
                     exact: false,
                 },
             );
-            Ok(seq)
+            Ok(Appended {
+                seq,
+                duplicate: false,
+            })
         })
     }
 
@@ -245,6 +317,7 @@ impl Store for RedisStore {
                 .read
                 .key(&count_key)
                 .key(&stream_key)
+                .key(self.key("floor"))
                 .arg(after)
                 .arg(limit)
                 .arg(self.limits.retention.max_age.as_millis() as u64)
@@ -275,10 +348,16 @@ impl Store for RedisStore {
         &self.notifier
     }
 
+    /// Writes a probe key: fails while Redis is unreachable or refuses writes (out of
+    /// memory, read-only replica, failed persistence).
     fn health(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
-            let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+            let () = redis::cmd("SET")
+                .arg(self.key("health"))
+                .arg(super::now_ms())
+                .query_async(&mut conn)
+                .await?;
             Ok(())
         })
     }

@@ -16,6 +16,8 @@ use hyper_util::rt::TokioExecutor;
 use telehook_relay::{Notifier, Relay, RelayConfig, SqliteStore, Store, StoreLimits};
 use tokio::sync::oneshot;
 
+pub mod redis_server;
+
 /// A directory removed when dropped.
 pub struct TempDir(pub PathBuf);
 

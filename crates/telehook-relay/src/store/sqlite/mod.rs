@@ -6,7 +6,6 @@
 //! in the ingest queue while one transaction commits; the writer then takes them all into the
 //! next transaction, so one fsync covers many updates.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,10 +13,14 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{Batch, Notifier, Page, Store, StoreFuture, StoredUpdate, Wake, now_ms};
+use super::{Appended, NewUpdate, Notifier, Page, Store, StoreFuture, StoredUpdate, now_ms};
 use crate::channel::ChannelName;
 use crate::config::StoreLimits;
 use crate::error::StoreError;
+
+mod writer;
+
+use writer::{Job, Writer};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "relay.sqlite3";
@@ -28,6 +31,8 @@ const QUEUE_WAIT: Duration = Duration::from_secs(5);
 /// Connections kept for reads.
 const READERS: usize = 4;
 
+/// Tables and indexes; every statement is idempotent, so an older database is brought up to
+/// date by running it again (plus [`migrate`]).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS channels (
     id INTEGER PRIMARY KEY,
@@ -39,19 +44,39 @@ CREATE TABLE IF NOT EXISTS updates (
     channel_id INTEGER NOT NULL,
     seq INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    update_id INTEGER
 );
 CREATE UNIQUE INDEX IF NOT EXISTS updates_by_seq ON updates (channel_id, seq);
 CREATE INDEX IF NOT EXISTS updates_by_age ON updates (created_at);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 ";
 
-enum Job {
-    Append {
-        channel: ChannelName,
-        json: String,
-        reply: oneshot::Sender<Result<u64, StoreError>>,
-    },
-    Prune,
+/// Adds what databases written by earlier versions lack.
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let has_update_id = conn
+        .prepare("SELECT 1 FROM pragma_table_info('updates') WHERE name = 'update_id'")?
+        .exists([])?;
+    if !has_update_id {
+        conn.execute_batch("ALTER TABLE updates ADD COLUMN update_id INTEGER")?;
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS updates_by_update_id ON updates (channel_id, update_id) \
+         WHERE update_id IS NOT NULL",
+    )?;
+    Ok(())
+}
+
+/// The count a channel the store does not remember starts from (see [`Store`]).
+fn floor(conn: &Connection) -> Result<u64, StoreError> {
+    let floor: Option<i64> = conn
+        .prepare_cached("SELECT value FROM meta WHERE key = 'floor'")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(floor.map_or(0, |f| f.max(0) as u64))
 }
 
 /// SQLite-backed [`Store`]: durable, needs nothing installed, one file per relay.
@@ -61,15 +86,6 @@ pub struct SqliteStore {
     readers: Arc<ReaderPool>,
     notifier: Arc<Notifier>,
     limits: StoreLimits,
-}
-
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Append { channel, .. } => write!(f, "Append({channel})"),
-            Self::Prune => f.write_str("Prune"),
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -88,9 +104,9 @@ impl SqliteStore {
         limits: StoreLimits,
         notifier: Arc<Notifier>,
     ) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Open {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Open {
             path: data_dir.display().to_string(),
-            reason: e.to_string(),
+            source,
         })?;
         let path = data_dir.join(DB_FILE);
         let conn = Connection::open(&path)?;
@@ -98,14 +114,20 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
+        if let Some(bytes) = limits.max_db_bytes {
+            let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+            let pages = (bytes / page_size.max(512) as u64).max(1);
+            conn.pragma_update(None, "max_page_count", pages as i64)?;
+        }
         let writer = Writer::new(conn, limits, notifier.clone())?;
         let (jobs, rx) = mpsc::channel(limits.ingest_queue.max(1));
         std::thread::Builder::new()
             .name("relay-sqlite-writer".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| StoreError::Open {
+            .map_err(|source| StoreError::Open {
                 path: path.display().to_string(),
-                reason: e.to_string(),
+                source,
             })?;
 
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -145,26 +167,28 @@ impl SqliteStore {
             .await
             .map_err(|_| StoreError::WriterStopped)
     }
+
+    async fn send(&self, job: Job) -> Result<(), StoreError> {
+        match tokio::time::timeout(QUEUE_WAIT, self.jobs.send(job)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(StoreError::WriterStopped),
+            Err(_) => Err(StoreError::IngestQueueFull {
+                capacity: self.limits.ingest_queue,
+            }),
+        }
+    }
 }
 
 impl Store for SqliteStore {
-    fn append(&self, channel: ChannelName, json: String) -> StoreFuture<'_, u64> {
+    fn append(&self, channel: ChannelName, update: NewUpdate) -> StoreFuture<'_, Appended> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
-            let job = Job::Append {
+            self.send(Job::Append {
                 channel,
-                json,
+                update,
                 reply,
-            };
-            match tokio::time::timeout(QUEUE_WAIT, self.jobs.send(job)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err(StoreError::WriterStopped),
-                Err(_) => {
-                    return Err(StoreError::IngestQueueFull {
-                        capacity: self.limits.ingest_queue,
-                    });
-                }
-            }
+            })
+            .await?;
             answer.await.map_err(|_| StoreError::WriterStopped)?
         })
     }
@@ -195,6 +219,8 @@ impl Store for SqliteStore {
         &self.notifier
     }
 
+    /// Reads, then has the writer commit a probe row: a store that cannot write (disk full,
+    /// read-only, the last commit failed) is reported as such.
     fn health(&self) -> StoreFuture<'_, ()> {
         let pool = self.readers.clone();
         Box::pin(async move {
@@ -206,11 +232,9 @@ impl Store for SqliteStore {
             })
             .await
             .map_err(|e| StoreError::Corrupt(format!("health task failed: {e}")))??;
-            if self.jobs.is_closed() {
-                Err(StoreError::WriterStopped)
-            } else {
-                Ok(())
-            }
+            let (reply, answer) = oneshot::channel();
+            self.send(Job::Health { reply }).await?;
+            answer.await.map_err(|_| StoreError::WriterStopped)?
         })
     }
 }
@@ -250,7 +274,10 @@ impl ReaderPool {
                 .query_row([channel.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
             let Some((id, total)) = row else {
-                return Ok(Page { total: 0, first_retained: 1, updates: Vec::new() });
+                // Never seen, or forgotten: its count is the floor, never below a count a
+                // client of the forgotten channel could hold.
+                let total = floor(&tx)?;
+                return Ok(Page { total, first_retained: total + 1, updates: Vec::new() });
             };
             let total = total as u64;
             let first: Option<i64> = tx
@@ -273,208 +300,5 @@ impl ReaderPool {
             drop(tx);
             Ok(Page { total, first_retained, updates })
         })
-    }
-}
-
-/// An append waiting for its transaction: channel, JSON text, and where to send the outcome.
-type PendingAppend = (
-    ChannelName,
-    String,
-    oneshot::Sender<Result<u64, StoreError>>,
-);
-
-struct ChannelRow {
-    id: i64,
-    total: u64,
-}
-
-/// The single writer: owns the write connection and the channel cache.
-struct Writer {
-    conn: Connection,
-    limits: StoreLimits,
-    notifier: Arc<Notifier>,
-    channels: HashMap<ChannelName, ChannelRow>,
-}
-
-impl Writer {
-    fn new(
-        conn: Connection,
-        limits: StoreLimits,
-        notifier: Arc<Notifier>,
-    ) -> Result<Self, StoreError> {
-        let mut writer = Self {
-            conn,
-            limits,
-            notifier,
-            channels: HashMap::new(),
-        };
-        writer.load_channels()?;
-        Ok(writer)
-    }
-
-    fn load_channels(&mut self) -> Result<(), StoreError> {
-        self.channels.clear();
-        let mut stmt = self.conn.prepare("SELECT id, name, total FROM channels")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (id, name, total) = row?;
-            let name = ChannelName::parse(&name).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            self.channels.insert(
-                name,
-                ChannelRow {
-                    id,
-                    total: total as u64,
-                },
-            );
-        }
-        Ok(())
-    }
-
-    fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
-        tracing::debug!(channels = self.channels.len(), "sqlite writer started");
-        let mut batch = Vec::with_capacity(self.limits.max_batch);
-        while let Some(job) = jobs.blocking_recv() {
-            let mut prune = false;
-            let mut push = |job, batch: &mut Vec<_>| match job {
-                Job::Append {
-                    channel,
-                    json,
-                    reply,
-                } => batch.push((channel, json, reply)),
-                Job::Prune => prune = true,
-            };
-            push(job, &mut batch);
-            while batch.len() < self.limits.max_batch {
-                match jobs.try_recv() {
-                    Ok(job) => push(job, &mut batch),
-                    Err(_) => break,
-                }
-            }
-            if !batch.is_empty() {
-                self.commit(&mut batch);
-            }
-            if prune && let Err(e) = self.prune() {
-                tracing::error!(error = %e, "pruning expired updates failed");
-            }
-        }
-        tracing::debug!("sqlite writer stopped");
-    }
-
-    /// Commits all appends of `batch` in one transaction, then answers them and wakes waiters.
-    fn commit(&mut self, batch: &mut Vec<PendingAppend>) {
-        let started = std::time::Instant::now();
-        let size = batch.len();
-        let mut results: Vec<Result<u64, StoreError>> = Vec::with_capacity(size);
-        let mut touched: HashMap<ChannelName, Vec<StoredUpdate>> = HashMap::new();
-        let outcome = (|| -> Result<(), StoreError> {
-            let now = now_ms();
-            let tx = self.conn.transaction()?;
-            for (channel, json, _) in batch.iter() {
-                let row = match self.channels.get_mut(channel) {
-                    Some(row) => row,
-                    None => {
-                        if self.channels.len() >= self.limits.max_channels {
-                            results.push(Err(StoreError::TooManyChannels {
-                                limit: self.limits.max_channels,
-                            }));
-                            continue;
-                        }
-                        tx.prepare_cached(
-                            "INSERT INTO channels (name, total, updated_at) VALUES (?1, 0, ?2)",
-                        )?
-                        .execute(params![channel.as_str(), now])?;
-                        let id = tx.last_insert_rowid();
-                        self.channels
-                            .entry(channel.clone())
-                            .or_insert(ChannelRow { id, total: 0 })
-                    }
-                };
-                row.total += 1;
-                tx.prepare_cached("INSERT INTO updates (channel_id, seq, created_at, body) VALUES (?1, ?2, ?3, ?4)")?
-                    .execute(params![row.id, row.total as i64, now, json])?;
-                results.push(Ok(row.total));
-                touched
-                    .entry(channel.clone())
-                    .or_default()
-                    .push(StoredUpdate {
-                        seq: row.total,
-                        json: Arc::from(json.as_str()),
-                    });
-            }
-            for channel in touched.keys() {
-                let row = &self.channels[channel];
-                tx.prepare_cached("UPDATE channels SET total = ?2, updated_at = ?3 WHERE id = ?1")?
-                    .execute(params![row.id, row.total as i64, now])?;
-                let keep_from = row.total.saturating_sub(self.limits.retention.max_updates);
-                if keep_from > 0 {
-                    tx.prepare_cached("DELETE FROM updates WHERE channel_id = ?1 AND seq <= ?2")?
-                        .execute(params![row.id, keep_from as i64])?;
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        })();
-
-        match outcome {
-            Ok(()) => {
-                for ((_, _, reply), result) in batch.drain(..).zip(results) {
-                    let _ = reply.send(result);
-                }
-                for (channel, updates) in touched {
-                    let total = updates.last().map_or(0, |u| u.seq);
-                    self.notifier.publish(
-                        &channel,
-                        Wake {
-                            total,
-                            latest: Some(Arc::new(Batch { updates })),
-                            // The single writer publishes every commit, in order.
-                            exact: true,
-                        },
-                    );
-                }
-                tracing::trace!(
-                    size,
-                    elapsed_us = started.elapsed().as_micros() as u64,
-                    "batch committed"
-                );
-            }
-            Err(e) => {
-                tracing::error!(error = %e, size, "committing a batch failed; none of it was stored");
-                for (_, _, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(StoreError::Corrupt(format!("commit failed: {e}"))));
-                }
-                if let Err(e) = self.load_channels() {
-                    tracing::error!(error = %e, "reloading channels after a failed commit failed");
-                }
-            }
-        }
-    }
-
-    /// Deletes updates older than the retention age, and channels left empty that long.
-    fn prune(&mut self) -> Result<(), StoreError> {
-        let cutoff = now_ms() - self.limits.retention.max_age.as_millis() as i64;
-        let tx = self.conn.transaction()?;
-        let updates = tx.execute("DELETE FROM updates WHERE created_at < ?1", [cutoff])?;
-        let channels = tx.execute(
-            "DELETE FROM channels WHERE updated_at < ?1 AND NOT EXISTS \
-             (SELECT 1 FROM updates WHERE updates.channel_id = channels.id)",
-            [cutoff],
-        )?;
-        tx.commit()?;
-        if channels > 0 {
-            self.load_channels()?;
-            // A deleted channel starts again from 0: waiters must not trust the old count.
-            self.notifier.wake_all();
-        }
-        if updates > 0 || channels > 0 {
-            tracing::info!(updates, channels, "pruned expired updates");
-        }
-        Ok(())
     }
 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
+use super::state::Shared;
 use crate::channel::ChannelName;
-use crate::server::Shared;
 use crate::store::{StoredUpdate, Wake};
 
 /// One item of a followed channel.
@@ -16,7 +16,8 @@ pub(crate) enum Followed {
     Update(StoredUpdate),
     /// Retention dropped `missed` updates before this point; the follower is now at `ts`.
     Missed { missed: u64, ts: u64 },
-    /// The follower's `ts` was ahead of the channel (it was reset or pruned); now at `ts`.
+    /// The follower's `ts` was above the channel's count (counts never go backwards, so the
+    /// storage was replaced); the follower starts again from the start of the channel.
     Reset { ts: u64 },
 }
 
@@ -48,7 +49,8 @@ pub(crate) async fn follow<T: Send + 'static>(
             },
         };
         if ts > page.total {
-            ts = page.total;
+            tracing::warn!(%channel, ts, total = page.total, "follower ts above the channel's count; replaying from the start");
+            ts = 0;
             if out.send(map(Followed::Reset { ts })).await.is_err() {
                 return;
             }
