@@ -228,7 +228,12 @@ async fn finish(
         deadline_ms = deadline.as_millis(),
         "shutting down: waiting for open requests and handler runs"
     );
-    let _ = tokio::time::timeout(deadline, graceful.shutdown()).await;
+    let _ = tokio::time::timeout(deadline, async {
+        graceful.shutdown().await;
+        // The connection futures ended; wait for their tasks too, so none is counted as cut.
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
     // Reap what ended; whatever is left is cut.
     while connections.try_join_next().is_some() {}
     let connections_cut = connections.len();

@@ -1,10 +1,20 @@
 #![doc = include_str!("../README.md")]
 
-use lambda_http::{Body, Request, Response};
-use telehook_core::{OnTimeout, RequestHead, Webhook};
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
+
+use lambda_http::{Body, Request, RequestExt as _, Response};
+use telehook_core::{InvocationDeadline, OnTimeout, RequestHead, Webhook};
+
+/// Default [`LambdaConfig::safety_margin`]: 500 ms.
+pub const DEFAULT_SAFETY_MARGIN: Duration = Duration::from_millis(500);
 
 /// Why [`run`] refused to start, or the Lambda runtime stopped.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the full explanation (the `Display` text and its causes), so
+/// `fn main() -> Result<(), LambdaError>` and `Result<(), Box<dyn Error>>` show the reason,
+/// not only the variant's name.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum LambdaError {
     /// `OnTimeout::Return` answers before the handler ends, and Lambda freezes the instance as
@@ -19,28 +29,139 @@ pub enum LambdaError {
     Runtime(lambda_http::Error),
 }
 
+impl fmt::Debug for LambdaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // What `main` returning `Err` prints after "Error: ": the reason, not a variant name.
+        let variant = match self {
+            Self::ReturnOnTimeout => "ReturnOnTimeout",
+            Self::Runtime(_) => "Runtime",
+        };
+        write!(f, "{self} [LambdaError::{variant}]")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            write!(f, "\n  caused by: {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+/// The invocation being handled, for the handler: read it with
+/// `ctx.extension::<telehook_lambda::Invocation>()` to log the request id or budget the work.
+/// (The runtime's full `lambda_http::Context` is there too, as `ctx.extension::<lambda_http::Context>()`.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Invocation {
+    /// Lambda's request id of this invocation (`Lambda-Runtime-Aws-Request-Id`).
+    pub request_id: String,
+    /// When Lambda ends the invocation (`Lambda-Runtime-Deadline-Ms`).
+    pub deadline: SystemTime,
+    /// The same instant on the monotonic clock, if it is still ahead.
+    pub deadline_instant: Option<Instant>,
+    /// The function's ARN as invoked (`Lambda-Runtime-Invoked-Function-Arn`).
+    pub invoked_function_arn: String,
+}
+
+/// How [`run_with`] adapts the webhook to Lambda.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LambdaConfig {
+    /// Time kept between telehook's answer and the invocation's deadline, for the response to
+    /// leave: the effective handler timeout is `min(timeout, deadline − now − safety_margin)`.
+    /// Default [`DEFAULT_SAFETY_MARGIN`] (500 ms).
+    pub safety_margin: Duration,
+}
+
+impl Default for LambdaConfig {
+    fn default() -> Self {
+        Self {
+            safety_margin: DEFAULT_SAFETY_MARGIN,
+        }
+    }
+}
+
+impl LambdaConfig {
+    /// Sets [`LambdaConfig::safety_margin`].
+    #[must_use]
+    pub fn safety_margin(mut self, margin: Duration) -> Self {
+        self.safety_margin = margin;
+        self
+    }
+}
+
 /// Serves `webhook` as this Lambda function's handler, behind a Function URL, API Gateway
-/// (REST v1 or HTTP v2) or an Application Load Balancer.
+/// (REST v1 or HTTP v2) or an Application Load Balancer, with [`LambdaConfig::default`].
 ///
-/// Refuses [`OnTimeout::Return`] before starting. An [`OnTimeout::Custom`] callback must not
-/// choose `Return` either (it cannot be checked in advance).
+/// Refuses [`OnTimeout::Return`] before starting (the runtime is not started, so nothing
+/// waits). An [`OnTimeout::Custom`] callback must not choose `Return` either (it cannot be
+/// checked in advance).
 pub async fn run(webhook: Webhook) -> Result<(), LambdaError> {
+    run_with(webhook, LambdaConfig::default()).await
+}
+
+/// [`run`] with a configuration.
+///
+/// Invocations run concurrently on one instance when Lambda asks for it
+/// (`AWS_LAMBDA_MAX_CONCURRENCY` > 1, Lambda Managed Instances; the dispatcher and its
+/// redelivery guard are made for concurrent deliveries), one at a time otherwise.
+pub async fn run_with(webhook: Webhook, config: LambdaConfig) -> Result<(), LambdaError> {
     if matches!(webhook.on_timeout(), OnTimeout::Return) {
         return Err(LambdaError::ReturnOnTimeout);
     }
-    lambda_http::run(lambda_http::service_fn(move |request: Request| {
+    lambda_http::run_concurrent(lambda_http::service_fn(move |request: Request| {
         let webhook = webhook.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(&webhook, request).await) }
+        let config = config.clone();
+        async move {
+            Ok::<_, std::convert::Infallible>(handle_with(&webhook, request, &config).await)
+        }
     }))
     .await
     .map_err(LambdaError::Runtime)
 }
 
-/// Handles one Lambda HTTP request (base64 bodies are already decoded by `lambda_http`).
+/// Handles one Lambda HTTP request (base64 bodies are already decoded by `lambda_http`) with
+/// [`LambdaConfig::default`].
 pub async fn handle(webhook: &Webhook, request: Request) -> Response<Body> {
-    let (parts, body) = request.into_parts();
+    handle_with(webhook, request, &LambdaConfig::default()).await
+}
+
+/// Handles one Lambda HTTP request. If the request carries the runtime's context (as under
+/// [`run`]), the handler's timeout ends `safety_margin` before the invocation's deadline, and
+/// the handler sees the [`Invocation`].
+pub async fn handle_with(
+    webhook: &Webhook,
+    request: Request,
+    config: &LambdaConfig,
+) -> Response<Body> {
+    let invocation = request.lambda_context_ref().map(|context| {
+        let deadline = SystemTime::UNIX_EPOCH + Duration::from_millis(context.deadline);
+        let deadline_instant = deadline
+            .duration_since(SystemTime::now())
+            .ok()
+            .map(|left| Instant::now() + left);
+        Invocation {
+            request_id: context.request_id.clone(),
+            deadline,
+            deadline_instant,
+            invoked_function_arn: context.invoked_function_arn.clone(),
+        }
+    });
+    let (mut parts, body) = request.into_parts();
+    if let Some(invocation) = invocation {
+        // Already past the deadline (or within the margin): answer at once.
+        let now = Instant::now();
+        let until = invocation
+            .deadline_instant
+            .and_then(|deadline| deadline.checked_sub(config.safety_margin))
+            .filter(|until| *until > now)
+            .unwrap_or(now);
+        parts.extensions.insert(InvocationDeadline(until));
+        parts.extensions.insert(invocation);
+    }
     let head = RequestHead::from_http(&parts.method, &parts.headers);
-    let response = webhook.handle(head, body).await;
+    let response = webhook
+        .handle_with_extensions(head, parts.extensions, body)
+        .await;
     let (status, headers, body, _error) = response.into_parts();
     let body = if body.is_empty() {
         Body::Empty

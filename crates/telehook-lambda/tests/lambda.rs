@@ -138,3 +138,105 @@ async fn return_on_timeout_is_refused_at_start_up() {
     ));
     assert!(error.to_string().contains("frozen"), "{error}");
 }
+
+#[tokio::test]
+async fn a_refusal_prints_its_full_reason_through_debug() {
+    let webhook = Webhook::builder()
+        .on_timeout(OnTimeout::Return)
+        .build(|_: Update, _: Context| async { Ok::<_, HandlerError>(()) })
+        .unwrap();
+    // Refused before the runtime starts: without the AWS_LAMBDA_* variables, starting it
+    // would panic, so returning at all shows nothing waits for an invocation.
+    let error = telehook_lambda::run(webhook).await.unwrap_err();
+    // What `fn main() -> Result<(), LambdaError>` prints after "Error: ".
+    let debug = format!("{error:?}");
+    assert!(
+        debug.contains("frozen") && debug.contains("OnTimeout::Throw"),
+        "{debug}"
+    );
+    // And with `fn main() -> Result<(), Box<dyn Error>>`.
+    let boxed: Box<dyn std::error::Error> = error.into();
+    let debug = format!("{boxed:?}");
+    assert!(debug.contains("frozen"), "{debug}");
+}
+
+/// A Function URL request carrying the runtime's context, as `lambda_http` hands it over.
+fn invocation_request(request_id: &str, deadline_in: std::time::Duration) -> lambda_http::Request {
+    use lambda_http::RequestExt as _;
+    let body = r#"{"update_id":77,"message":{"chat":{"id":5},"text":"hi"}}"#;
+    let request = http::Request::post("/")
+        .header(
+            "x-telegram-bot-api-secret-token",
+            telehook_conformance::SECRET,
+        )
+        .header("content-type", "application/json")
+        .body(Bytes::from(body))
+        .unwrap();
+    let mut context = lambda_http::Context::default();
+    context.request_id = request_id.to_owned();
+    let deadline = std::time::SystemTime::now() + deadline_in;
+    context.deadline = deadline
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    event_for(&request).with_lambda_context(context)
+}
+
+#[tokio::test]
+async fn the_invocation_deadline_shortens_the_timeout_and_the_handler_sees_it() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let for_handler = seen.clone();
+    let webhook = Webhook::builder()
+        .secret_token(telehook_conformance::SECRET)
+        .timeout(std::time::Duration::from_secs(600))
+        .build(move |_: Update, ctx: Context| {
+            let seen = for_handler.clone();
+            async move {
+                let invocation = ctx.extension::<telehook_lambda::Invocation>().cloned();
+                *seen.lock().unwrap() = Some((invocation, ctx.deadline()));
+                // Far longer than the invocation: only the deadline can end the wait.
+                tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+                Ok::<_, HandlerError>(())
+            }
+        })
+        .unwrap();
+    let config = telehook_lambda::LambdaConfig::default()
+        .safety_margin(std::time::Duration::from_millis(300));
+    let request = invocation_request("req-1234", std::time::Duration::from_millis(800));
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        telehook_lambda::handle_with(&webhook, request, &config),
+    )
+    .await
+    .expect("answered long before the configured timeout");
+    assert_eq!(response.status(), 503);
+    let (invocation, deadline) = seen.lock().unwrap().clone().expect("the handler ran");
+    let invocation = invocation.expect("the handler sees the invocation");
+    assert_eq!(invocation.request_id, "req-1234");
+    let deadline = deadline.expect("a webhook delivery has a deadline");
+    let lambda_deadline = invocation.deadline_instant.expect("ahead when it started");
+    assert!(
+        deadline + std::time::Duration::from_millis(300)
+            <= lambda_deadline + std::time::Duration::from_millis(5),
+        "the handler's deadline keeps the safety margin before Lambda's"
+    );
+}
+
+#[tokio::test]
+async fn an_invocation_past_its_deadline_is_answered_at_once() {
+    let webhook = Webhook::builder()
+        .secret_token(telehook_conformance::SECRET)
+        .build(|_: Update, _: Context| async {
+            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+            Ok::<_, HandlerError>(())
+        })
+        .unwrap();
+    let request = invocation_request("late", std::time::Duration::from_millis(100));
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        telehook_lambda::handle(&webhook, request),
+    )
+    .await
+    .expect("answered");
+    assert_eq!(response.status(), 503);
+}

@@ -49,3 +49,30 @@ where
     }
     reply.into_response()
 }
+
+pub use telehook_hyper::{Drain, ServeConfig, ShutdownReport};
+
+/// Serves `filter` (your routes with the webhook in them) until `shutdown` resolves, hardened
+/// against slow and stalled clients, then shuts down gracefully and drains `webhook`.
+///
+/// warp's own server (`warp::serve`) has no header-read timeout and no connection limit, so
+/// this serves the same filter with hyper-util's server instead
+/// (`telehook_hyper::serve_with_config`): a header-read timeout that is also the idle timeout
+/// of kept-alive connections, a connection limit, and at shutdown the deadline of
+/// [`ServeConfig::shutdown_deadline`] for open requests and handler runs. To keep
+/// `warp::serve(..).graceful(..)`, use [`Drain`] instead (see the README).
+pub async fn serve<F, R>(
+    listener: tokio::net::TcpListener,
+    filter: F,
+    webhook: &Webhook,
+    shutdown: impl std::future::Future<Output = ()>,
+    config: &ServeConfig,
+) -> ShutdownReport
+where
+    F: Filter<Extract = (R,), Error = Rejection> + Clone + Send + Sync + 'static,
+    F::Future: Send,
+    R: warp::Reply,
+{
+    let service = telehook_hyper::TowerToHyperService::new(warp::service(filter));
+    telehook_hyper::serve_with_config(listener, service, webhook, shutdown, config).await
+}

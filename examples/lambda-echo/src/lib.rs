@@ -11,6 +11,9 @@ use telehook::{BuildError, Context, HandlerError, Update, Webhook};
 pub struct AppState {
     /// Text messages echoed by this instance.
     pub echoed: Arc<AtomicU64>,
+    /// Time each echo waits before answering (`ECHO_DELAY_MS`; zero by default): a slow
+    /// handler, to watch the invocation deadline answer `503` in time.
+    pub delay: Duration,
 }
 
 /// The handler timeout: below the function's timeout (15 s in the deploy steps).
@@ -23,6 +26,17 @@ pub async fn echo(state: AppState, update: Update, ctx: Context) -> Result<(), H
         return Ok(());
     };
     let chat_id = update.chat_id().ok_or("a message without a chat")?;
+    if let Some(invocation) = ctx.extension::<telehook::lambda::Invocation>() {
+        tracing::info!(
+            update_id = update.update_id(),
+            request_id = %invocation.request_id,
+            time_left_ms = ctx.remaining().unwrap_or_default().as_millis(),
+            "echo: handling"
+        );
+    }
+    if !state.delay.is_zero() {
+        tokio::time::sleep(state.delay).await;
+    }
     ctx.webhook_reply(
         "sendMessage",
         serde_json::json!({ "chat_id": chat_id, "text": text }),

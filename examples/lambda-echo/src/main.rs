@@ -9,7 +9,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secret = std::env::var("TELEHOOK_SECRET")
         .ok()
         .filter(|s| !s.is_empty());
-    let webhook = lambda_echo::webhook(lambda_echo::AppState::default(), secret.as_deref())?;
+    let delay = match std::env::var("ECHO_DELAY_MS") {
+        Ok(ms) => std::time::Duration::from_millis(ms.parse()?),
+        Err(_) => std::time::Duration::ZERO,
+    };
+    let state = lambda_echo::AppState {
+        delay,
+        ..Default::default()
+    };
+    let webhook = lambda_echo::webhook(state, secret.as_deref())?;
     telehook::lambda::run(webhook).await?;
     Ok(())
 }
