@@ -40,6 +40,7 @@ USERS = {
     "delete": 106,
     "retry": 107,
     "fail": 108,
+    "chat": 109,
 }
 
 
@@ -107,9 +108,14 @@ class StepFailed(Exception):
 class Control:
     """The emulator's HTTP control API for one token."""
 
-    def __init__(self, base_url: str, token: str):
+    def __init__(self, base_url: str, token: str, process: subprocess.Popen | None = None):
         self.base_url = base_url
         self.token = token
+        self.process = process
+
+    def check_alive(self):
+        if self.process is not None and self.process.poll() is not None:
+            raise StepFailed(f"the bot exited with {self.process.returncode}")
 
     def request(self, method: str, path: str, body=None):
         data = None if body is None else json.dumps(body).encode()
@@ -146,6 +152,7 @@ class Control:
             value = found(calls)
             if value:
                 return value
+            self.check_alive()
             if time.monotonic() > deadline:
                 seen = ", ".join(f"{c['method']}:{outcome(c)}" for c in calls[-12:] if c["method"] != "getUpdates")
                 raise StepFailed(f"no {what} within {timeout:.0f}s; last calls: [{seen}]")
@@ -244,6 +251,7 @@ class Scenario:
         if self.combo.webhook:
             deadline = time.monotonic() + 30
             while not self.c.request("GET", "webhook_info").get("url"):
+                self.c.check_alive()
                 if time.monotonic() > deadline:
                     raise StepFailed("the bot did not set its webhook within 30s")
                 time.sleep(0.05)
@@ -338,6 +346,15 @@ class Scenario:
         if first_try.get("type") != "error" or first_try.get("error_code") != 429:
             raise StepFailed(f"the first try was answered {first_try}, expected the planned 429")
 
+    def get_chat(self):
+        self.c.text("chat", "/chat")
+        chat_id = USERS["chat"]
+        self.c.wait("getChat", lambda calls: first(calls, to("getChat", chat_id=chat_id)))
+        self.c.wait(
+            "the chat's details sent back",
+            lambda calls: first(calls, to("sendMessage", chat_id=chat_id, text=f"chat {chat_id} private")),
+        )
+
     def failing_webhook_answer(self):
         update_id = self.c.text("fail", "/fail")["update_id"]
         self.c.wait("recovered", lambda calls: first(calls, to("sendMessage", chat_id=USERS["fail"], text="recovered")))
@@ -376,6 +393,7 @@ class Scenario:
         self.step("inline query", self.inline_query)
         self.step("delete", self.delete)
         self.step("429 retry_after", self.too_many_requests)
+        self.step("getChat (ChatFullInfo)", self.get_chat)
         if self.combo.webhook:
             self.step("failing webhook answer", self.failing_webhook_answer)
         self.step("no other refused call", self.no_unexpected_refusals)
@@ -401,7 +419,7 @@ def run_combo(combo: Combo, base_url: str, token: str, python: str, logs: Path, 
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command_for(combo, python), env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            Scenario(combo, Control(base_url, token), result).run()
+            Scenario(combo, Control(base_url, token, process), result).run()
             if process.poll() is not None:
                 result.steps.append(("bot still running", "FAIL", f"the bot exited with {process.returncode}"))
         finally:

@@ -52,6 +52,10 @@ bot.command("delete", async (ctx) => {
   await ctx.api.deleteMessage(ctx.chat.id, sent.message_id);
 });
 bot.command("retry", (ctx) => withRetry(() => bot.api.sendMessage(ctx.chat.id, "retried")));
+bot.command("chat", async (ctx) => {
+  const info = await bot.api.getChat(ctx.chat.id);
+  await bot.api.sendMessage(info.id, `chat ${info.id} ${info.type}`);
+});
 bot.command("fail", async (ctx) => {
   if (!failedOnce.has(ctx.update.update_id)) {
     failedOnce.add(ctx.update.update_id);

@@ -49,6 +49,10 @@ bot.command("delete", async (ctx) => {
   await ctx.telegram.deleteMessage(ctx.chat.id, sent.message_id);
 });
 bot.command("retry", (ctx) => withRetry(() => ctx.telegram.sendMessage(ctx.chat.id, "retried")));
+bot.command("chat", async (ctx) => {
+  const info = await ctx.telegram.getChat(ctx.chat.id);
+  await ctx.telegram.sendMessage(info.id, `chat ${info.id} ${info.type}`);
+});
 bot.command("fail", async (ctx) => {
   if (!failedOnce.has(ctx.update.update_id)) {
     failedOnce.add(ctx.update.update_id);

@@ -117,6 +117,12 @@ async def retry(message: Message, bot: Bot):
     await with_retry(lambda: bot.send_message(message.chat.id, "retried"))
 
 
+@dp.message(Command("chat"))
+async def chat(message: Message, bot: Bot):
+    info = await bot.get_chat(message.chat.id)
+    await bot.send_message(info.id, f"chat {info.id} {info.type}")
+
+
 @dp.message(Command("fail"))
 async def fail(message: Message, event_update: Update, bot: Bot):
     if event_update.update_id not in failed_once:

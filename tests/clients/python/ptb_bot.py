@@ -98,6 +98,11 @@ async def retry(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await with_retry(lambda: context.bot.send_message(chat, "retried"))
 
 
+async def chat(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    info = await context.bot.get_chat(update.effective_chat.id)
+    await context.bot.send_message(info.id, f"chat {info.id} {info.type}")
+
+
 async def fail(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if update.update_id not in failed_once:
         failed_once.add(update.update_id)
@@ -119,6 +124,7 @@ def main() -> None:
     app.add_handler(CommandHandler("delete", delete))
     app.add_handler(CommandHandler("retry", retry))
     app.add_handler(CommandHandler("fail", fail))
+    app.add_handler(CommandHandler("chat", chat))
     app.add_handler(CallbackQueryHandler(pressed, pattern="^pick:"))
     app.add_handler(InlineQueryHandler(inline))
     app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, echo))
