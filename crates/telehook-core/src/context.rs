@@ -58,6 +58,13 @@ pub enum WebhookReplyError {
     },
 }
 
+/// True if `method` has the shape of a Bot API method name: a non-empty ASCII word such as
+/// `sendMessage` (<https://core.telegram.org/bots/api#making-requests>). The one check every
+/// crate uses before putting a name into a URL or a webhook reply.
+pub fn is_valid_method_name(method: &str) -> bool {
+    !method.is_empty() && method.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 /// True if Telegram ignores `method` in a webhook reply (method names are case-insensitive).
 pub fn is_ignored_in_webhook_reply(method: &str) -> bool {
     let starts_with_get = method.len() >= 3 && method[..3].eq_ignore_ascii_case("get");
@@ -256,7 +263,7 @@ impl Context {
             method: method.to_owned(),
             reason,
         };
-        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        if !is_valid_method_name(method) {
             return Err(invalid(
                 "a method name is a non-empty ASCII word like `sendMessage`".into(),
             ));
@@ -300,7 +307,7 @@ fn reply_body<P: Serialize>(method: &str, params: &P) -> Result<Bytes, String> {
         Some(b'"') => return Err("expected a JSON object, got a string".into()),
         _ => return Err("expected a JSON object".into()),
     }
-    if has_top_level_key(params, b"method") {
+    if crate::scan::has_top_level_key(params, b"method") {
         return Err("the parameters already hold a `method` field".into());
     }
     if params.get(1) == Some(&b'}') {
@@ -310,40 +317,6 @@ fn reply_body<P: Serialize>(method: &str, params: &P) -> Result<Bytes, String> {
         body[start] = b',';
     }
     Ok(Bytes::from(body))
-}
-
-/// True if the compact JSON object `json` (as `serde_json` writes it) has the top-level key
-/// `key`. serde_json escapes only quotes, backslashes and control characters in keys, so a
-/// plain key appears byte for byte.
-fn has_top_level_key(json: &[u8], key: &[u8]) -> bool {
-    let mut depth = 0usize;
-    let mut expect_key = false;
-    let mut i = 0;
-    while i < json.len() {
-        match json[i] {
-            b'"' => {
-                let start = i + 1;
-                i = start;
-                while i < json.len() && json[i] != b'"' {
-                    i += if json[i] == b'\\' { 2 } else { 1 };
-                }
-                if depth == 1 && expect_key && json.get(start..i) == Some(key) {
-                    return true;
-                }
-                expect_key = false;
-            }
-            b'{' => {
-                depth += 1;
-                expect_key = depth == 1;
-            }
-            b'[' => depth += 1,
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            b',' if depth == 1 => expect_key = true,
-            _ => {}
-        }
-        i += 1;
-    }
-    false
 }
 
 #[cfg(test)]
@@ -401,7 +374,12 @@ mod tests {
 
     #[test]
     fn only_a_top_level_method_key_counts() {
+        use crate::scan::has_top_level_key;
         assert!(has_top_level_key(br#"{"a":1,"method":"x"}"#, b"method"));
+        assert!(has_top_level_key(
+            br#"{"a":1,"m\u0065thod":"x"}"#,
+            b"method"
+        ));
         assert!(!has_top_level_key(
             br#"{"a":{"method":1},"b":["method"],"c":"method"}"#,
             b"method"

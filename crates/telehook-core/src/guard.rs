@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,8 +27,38 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// A store that failed (a lost connection to a shared store, say). The dispatcher answers
 /// `503` so that Telegram delivers the update again later.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("redelivery store failed: {0}")]
-pub struct StoreError(pub String);
+#[error("redelivery store failed: {message}")]
+pub struct StoreError {
+    message: String,
+    #[source]
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl StoreError {
+    /// A failure described by `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A failure described by `message`, caused by `source` (kept as the error's source).
+    pub fn with_source(
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(Arc::from(source.into())),
+        }
+    }
+
+    /// What failed.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
 
 /// The final outcome of an update: a redelivery gets this answer without running the handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,9 +332,10 @@ impl RedeliveryStore for MemoryStore {
                 Ok(result) => Ok(result
                     .clone()
                     .unwrap_or(RunResult::Failed { failed_attempts: 0 })),
-                Err(_) => Err(StoreError(format!(
-                    "the run of update {key} ended without a result"
-                ))),
+                Err(e) => Err(StoreError::with_source(
+                    format!("the run of update {key} ended without a result"),
+                    e,
+                )),
             }
         })
     }

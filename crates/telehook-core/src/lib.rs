@@ -3,18 +3,22 @@
 mod context;
 pub mod guard;
 mod handler;
+mod invalid;
 mod scan;
 mod service;
 mod update;
 mod webhook;
 
-pub use context::{Context, Source, WebhookReplyError, is_ignored_in_webhook_reply};
+pub use context::{
+    Context, Source, WebhookReplyError, is_ignored_in_webhook_reply, is_valid_method_name,
+};
 pub use guard::{MemoryStore, RedeliveryStore, UpdateKey};
 pub use handler::{ErasedHandler, HandlerError, HandlerFuture, UpdateHandler};
-pub use update::{InvalidUpdate, SequenceKey, Update, UpdateType};
+pub use invalid::InvalidUpdate;
+pub use update::{SequenceKey, Update, UpdateType};
 pub use webhook::{
     BuildError, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT, ErrorPolicy, InvocationDeadline, OnTimeout,
+    DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT, ErrorPolicy, InvocationDeadline, OnTimeout, Rejection,
     RequestHead, SECRET_TOKEN_HEADER, TimeoutAction, TimeoutEvent, Webhook, WebhookBuilder,
     WebhookError, WebhookResponse, validate_secret_token,
 };

@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use crate::update::InvalidUpdate;
+use crate::invalid::InvalidUpdate;
 
 /// Nesting levels allowed: serde_json's default recursion limit refuses a 128th, and so does
 /// the probe, so a body it accepts can always be parsed by the handler.
@@ -90,6 +90,25 @@ pub(crate) fn probe(raw: &[u8]) -> Result<Option<Probe<'_>>, InvalidUpdate> {
         return Err(s.error("trailing characters after the JSON value"));
     }
     Ok(probe)
+}
+
+/// True if `json` is an object with the top-level key `key` (escapes in keys decoded).
+/// Invalid JSON has no keys.
+pub(crate) fn has_top_level_key(json: &[u8], key: &[u8]) -> bool {
+    if std::str::from_utf8(json).is_err() {
+        return false;
+    }
+    let mut s = Scanner { b: json, i: 0 };
+    s.ws();
+    if s.peek() != Some(b'{') {
+        return false;
+    }
+    let mut found = false;
+    let scanned = s.object(0, |s, k| {
+        found |= *k == *key;
+        s.skip_value(1)
+    });
+    scanned.is_ok() && found
 }
 
 /// What a number turned out to be.

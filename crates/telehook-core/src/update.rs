@@ -8,6 +8,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde::de::{self, DeserializeOwned, Deserializer};
 
+use crate::invalid::InvalidUpdate;
 use crate::scan::{self, Payload};
 
 /// The queue an update belongs to: Telegram delivers one update per queue at a time, so updates
@@ -32,30 +33,6 @@ impl fmt::Display for SequenceKey {
             Self::Poll(id) => write!(f, "poll:{id}"),
         }
     }
-}
-
-/// Why a body is not a Telegram update. The message is short and safe to send back as the
-/// plain-text body of a `400 Bad Request`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InvalidUpdate {
-    /// The body is not valid JSON (or is cut short).
-    #[error("body is not valid JSON: {0}")]
-    NotJson(String),
-    /// The body is JSON, but a field has a shape no update has (such as a duplicate key).
-    #[error("body is not a Telegram update: {0}")]
-    Malformed(String),
-    /// The body is JSON but not an object.
-    #[error("body is not a JSON object")]
-    NotAnObject,
-    /// The object has no `update_id` field.
-    #[error("missing field `update_id`")]
-    MissingUpdateId,
-    /// `update_id` is present but not a positive integer.
-    #[error("`update_id` must be a positive integer")]
-    BadUpdateId,
-    /// `update_id` appears twice.
-    #[error("duplicate field `update_id`")]
-    DuplicateUpdateId,
 }
 
 /// A Telegram update: the original JSON, untouched, plus the few facts a dispatcher needs.
@@ -304,7 +281,7 @@ fn kind_name(key: &[u8]) -> Cow<'static, str> {
     }
 }
 
-/// Chat id, sender id and queue key for a payload of the given kind (TELEGRAM.md, "Queue key").
+/// Chat id, sender id and queue key for a payload of the given kind (`docs/telegram.md`, "Ordering").
 fn keys_for(
     kind: &str,
     payload: Option<Payload>,

@@ -1,0 +1,215 @@
+//! [`WebhookBuilder`]: every setting of the dispatcher, its default, and the checks `build`
+//! makes.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+use super::Webhook;
+use super::dispatch::Inner;
+use super::error::BuildError;
+use super::policy::{ErrorPolicy, OnTimeout};
+use crate::guard::{self, MemoryStore, RedeliveryStore};
+use crate::handler::{ErasedHandler, UpdateHandler};
+use crate::update::UpdateType;
+
+/// The default handler timeout. Telegram itself waits about 60 s; 10 s leaves room for the
+/// redelivery to find the first run still going.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default body limit: 1 MiB, far above the largest update Telegram sends (tens of KiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The default number of handler runs in flight at once (Telegram's `max_connections` is at
+/// most 100; the rest is room for runs that outlived an `on_timeout = Return`).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// The default time allowed to read a request's body: 10 s. Telegram sends an update (tens of
+/// KiB at most) in one go, so a body still arriving after that is stalled or trickling.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Configures a [`Webhook`]. Every setting has a safe default.
+#[derive(Clone)]
+#[must_use = "a builder does nothing until `.build(handler)` is called"]
+pub struct WebhookBuilder {
+    secret_token: Option<String>,
+    timeout: Duration,
+    on_timeout: OnTimeout,
+    max_body_bytes: usize,
+    body_read_timeout: Duration,
+    error_policy: ErrorPolicy,
+    max_in_flight: usize,
+    guard_capacity: usize,
+    guard_retention: Duration,
+    store: Option<Arc<dyn RedeliveryStore>>,
+}
+
+impl fmt::Debug for WebhookBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookBuilder")
+            .field(
+                "secret_token",
+                &self.secret_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("timeout", &self.timeout)
+            .field("on_timeout", &self.on_timeout)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("body_read_timeout", &self.body_read_timeout)
+            .field("error_policy", &self.error_policy)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("guard_capacity", &self.guard_capacity)
+            .field("guard_retention", &self.guard_retention)
+            .field("custom_store", &self.store.is_some())
+            .finish()
+    }
+}
+
+impl Default for WebhookBuilder {
+    fn default() -> Self {
+        Self {
+            secret_token: None,
+            timeout: DEFAULT_TIMEOUT,
+            on_timeout: OnTimeout::Throw,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            error_policy: ErrorPolicy::default(),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            guard_capacity: guard::DEFAULT_CAPACITY,
+            guard_retention: guard::DEFAULT_RETENTION,
+            store: None,
+        }
+    }
+}
+
+impl WebhookBuilder {
+    /// Requires header `X-Telegram-Bot-Api-Secret-Token` to equal `token` (the `secret_token`
+    /// given to `setWebhook`). Without it anyone who finds the URL can post fake updates.
+    pub fn secret_token(mut self, token: impl Into<String>) -> Self {
+        self.secret_token = Some(token.into());
+        self
+    }
+
+    /// How long the handler may run before [`WebhookBuilder::on_timeout`] decides the answer.
+    /// Default 10 s. Keep it well below Telegram's ~60 s and below a serverless function's own
+    /// limit.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// What to answer at the timeout. Default [`OnTimeout::Throw`].
+    pub fn on_timeout(mut self, on_timeout: OnTimeout) -> Self {
+        self.on_timeout = on_timeout;
+        self
+    }
+
+    /// The largest body accepted, in bytes; larger bodies get `413` and are not read further.
+    /// Default [`DEFAULT_MAX_BODY_BYTES`].
+    pub fn max_body_bytes(mut self, limit: usize) -> Self {
+        self.max_body_bytes = limit;
+        self
+    }
+
+    /// How long the body may take to arrive once the method and headers passed; a body that
+    /// stalls or trickles past it gets `408 Request Timeout` and the handler never runs.
+    /// Default [`DEFAULT_BODY_READ_TIMEOUT`] (10 s). This bounds the whole body, not the gap
+    /// between two chunks, so a client sending one byte a second cannot hold the request open.
+    /// Headers are the server's job: set a header-read timeout there (see the adapter's README).
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.body_read_timeout = timeout;
+        self
+    }
+
+    /// What to do when the handler returns `Err`. Default: [`ErrorPolicy::BoundedRetry`] with
+    /// 3 attempts.
+    pub fn error_policy(mut self, policy: ErrorPolicy) -> Self {
+        self.error_policy = policy;
+        self
+    }
+
+    /// How many handler runs may be in flight at once; beyond it updates get `503` and
+    /// Telegram delivers them again. Default [`DEFAULT_MAX_IN_FLIGHT`].
+    pub fn max_in_flight(mut self, limit: usize) -> Self {
+        self.max_in_flight = limit;
+        self
+    }
+
+    /// How many finished `update_id`s the in-memory redelivery guard remembers, and for how
+    /// long. Defaults: 10,000 and 15 minutes. The guard keeps the last `capacity` consecutive
+    /// `update_id`s (see [`MemoryStore`] for its memory use).
+    pub fn redelivery_guard(mut self, capacity: usize, retention: Duration) -> Self {
+        self.guard_capacity = capacity;
+        self.guard_retention = retention;
+        self
+    }
+
+    /// Replaces the in-memory redelivery guard with a store of your own (shared by several
+    /// instances, say).
+    pub fn redelivery_store(mut self, store: Arc<dyn RedeliveryStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Builds the dispatcher around `handler`, checking the configuration.
+    pub fn build<U, H>(self, handler: H) -> Result<Webhook, BuildError>
+    where
+        U: UpdateType,
+        H: UpdateHandler<U>,
+    {
+        if let Some(token) = &self.secret_token {
+            validate_secret_token(token)?;
+        }
+        for (name, zero) in [
+            ("timeout", self.timeout.is_zero()),
+            ("max_body_bytes", self.max_body_bytes == 0),
+            ("body_read_timeout", self.body_read_timeout.is_zero()),
+            ("max_in_flight", self.max_in_flight == 0),
+            ("redelivery_guard capacity", self.guard_capacity == 0),
+            (
+                "error_policy max_attempts",
+                self.error_policy == ErrorPolicy::BoundedRetry { max_attempts: 0 },
+            ),
+        ] {
+            if zero {
+                return Err(BuildError::Zero(name));
+            }
+        }
+        let store = self.store.unwrap_or_else(|| {
+            Arc::new(MemoryStore::new(self.guard_capacity, self.guard_retention))
+        });
+        Ok(Webhook {
+            inner: Arc::new(Inner {
+                secret_token: self.secret_token.map(String::into_bytes),
+                timeout: self.timeout,
+                on_timeout: self.on_timeout,
+                max_body_bytes: self.max_body_bytes,
+                body_read_timeout: self.body_read_timeout,
+                error_policy: self.error_policy,
+                max_in_flight: self.max_in_flight,
+                in_flight: Arc::new(Semaphore::new(self.max_in_flight)),
+                store,
+                handler: ErasedHandler::new(handler),
+            }),
+        })
+    }
+}
+
+/// Checks Telegram's rule for `secret_token`: 1–256 characters of `A-Z a-z 0-9 _ -`.
+pub fn validate_secret_token(token: &str) -> Result<(), BuildError> {
+    if token.is_empty() {
+        return Err(BuildError::InvalidSecretToken("it is empty"));
+    }
+    if token.len() > 256 {
+        return Err(BuildError::InvalidSecretToken(
+            "it is longer than 256 characters",
+        ));
+    }
+    if !token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(BuildError::InvalidSecretToken(
+            "it contains a character outside the allowed set",
+        ));
+    }
+    Ok(())
+}

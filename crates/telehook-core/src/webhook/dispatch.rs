@@ -1,0 +1,392 @@
+//! The dispatcher proper: one delivery from body to answer, under the redelivery guard, the
+//! in-flight limit and the timeout.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt as _;
+use http_body::Body;
+use tokio::sync::{Semaphore, oneshot};
+
+use super::body;
+use super::error::{Rejection, WebhookError};
+use super::head::InvocationDeadline;
+use super::policy::{ErrorPolicy, OnTimeout, TimeoutAction, TimeoutEvent};
+use super::response::WebhookResponse;
+use crate::context::{Context, ReplySlot};
+use crate::guard::{Claim, Outcome, RedeliveryStore, RunResult, StoreError, UpdateKey};
+use crate::handler::ErasedHandler;
+use crate::update::Update;
+
+/// The dispatcher's configuration and shared state, behind the [`Webhook`](super::Webhook)'s
+/// `Arc`.
+pub(super) struct Inner {
+    pub(super) secret_token: Option<Vec<u8>>,
+    pub(super) timeout: Duration,
+    pub(super) on_timeout: OnTimeout,
+    pub(super) max_body_bytes: usize,
+    pub(super) body_read_timeout: Duration,
+    pub(super) error_policy: ErrorPolicy,
+    pub(super) max_in_flight: usize,
+    pub(super) in_flight: Arc<Semaphore>,
+    pub(super) store: Arc<dyn RedeliveryStore>,
+    pub(super) handler: ErasedHandler,
+}
+
+/// What the spawned run reports back to the request that started it.
+struct Finished {
+    result: RunResult,
+    error: Option<String>,
+}
+
+impl Inner {
+    /// Reads and validates the body, claims the update in the redelivery guard, and runs the
+    /// handler or answers for a run that exists.
+    pub(super) async fn dispatch<B>(
+        self: Arc<Self>,
+        body: B,
+        extensions: http::Extensions,
+    ) -> WebhookResponse
+    where
+        B: Body,
+        B::Error: fmt::Display,
+    {
+        let body = match body::read(body, self.max_body_bytes, self.body_read_timeout).await {
+            Ok(body) => body,
+            Err(rejection) => return WebhookResponse::rejected(rejection),
+        };
+        let update = match Update::from_bytes(body) {
+            Ok(update) => update,
+            Err(reason) => {
+                tracing::warn!(%reason, "webhook request refused: not a Telegram update");
+                return WebhookResponse::rejected(Rejection::NotAnUpdate(reason));
+            }
+        };
+        let update_id = update.update_id();
+        let key = UpdateKey::new(update_id, update.raw());
+        match self.store.claim(key).await {
+            Err(e) => store_failed(update_id, e),
+            Ok(Claim::Done(outcome)) => {
+                tracing::info!(
+                    update_id,
+                    "redelivery of an update already handled: answered without running the handler"
+                );
+                outcome_response(outcome)
+            }
+            Ok(Claim::InFlight) => self.await_first_run(&update, key, &extensions).await,
+            Ok(Claim::Run { failed_attempts }) => {
+                self.run(update, key, failed_attempts, extensions).await
+            }
+        }
+    }
+
+    /// A redelivery of an update whose first run is still going: wait for it (up to the
+    /// timeout) and answer with its outcome, so the handler never runs twice at once.
+    async fn await_first_run(
+        &self,
+        update: &Update,
+        key: UpdateKey,
+        extensions: &http::Extensions,
+    ) -> WebhookResponse {
+        let update_id = update.update_id();
+        tracing::info!(
+            update_id,
+            "redelivery of an update still being handled: waiting for the first run"
+        );
+        let started = Instant::now();
+        let timeout = self.effective_timeout(started, extensions);
+        match tokio::time::timeout(timeout, self.store.wait(key)).await {
+            Ok(Ok(result)) => self.result_response(update_id, result, None),
+            Ok(Err(e)) => store_failed(update_id, e),
+            Err(_) => {
+                let event = timeout_event(update, started.elapsed(), true);
+                match self.on_timeout.decide(&event) {
+                    TimeoutAction::Return => WebhookResponse::ok(),
+                    TimeoutAction::Throw => throw_timeout(&event),
+                }
+            }
+        }
+    }
+
+    /// The configured timeout, shortened to what is left before an [`InvocationDeadline`].
+    fn effective_timeout(&self, now: Instant, extensions: &http::Extensions) -> Duration {
+        match extensions.get::<InvocationDeadline>() {
+            Some(InvocationDeadline(deadline)) => {
+                self.timeout.min(deadline.saturating_duration_since(now))
+            }
+            None => self.timeout,
+        }
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        update: Update,
+        key: UpdateKey,
+        failed_attempts: u32,
+        extensions: http::Extensions,
+    ) -> WebhookResponse {
+        let update_id = update.update_id();
+        let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
+            // Give the claim back unchanged so the redelivery runs it.
+            let _ = self
+                .store
+                .finish(key, RunResult::Failed { failed_attempts })
+                .await;
+            tracing::warn!(
+                update_id,
+                limit = self.max_in_flight,
+                "too many handler runs in flight: answering 503"
+            );
+            return WebhookResponse::failed(WebhookError::Overloaded {
+                update_id,
+                limit: self.max_in_flight,
+            });
+        };
+        let started = Instant::now();
+        let timeout = self.effective_timeout(started, &extensions);
+        let slot = ReplySlot::new();
+        let ctx = Context::webhook(
+            update_id,
+            failed_attempts,
+            started,
+            timeout,
+            Arc::clone(&slot),
+        )
+        .with_extensions(extensions);
+        let chat_id = update.chat_id();
+        let probe = TimeoutProbe {
+            kind: update.kind.clone(),
+            chat_id,
+        };
+        let mut run = AssertUnwindSafe(self.handler.call(update, ctx)).catch_unwind();
+
+        // Most handlers that answer by webhook reply finish without waiting on anything: poll
+        // once here, and pay for a task, a channel and a timer only if the handler is pending.
+        let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut run).poll(cx))).await;
+        if let Poll::Ready(outcome) = first {
+            let finished = self
+                .conclude(key, chat_id, failed_attempts, outcome, &slot, false)
+                .await;
+            drop(permit);
+            return self.result_response(update_id, finished.result, finished.error);
+        }
+
+        let acknowledged_early = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = oneshot::channel::<Finished>();
+        let task = {
+            let this = Arc::clone(&self);
+            let slot = Arc::clone(&slot);
+            let acknowledged_early = Arc::clone(&acknowledged_early);
+            async move {
+                let outcome = run.await;
+                let elapsed = started.elapsed();
+                let early = acknowledged_early.load(Ordering::SeqCst);
+                let finished = this
+                    .conclude(key, chat_id, failed_attempts, outcome, &slot, early)
+                    .await;
+                if tx.send(finished).is_err() {
+                    tracing::warn!(
+                        update_id,
+                        elapsed_ms = elapsed.as_millis() as u64,
+                        "handler finished after its delivery timed out"
+                    );
+                }
+                drop(permit);
+            }
+        };
+        tokio::spawn(task);
+
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(finished)) => self.result_response(update_id, finished.result, finished.error),
+            Ok(Err(_)) => {
+                // The task ended without reporting: only possible if the runtime shut down.
+                WebhookResponse::failed(WebhookError::Interrupted { update_id })
+            }
+            Err(_) => {
+                let event = probe.event(update_id, started.elapsed(), false);
+                match self.on_timeout.decide(&event) {
+                    TimeoutAction::Return => {
+                        acknowledged_early.store(true, Ordering::SeqCst);
+                        tracing::warn!(
+                            update_id,
+                            elapsed_ms = event.elapsed.as_millis() as u64,
+                            "handler still running at the timeout: answering 200 (on_timeout = Return); \
+                             the chat's next update may now run in parallel with this one"
+                        );
+                        match slot.close() {
+                            Some(reply) => WebhookResponse::json(reply),
+                            None => WebhookResponse::ok(),
+                        }
+                    }
+                    TimeoutAction::Throw => throw_timeout(&event),
+                }
+            }
+        }
+    }
+
+    /// Turns how the handler ended into the run's result, records it in the store, and says
+    /// what to answer.
+    async fn conclude(
+        &self,
+        key: UpdateKey,
+        chat_id: Option<i64>,
+        failed_attempts: u32,
+        outcome: std::thread::Result<Result<(), crate::HandlerError>>,
+        slot: &ReplySlot,
+        acknowledged_early: bool,
+    ) -> Finished {
+        let update_id = key.update_id;
+        let failure = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(panic) => Some(panic_message(panic.as_ref())),
+        };
+        let reply = slot.close();
+        let result = match &failure {
+            None => RunResult::Done(Outcome::Handled { reply }),
+            Some(message) => self.failure_result(
+                update_id,
+                chat_id,
+                failed_attempts + 1,
+                message,
+                acknowledged_early,
+            ),
+        };
+        if let Err(e) = self.store.finish(key, result.clone()).await {
+            tracing::error!(update_id, error = %e, "could not record the outcome in the redelivery store");
+        }
+        Finished {
+            result,
+            error: failure,
+        }
+    }
+
+    fn failure_result(
+        &self,
+        update_id: u64,
+        chat_id: Option<i64>,
+        failed_attempts: u32,
+        message: &str,
+        acknowledged_early: bool,
+    ) -> RunResult {
+        tracing::error!(update_id, chat_id, failed_attempts, error = %message, "handler failed");
+        if acknowledged_early {
+            tracing::error!(
+                update_id,
+                "the update was already acknowledged (on_timeout = Return): it is lost"
+            );
+            return RunResult::Done(Outcome::GaveUp);
+        }
+        match self.error_policy {
+            ErrorPolicy::Acknowledge => {
+                tracing::warn!(
+                    update_id,
+                    "acknowledging the failed update (error_policy = Acknowledge)"
+                );
+                RunResult::Done(Outcome::GaveUp)
+            }
+            ErrorPolicy::BoundedRetry { max_attempts } if failed_attempts >= max_attempts => {
+                tracing::error!(
+                    update_id,
+                    failed_attempts,
+                    "giving up on the update: acknowledging it so its chat is not blocked"
+                );
+                RunResult::Done(Outcome::GaveUp)
+            }
+            ErrorPolicy::BoundedRetry { .. } | ErrorPolicy::Retry => {
+                RunResult::Failed { failed_attempts }
+            }
+        }
+    }
+
+    fn result_response(
+        &self,
+        update_id: u64,
+        result: RunResult,
+        error: Option<String>,
+    ) -> WebhookResponse {
+        match result {
+            RunResult::Done(outcome) => outcome_response(outcome),
+            RunResult::Failed { failed_attempts } => {
+                WebhookResponse::failed(WebhookError::HandlerFailed {
+                    update_id,
+                    failed_attempts,
+                    message: error.unwrap_or_else(|| "the handler failed (see the log)".into()),
+                })
+            }
+        }
+    }
+}
+
+/// What a timeout event needs from the update, kept after the update moved into the handler.
+struct TimeoutProbe {
+    kind: Option<std::borrow::Cow<'static, str>>,
+    chat_id: Option<i64>,
+}
+
+impl TimeoutProbe {
+    fn event(&self, update_id: u64, elapsed: Duration, redelivery: bool) -> TimeoutEvent {
+        TimeoutEvent {
+            update_id,
+            kind: self.kind.as_deref().map(str::to_owned),
+            chat_id: self.chat_id,
+            elapsed,
+            redelivery,
+        }
+    }
+}
+
+fn timeout_event(update: &Update, elapsed: Duration, redelivery: bool) -> TimeoutEvent {
+    TimeoutEvent {
+        update_id: update.update_id(),
+        kind: update.kind().map(str::to_owned),
+        chat_id: update.chat_id(),
+        elapsed,
+        redelivery,
+    }
+}
+
+fn throw_timeout(event: &TimeoutEvent) -> WebhookResponse {
+    tracing::error!(
+        update_id = event.update_id,
+        chat_id = event.chat_id,
+        elapsed_ms = event.elapsed.as_millis() as u64,
+        redelivery = event.redelivery,
+        "handler still running at the timeout: answering 503 so Telegram delivers the update again; \
+         the handler keeps running and the redelivery will wait for it"
+    );
+    WebhookResponse::failed(WebhookError::Timeout {
+        update_id: event.update_id,
+        elapsed: event.elapsed,
+    })
+}
+
+fn outcome_response(outcome: Outcome) -> WebhookResponse {
+    match outcome {
+        Outcome::Handled { reply: Some(reply) } => WebhookResponse::json(reply),
+        Outcome::Handled { reply: None } | Outcome::GaveUp => WebhookResponse::ok(),
+    }
+}
+
+fn store_failed(update_id: u64, error: StoreError) -> WebhookResponse {
+    tracing::error!(update_id, %error, "redelivery store failed: answering 503");
+    WebhookResponse::failed(WebhookError::Store {
+        update_id,
+        source: error,
+    })
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string payload".to_owned());
+    format!("handler panicked: {text}")
+}
