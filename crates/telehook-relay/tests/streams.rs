@@ -217,7 +217,7 @@ async fn websocket_bad_commands_get_json_errors_and_the_socket_stays_open() {
     let mut socket = ws_connect(&relay).await;
     for bad in [
         "nope",
-        r#"{"command":"subscribe","channel":"a b"}"#,
+        r#"{"command":"subscribe","channel":"a/b"}"#,
         r#"{"command":"dance","channel":"c"}"#,
     ] {
         socket.send(Message::Text(bad.into())).await.unwrap();
