@@ -151,3 +151,30 @@ async fn dispatcher_hands_every_new_fixture_over_unchanged() {
     }
     assert_eq!(seen.last().unwrap().0, 7340);
 }
+
+/// A `getUpdates` answer after the reset: the ids are far below the `offset` a client that saw
+/// the old ids would send, and they go on growing from there.
+#[test]
+fn get_updates_answer_after_a_reset_holds_low_ids() {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        ok: bool,
+        result: Vec<Update>,
+    }
+    let raw = fixture("updates/getupdates_after_id_reset.json");
+    let answer: Answer = serde_json::from_slice(&raw).unwrap();
+    assert!(answer.ok);
+    let ids: Vec<u64> = answer.result.iter().map(Update::update_id).collect();
+    assert_eq!(ids, [7340, 7341]);
+    let (_, last_before) = update("message_supergroup_anonymous_admin.json");
+    assert!(ids.iter().all(|&id| id < last_before.update_id()));
+    assert_eq!(
+        answer.result[1].sequence_key(),
+        Some(&SequenceKey::User(222_222_222))
+    );
+    let (_, reset) = update("message_after_id_reset.json");
+    assert_eq!(
+        answer.result[0].deserialize::<serde_json::Value>().unwrap(),
+        reset.deserialize::<serde_json::Value>().unwrap()
+    );
+}
