@@ -124,7 +124,7 @@ async fn a_full_database_is_507_with_retry_after_and_health_says_so() {
         StatusCode::INSUFFICIENT_STORAGE,
     );
     // Nothing refused was stored; what was acknowledged is all there.
-    let read = http.get(&relay.url(&format!("/c?ts=0"))).await.json();
+    let read = http.get(&relay.url("/c?ts=0")).await.json();
     assert_eq!(read["ts"], stored);
 }
 
