@@ -97,6 +97,12 @@ pub struct Limits {
     pub max_open_queries: usize,
     /// Size of a request body, and of a webhook's response body (default 10 MiB).
     pub max_body_bytes: usize,
+    /// Messages kept for edits, copies, forwards and button presses (default 10 000).
+    pub max_stored_messages: usize,
+    /// Files kept for `getFile` and the download route (default 1 000) …
+    pub max_stored_files: usize,
+    /// … and their total size (default 64 MiB).
+    pub max_stored_file_bytes: usize,
 }
 
 impl Default for Limits {
@@ -108,6 +114,9 @@ impl Default for Limits {
             max_known_chats: 10_000,
             max_open_queries: 1_000,
             max_body_bytes: 10 * 1024 * 1024,
+            max_stored_messages: 10_000,
+            max_stored_files: 1_000,
+            max_stored_file_bytes: 64 * 1024 * 1024,
         }
     }
 }

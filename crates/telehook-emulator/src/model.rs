@@ -305,8 +305,11 @@ pub struct RecordedCall {
     /// The method, spelled as Telegram documents it (e.g. `sendMessage`) when the emulator
     /// knows it, else as sent.
     pub method: String,
-    /// The parameters as received: form-encoded values are strings, JSON keeps its types.
+    /// The parameters as received: form-encoded and multipart values are strings, JSON keeps
+    /// its types.
     pub params: Map<String, Value>,
+    /// The files uploaded with a `multipart/form-data` call.
+    pub uploads: Vec<crate::params::Upload>,
     /// How the call arrived.
     pub route: Route,
     /// What the emulator answered.

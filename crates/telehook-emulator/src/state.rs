@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::config::{Limits, Timing};
+use crate::files::FileStore;
 use crate::model::{
     DeliveryAttempt, Fault, Injected, OPT_IN_KINDS, QueueKey, RecordedCall, lifetime, queue_key,
 };
@@ -149,6 +150,17 @@ pub(crate) struct BotState {
     pub(crate) deliveries: VecDeque<DeliveryAttempt>,
     pub(crate) deliveries_total: u64,
     pub(crate) faults: VecDeque<FaultRule>,
+    /// Messages by (chat id, message id), for edits, copies and forwards; oldest first in
+    /// `message_order`.
+    pub(crate) messages: HashMap<(i64, i64), Value>,
+    pub(crate) message_order: VecDeque<(i64, i64)>,
+    /// Users seen in updates, by id.
+    pub(crate) users: HashMap<i64, Value>,
+    /// Members banned by banChatMember: (chat id, user id) → until_date.
+    pub(crate) bans: HashMap<(i64, i64), i64>,
+    /// setMyCommands, by (scope, language_code).
+    pub(crate) commands: HashMap<(String, String), Value>,
+    pub(crate) files: FileStore,
 }
 
 impl Default for BotState {
@@ -172,6 +184,12 @@ impl Default for BotState {
             deliveries: VecDeque::new(),
             deliveries_total: 0,
             faults: VecDeque::new(),
+            messages: HashMap::new(),
+            message_order: VecDeque::new(),
+            users: HashMap::new(),
+            bans: HashMap::new(),
+            commands: HashMap::new(),
+            files: FileStore::default(),
         }
     }
 }
@@ -211,6 +229,7 @@ impl BotState {
         {
             self.remember_chat(chat, limits);
         }
+        self.remember_payload(kind, &payload, limits);
         let key = queue_key(update_id, kind, &payload);
         let mut update = serde_json::Map::new();
         update.insert("update_id".into(), json!(update_id));
@@ -257,6 +276,75 @@ impl BotState {
         let previous = self.next_update_id;
         self.next_update_id = next;
         Ok(previous)
+    }
+
+    /// Remembers what an injected update shows: its users, its message, its query id.
+    fn remember_payload(&mut self, kind: &str, payload: &Value, limits: &Limits) {
+        for pointer in ["/from", "/user", "/message/from"] {
+            if let Some(user) = payload.pointer(pointer) {
+                self.remember_user(user, limits);
+            }
+        }
+        let message = match kind {
+            "message" | "edited_message" | "channel_post" | "edited_channel_post" => Some(payload),
+            _ => None,
+        };
+        if let Some(message) = message {
+            self.remember_message(message, limits);
+        }
+        if matches!(
+            kind,
+            "callback_query" | "inline_query" | "shipping_query" | "pre_checkout_query"
+        ) && let Some(id) = payload.get("id").and_then(Value::as_str)
+            && !self.open_queries.iter().any(|q| q == id)
+        {
+            push_bounded(
+                &mut self.open_queries,
+                id.to_owned(),
+                limits.max_open_queries,
+            );
+        }
+    }
+
+    pub(crate) fn remember_user(&mut self, user: &Value, limits: &Limits) {
+        let Some(id) = user.get("id").and_then(Value::as_i64) else {
+            return;
+        };
+        if !self.users.contains_key(&id) && self.users.len() >= limits.max_known_chats {
+            let Some(evicted) = self.users.keys().next().copied() else {
+                return;
+            };
+            self.users.remove(&evicted);
+        }
+        self.users.insert(id, user.clone());
+    }
+
+    /// Keeps a message for later edits, copies and forwards.
+    pub(crate) fn remember_message(&mut self, message: &Value, limits: &Limits) {
+        let (Some(chat), Some(id)) = (
+            message.pointer("/chat/id").and_then(Value::as_i64),
+            message.get("message_id").and_then(Value::as_i64),
+        ) else {
+            return;
+        };
+        if limits.max_stored_messages == 0 {
+            return;
+        }
+        if self.messages.insert((chat, id), message.clone()).is_none() {
+            self.message_order.push_back((chat, id));
+        }
+        if let Some(known) = self.chats.get_mut(&chat) {
+            known.next_message_id = known.next_message_id.max(id + 1);
+        }
+        while self.message_order.len() > limits.max_stored_messages {
+            if let Some(oldest) = self.message_order.pop_front() {
+                self.messages.remove(&oldest);
+            }
+        }
+    }
+
+    pub(crate) fn forget_message(&mut self, chat: i64, id: i64) -> bool {
+        self.messages.remove(&(chat, id)).is_some()
     }
 
     pub(crate) fn remember_chat(&mut self, chat: &Value, limits: &Limits) {

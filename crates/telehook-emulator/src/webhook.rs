@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::api::{execute, parse_params};
+use crate::api::execute;
 use crate::model::{DeliveryAttempt, DeliveryOutcome, Route};
+use crate::params::{self, Input};
 use crate::state::{BotCell, RetryState, Shared, StoredUpdate, WebhookConfig, unix_now};
 
 /// The header every delivery carries when the webhook has a `secret_token`.
@@ -163,12 +164,12 @@ async fn deliver(
 
     // The webhook reply runs before the queue moves on, so its effects come before the next update's.
     if let (Ok(response), DeliveryOutcome::Delivered { .. }) = (&result, &outcome)
-        && let Some((method, params)) = webhook_reply(response)
+        && let Some((method, input)) = webhook_reply(response).await
     {
         let route = Route::WebhookReply {
             update_id: update.update_id,
         };
-        let _ = execute(shared, bot, &method, params, route).await;
+        let _ = execute(shared, bot, &method, input, route).await;
     }
 
     let mut state = bot.state();
@@ -319,10 +320,13 @@ fn describe(error: &reqwest::Error) -> String {
 }
 
 /// The Bot API call in a delivery's response body, if there is one.
-fn webhook_reply(response: &Response) -> Option<(String, Map<String, Value>)> {
-    let mut params = parse_params(None, response.content_type.as_deref(), &response.body).ok()?;
-    let Value::String(method) = params.remove("method")? else {
+async fn webhook_reply(response: &Response) -> Option<(String, Input)> {
+    let body = axum::body::Bytes::from(response.body.clone());
+    let mut input = params::parse(None, response.content_type.as_deref(), body)
+        .await
+        .ok()?;
+    let Value::String(method) = input.params.remove("method")? else {
         return None;
     };
-    Some((method, params))
+    Some((method, input))
 }

@@ -175,7 +175,7 @@ pub(crate) async fn set_next_update_id(
     }
 }
 
-fn planned(bot: &crate::emulator::BotHandle) -> Response {
+fn planned(bot: &crate::handle::BotHandle) -> Response {
     let faults: Vec<_> = bot
         .planned_faults()
         .iter()

@@ -5,26 +5,63 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::api::serve_bot_api;
-use crate::emulator::BotHandle;
-use crate::model::User;
+use crate::handle::BotHandle;
 use crate::state::Shared;
 
 mod faults;
+mod inject;
+mod read;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/_emulator/{token}/updates", post(inject_update))
-        .route("/_emulator/{token}/private_text", post(private_text))
-        .route("/_emulator/{token}/calls", get(calls).delete(clear_calls))
-        .route("/_emulator/{token}/deliveries", get(deliveries))
-        .route("/_emulator/{token}/webhook_info", get(webhook_info))
+        .route("/_emulator/timing", get(read::timing))
+        .route("/_emulator/bots", post(inject::add_bot))
+        .route("/_emulator/{token}/updates", post(inject::update))
+        .route(
+            "/_emulator/{token}/private_text",
+            post(inject::private_text),
+        )
+        .route("/_emulator/{token}/messages", post(inject::message))
+        .route(
+            "/_emulator/{token}/press_button",
+            post(inject::press_button),
+        )
+        .route(
+            "/_emulator/{token}/inline_query",
+            post(inject::inline_query),
+        )
+        .route("/_emulator/{token}/state", get(read::state))
+        .route(
+            "/_emulator/{token}/calls",
+            get(read::calls).delete(read::clear_calls),
+        )
+        .route("/_emulator/{token}/calls/wait", get(read::wait_calls))
+        .route("/_emulator/{token}/deliveries", get(read::deliveries))
+        .route(
+            "/_emulator/{token}/deliveries/wait",
+            get(read::wait_deliveries),
+        )
+        .route(
+            "/_emulator/{token}/delivered/wait",
+            get(read::wait_delivered),
+        )
+        .route("/_emulator/{token}/idle/wait", get(read::wait_idle))
+        .route(
+            "/_emulator/{token}/long_poll/wait",
+            get(read::wait_long_poll),
+        )
+        .route("/_emulator/{token}/webhook_info", get(read::webhook_info))
+        .route(
+            "/_emulator/{token}/messages/{chat_id}/{message_id}",
+            get(read::message),
+        )
+        .route("/file/{bot_token}/{*path}", get(read::download))
         .route(
             "/_emulator/{token}/faults",
             get(faults::list).post(faults::plan).delete(faults::clear),
@@ -79,90 +116,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Problem
         .map_err(|error| Problem(StatusCode::BAD_REQUEST, format!("Bad Request: {error}")))
 }
 
-fn json_body(body: &Bytes) -> Result<Value, Problem> {
-    serde_json::from_slice(body).map_err(|_| {
-        Problem(
-            StatusCode::BAD_REQUEST,
-            "Bad Request: can't parse JSON object".to_owned(),
-        )
-    })
-}
-
-/// Body: an Update without `update_id`, e.g. `{"message": {...}}`; answers the queued update.
-async fn inject_update(
-    State(shared): State<Arc<Shared>>,
-    Path(token): Path<String>,
-    body: Bytes,
-) -> Response {
-    let (bot, body) = match (handle(&shared, &token), json_body(&body)) {
-        (Ok(bot), Ok(body)) => (bot, body),
-        (Err(problem), _) | (_, Err(problem)) => return problem.into_response(),
-    };
-    let Some(object) = body.as_object() else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "Bad Request: an Update object is expected",
-        );
-    };
-    let mut kinds = object.iter().filter(|(key, _)| key.as_str() != "update_id");
-    let (Some((kind, payload)), None) = (kinds.next(), kinds.next()) else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "Bad Request: an Update holds exactly one field beside update_id",
-        );
-    };
-    let injected = bot.inject(kind, payload.clone());
-    ok(&json!({ "update": injected.update, "queued": injected.queued }))
-}
-
-/// Body: `{"user_id": 42, "first_name": "Ann", "text": "hi"}`.
-async fn private_text(
-    State(shared): State<Arc<Shared>>,
-    Path(token): Path<String>,
-    body: Bytes,
-) -> Response {
-    let (bot, body) = match (handle(&shared, &token), json_body(&body)) {
-        (Ok(bot), Ok(body)) => (bot, body),
-        (Err(problem), _) | (_, Err(problem)) => return problem.into_response(),
-    };
-    let (Some(user_id), Some(text)) = (body["user_id"].as_i64(), body["text"].as_str()) else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "Bad Request: user_id (integer) and text (string) are required",
-        );
-    };
-    let first_name = body["first_name"].as_str().unwrap_or("User");
-    let injected = bot.private_text(&User::new(user_id, first_name), text);
-    ok(&json!({ "update": injected.update, "queued": injected.queued }))
-}
-
-async fn calls(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
-    match handle(&shared, &token) {
-        Ok(bot) => ok(&serde_json::to_value(bot.calls()).unwrap_or(Value::Null)),
-        Err(problem) => problem.into_response(),
-    }
-}
-
-async fn clear_calls(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
-    match handle(&shared, &token) {
-        Ok(bot) => {
-            bot.clear_calls();
-            ok(&json!(true))
-        }
-        Err(problem) => problem.into_response(),
-    }
-}
-
-async fn deliveries(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
-    match handle(&shared, &token) {
-        Ok(bot) => ok(&serde_json::to_value(bot.deliveries()).unwrap_or(Value::Null)),
-        Err(problem) => problem.into_response(),
-    }
-}
-
-async fn webhook_info(State(shared): State<Arc<Shared>>, Path(token): Path<String>) -> Response {
-    match handle(&shared, &token) {
-        Ok(bot) => ok(&bot.webhook_info()),
-        Err(problem) => problem.into_response(),
-    }
+/// The bot `token` names, or a 401 as the Bot API answers.
+fn bot_or_401(shared: &Arc<Shared>, token: &str) -> Result<BotHandle, Response> {
+    handle(shared, token).map_err(IntoResponse::into_response)
 }

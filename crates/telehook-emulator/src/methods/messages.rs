@@ -1,0 +1,518 @@
+//! Sending, copying, forwarding, editing and deleting messages.
+
+use serde_json::{Value, json};
+
+use super::{boolean, chat_of, int, json_param, string};
+use crate::answer::{Fail, Success};
+use crate::config::Limits;
+use crate::files::StoredFile;
+use crate::objects::{bot_sender, file_field, media, message_markup};
+use crate::params::Input;
+use crate::state::{BotCell, BotState, unix_now};
+
+pub(super) fn call(
+    bot: &BotCell,
+    state: &mut BotState,
+    limits: &Limits,
+    method: &'static str,
+    input: &Input,
+) -> Result<Success, Fail> {
+    let params = &input.params;
+    let result = match method {
+        "sendChatAction" => chat_of(state, params, "chat_id").map(|_| json!(true)),
+        "sendMessage" => send_message(bot, state, limits, input),
+        "sendLocation" => send_location(bot, state, limits, input),
+        "sendPoll" => send_poll(bot, state, limits, input),
+        "sendDice" => send_dice(bot, state, limits, input),
+        "sendMediaGroup" => send_media_group(bot, state, limits, input),
+        "copyMessage" | "forwardMessage" => copy(bot, state, limits, method, input, None),
+        "copyMessages" | "forwardMessages" => copy_many(bot, state, limits, method, input),
+        "editMessageText" | "editMessageCaption" | "editMessageReplyMarkup" => {
+            edit(bot, state, limits, method, input)
+        }
+        "deleteMessage" => delete(state, params, None),
+        "deleteMessages" => delete_many(state, params),
+        "setMessageReaction" | "pinChatMessage" => {
+            existing(state, params, "react to").map(|_| json!(true))
+        }
+        "unpinChatMessage" => chat_of(state, params, "chat_id").map(|_| json!(true)),
+        _ => match file_field(method) {
+            Some((field, folder)) => send_file(bot, state, limits, method, field, folder, input),
+            None => Err(Fail::new(404, "Not Found: method not found")),
+        },
+    };
+    result.map(Success::from)
+}
+
+/// A new message from the bot in `chat_id`, with `reply_markup` and `caption` from `params`.
+fn new_message(bot: &BotCell, state: &mut BotState, chat_id: i64, input: &Input) -> Value {
+    let message_id = state.next_message_id(chat_id).unwrap_or(1);
+    let chat = state
+        .chats
+        .get(&chat_id)
+        .map_or(Value::Null, |chat| chat.json.clone());
+    let mut message = json!({ "message_id": message_id, "date": unix_now(), "chat": chat });
+    if chat["type"] == "channel" {
+        message["sender_chat"] = chat;
+    } else {
+        message["from"] = bot_sender(bot.id, &bot.username);
+    }
+    let params = &input.params;
+    if let Some(markup) = json_param(params, "reply_markup").and_then(|m| message_markup(&m)) {
+        message["reply_markup"] = markup;
+    }
+    if let Some(caption) = string(params, "caption").filter(|c| !c.is_empty()) {
+        message["caption"] = json!(caption);
+    }
+    if let Some(reply_to) = int(params, "reply_to_message_id").or_else(|| {
+        json_param(params, "reply_parameters").and_then(|r| r.get("message_id")?.as_i64())
+    }) && let Some(replied) = state.messages.get(&(chat_id, reply_to))
+    {
+        message["reply_to_message"] = replied.clone();
+    }
+    message
+}
+
+fn finish(state: &mut BotState, limits: &Limits, message: Value) -> Result<Value, Fail> {
+    state.remember_message(&message, limits);
+    Ok(message)
+}
+
+fn send_message(
+    bot: &BotCell,
+    state: &mut BotState,
+    limits: &Limits,
+    input: &Input,
+) -> Result<Value, Fail> {
+    let chat_id = chat_of(state, &input.params, "chat_id")?;
+    let text = string(&input.params, "text").unwrap_or_default();
+    if text.trim().is_empty() {
+        return Err(Fail::bad_request("message text is empty"));
+    }
+    if text.encode_utf16().count() > 4096 {
+        return Err(Fail::bad_request("message is too long"));
+    }
+    let mut message = new_message(bot, state, chat_id, input);
+    message["text"] = json!(text);
+    finish(state, limits, message)
+}
+
+/// The file a `send*` call names in `value`: an upload (the field itself, or `attach://name`),
+/// a `file_id` the emulator gave, or an HTTP URL.
+fn resolve_file(
+    bot: &BotCell,
+    state: &mut BotState,
+    limits: &Limits,
+    input: &Input,
+    field: &str,
+    folder: &str,
+) -> Result<StoredFile, Fail> {
+    let upload = |name: &str| input.file(name).cloned();
+    let (part, url) = match input.params.get(field) {
+        None => match upload(field) {
+            Some(part) => (part, None),
+            None => {
+                return Err(Fail::bad_request(&format!(
+                    "there is no {field} in the request"
+                )));
+            }
+        },
+        Some(Value::String(value)) => {
+            if let Some(name) = value.strip_prefix("attach://") {
+                let part = upload(name).ok_or_else(|| {
+                    Fail::bad_request(&format!("can't find attached file \"{name}\""))
+                })?;
+                (part, None)
+            } else if let Some(known) = state.files.get(value) {
+                return Ok(known.clone());
+            } else if value.starts_with("http://") || value.starts_with("https://") {
+                let part = crate::params::Part {
+                    file_name: value.rsplit('/').next().map(str::to_owned),
+                    content_type: None,
+                    bytes: axum::body::Bytes::new(),
+                };
+                (part, Some(value.clone()))
+            } else {
+                return Err(Fail::bad_request(
+                    "wrong file identifier/HTTP URL specified",
+                ));
+            }
+        }
+        Some(_) => return Err(Fail::bad_request(&format!("can't parse {field}"))),
+    };
+    if let Some(url) = url {
+        tracing::debug!(%url, "a file sent by URL is stored without its bytes (no network)");
+    }
+    Ok(state.files.add(
+        bot.id,
+        folder,
+        part.bytes,
+        part.file_name,
+        part.content_type,
+        limits.max_stored_files,
+        limits.max_stored_file_bytes,
+    ))
+}
+
+fn send_file(
+    bot: &BotCell,
+    state: &mut BotState,
+    limits: &Limits,
+    method: &str,
+    field: &str,
+    folder: &str,
+    input: &Input,
+) -> Result<Value, Fail> {
+    let chat_id = chat_of(state, &input.params, "chat_id")?;
+    let file = resolve_file(bot, state, limits, input, field, folder)?;
+    let mut message = new_message(bot, state, chat_id, input);
+    for (key, value) in media(method, &file) {
+        message[key] = value;
+    }
+    finish(state, limits, message)
+}
+
+fn send_location(
+    bot: &BotCell,
+    state: &mut BotState,
+    limits: &Limits,
+    input: &Input,
+) -> Result<Value, Fail> {
+    let chat_id = chat_of(state, &input.params, "chat_id")?;
+    let coordinate = |key: &str| -> Option<f64> {
+        match input.params.get(key)? {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    };
+    let (Some(latitude), Some(longitude)) = (coordinate("latitude"), coordinate("longitude"))
+    else {
+        return Err(Fail::bad_request("latitude and longitude must be numbers"));
+    };
+    if !(-90.0..=90.0).contains(&latitude) || !(-180.0..=180.0).contains(&longitude) {
+        return Err(Fail::bad_request("wrong latitude or longitude"));
+    }
+    let mut message = new_message(bot, state, chat_id, input);
+    message["location"] = json!({ "latitude": latitude, "longitude": longitude });
+    finish(state, limits, message)
+}
+
+fn send_poll(
+    bot: &BotCell,
+    state: &mut BotState,
+    limits: &Limits,
+    input: &Input,
+) -> Result<Value, Fail> {
+    let params = &input.params;
+    let chat_id = chat_of(state, params, "chat_id")?;
+    let question = string(params, "question").unwrap_or_default();
+    if question.trim().is_empty() {
+        return Err(Fail::bad_request("poll question must be non-empty"));
+    }
+    let Some(Value::Array(options)) = json_param(params, "options") else {
+        return Err(Fail::bad_request("can't parse options JSON object"));
+    };
+    let options: Vec<Value> = options
+        .iter()
+        .filter_map(|o| o.as_str().or_else(|| o.get("text")?.as_str()))
+        .map(|text| json!({ "text": text, "voter_count": 0 }))
+        .collect();
+    if !(2..=12).contains(&options.len()) {
+        return Err(Fail::bad_request("poll must have 2-12 options"));
+    }
+    let kind = string(params, "type").unwrap_or_else(|| "regular".to_owned());
+    let anonymous = params.get("is_anonymous").is_none() || boolean(params, "is_anonymous");
+    let mut message = new_message(bot, state, chat_id, input);
+    let poll_id = format!(
+        "{}{:06}",
+        bot.id,
+        message["message_id"].as_i64().unwrap_or(0)
+    );
+    message["poll"] = json!({
+        "id": poll_id, "question": question, "options": options, "total_voter_count": 0,
+        "is_closed": false, "is_anonymous": anonymous, "type": kind,
+        "allows_multiple_answers": boolean(params, "allows_multiple_answers"),
+    });
+    finish(state, limits, message)
+}
+
+fn send_dice(
+    bot: &BotCell,
+    state: &mut BotState,
+    limits: &Limits,
+    input: &Input,
+) -> Result<Value, Fail> {
+    let chat_id = chat_of(state, &input.params, "chat_id")?;
+    let emoji = string(&input.params, "emoji").unwrap_or_else(|| "🎲".to_owned());
+    let mut message = new_message(bot, state, chat_id, input);
+    let value = message["message_id"].as_i64().unwrap_or(0).rem_euclid(6) + 1;
+    message["dice"] = json!({ "emoji": emoji, "value": value });
+    finish(state, limits, message)
+}
+
+fn send_media_group(
+    bot: &BotCell,
+    state: &mut BotState,
+    limits: &Limits,
+    input: &Input,
+) -> Result<Value, Fail> {
+    let chat_id = chat_of(state, &input.params, "chat_id")?;
+    let Some(Value::Array(items)) = json_param(&input.params, "media") else {
+        return Err(Fail::bad_request("can't parse media JSON object"));
+    };
+    if !(2..=10).contains(&items.len()) {
+        return Err(Fail::bad_request(
+            "wrong number of media specified: must be 2-10",
+        ));
+    }
+    let group_id = format!("{}{}", bot.id, state.calls_total);
+    let mut messages = Vec::with_capacity(items.len());
+    for item in &items {
+        let method = match item["type"].as_str() {
+            Some("photo") => "sendPhoto",
+            Some("video") => "sendVideo",
+            Some("audio") => "sendAudio",
+            Some("document") => "sendDocument",
+            _ => {
+                return Err(Fail::bad_request(
+                    "unsupported media type in the media group",
+                ));
+            }
+        };
+        let (_, folder) = file_field(method).unwrap_or(("document", "documents"));
+        let mut one = Input {
+            params: serde_json::Map::new(),
+            files: input.files.clone(),
+        };
+        one.params.insert("media".into(), item["media"].clone());
+        let file = resolve_file(bot, state, limits, &one, "media", folder)?;
+        if let Some(caption) = item.get("caption") {
+            one.params.insert("caption".into(), caption.clone());
+        }
+        let mut message = new_message(bot, state, chat_id, &one);
+        message["media_group_id"] = json!(group_id);
+        for (key, value) in media(method, &file) {
+            message[key] = value;
+        }
+        messages.push(finish(state, limits, message)?);
+    }
+    Ok(Value::Array(messages))
+}
+
+/// The kept message `message_id` in `chat_id`.
+fn existing(
+    state: &BotState,
+    params: &serde_json::Map<String, Value>,
+    what: &str,
+) -> Result<(i64, i64, Value), Fail> {
+    let chat_id = chat_of(state, params, "chat_id")?;
+    let message_id = int(params, "message_id")
+        .ok_or_else(|| Fail::bad_request("message identifier is not specified"))?;
+    state
+        .messages
+        .get(&(chat_id, message_id))
+        .map(|m| (chat_id, message_id, m.clone()))
+        .ok_or_else(|| Fail::bad_request(&format!("message to {what} not found")))
+}
+
+/// The content of a message, without who sent it, where and when.
+fn content(message: &Value) -> serde_json::Map<String, Value> {
+    const ENVELOPE: &[&str] = &[
+        "message_id",
+        "date",
+        "chat",
+        "from",
+        "sender_chat",
+        "reply_markup",
+        "edit_date",
+        "reply_to_message",
+        "forward_origin",
+        "media_group_id",
+    ];
+    message
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| !ENVELOPE.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn copy(
+    bot: &BotCell,
+    state: &mut BotState,
+    limits: &Limits,
+    method: &str,
+    input: &Input,
+    message_id: Option<i64>,
+) -> Result<Value, Fail> {
+    let params = &input.params;
+    let to = chat_of(state, params, "chat_id")?;
+    let from = chat_of(state, params, "from_chat_id")?;
+    let id = message_id
+        .or_else(|| int(params, "message_id"))
+        .ok_or_else(|| Fail::bad_request("message identifier is not specified"))?;
+    let what = if method.starts_with("copy") {
+        "copy"
+    } else {
+        "forward"
+    };
+    let source = state
+        .messages
+        .get(&(from, id))
+        .cloned()
+        .ok_or_else(|| Fail::bad_request(&format!("message to {what} not found")))?;
+    let mut message = new_message(bot, state, to, input);
+    for (key, value) in content(&source) {
+        message[key] = value;
+    }
+    if what == "copy" {
+        if let Some(caption) = string(params, "caption") {
+            message["caption"] = json!(caption);
+        }
+        let message_id = message["message_id"].clone();
+        finish(state, limits, message)?;
+        return Ok(json!({ "message_id": message_id }));
+    }
+    let date = source["date"].clone();
+    message["forward_origin"] = match (source.get("from"), source.get("sender_chat")) {
+        (Some(user), _) => json!({ "type": "user", "date": date, "sender_user": user }),
+        (None, Some(chat)) if chat["type"] == "channel" => json!({
+            "type": "channel", "date": date, "chat": chat, "message_id": source["message_id"],
+        }),
+        (None, Some(chat)) => json!({ "type": "chat", "date": date, "sender_chat": chat }),
+        (None, None) => {
+            json!({ "type": "hidden_user", "date": date, "sender_user_name": "Hidden" })
+        }
+    };
+    finish(state, limits, message)
+}
+
+fn copy_many(
+    bot: &BotCell,
+    state: &mut BotState,
+    limits: &Limits,
+    method: &str,
+    input: &Input,
+) -> Result<Value, Fail> {
+    let Some(Value::Array(ids)) = json_param(&input.params, "message_ids") else {
+        return Err(Fail::bad_request(
+            "can't parse message identifiers JSON object",
+        ));
+    };
+    if !(1..=100).contains(&ids.len()) {
+        return Err(Fail::bad_request("too many messages to copy"));
+    }
+    let single = if method == "copyMessages" {
+        "copyMessage"
+    } else {
+        "forwardMessage"
+    };
+    let mut copied = Vec::new();
+    for id in ids.iter().filter_map(Value::as_i64) {
+        let message = copy(bot, state, limits, single, input, Some(id))?;
+        copied.push(json!({ "message_id": message["message_id"] }));
+    }
+    Ok(Value::Array(copied))
+}
+
+fn edit(
+    bot: &BotCell,
+    state: &mut BotState,
+    limits: &Limits,
+    method: &str,
+    input: &Input,
+) -> Result<Value, Fail> {
+    let params = &input.params;
+    if params.contains_key("inline_message_id") {
+        return Ok(json!(true));
+    }
+    let (_, _, old) = existing(state, params, "edit")?;
+    if old.pointer("/from/id").and_then(Value::as_i64) != Some(bot.id)
+        && old.get("sender_chat").is_none()
+    {
+        return Err(Fail::bad_request("message can't be edited"));
+    }
+    let mut message = old.clone();
+    match method {
+        "editMessageText" => {
+            let text = string(params, "text").unwrap_or_default();
+            if text.trim().is_empty() {
+                return Err(Fail::bad_request("message text is empty"));
+            }
+            if old.get("text").is_none() {
+                return Err(Fail::bad_request("there is no text in the message to edit"));
+            }
+            message["text"] = json!(text);
+        }
+        "editMessageCaption" => match string(params, "caption").filter(|c| !c.is_empty()) {
+            Some(caption) => message["caption"] = json!(caption),
+            None => {
+                if let Some(object) = message.as_object_mut() {
+                    object.remove("caption");
+                }
+            }
+        },
+        _ => {}
+    }
+    match json_param(params, "reply_markup").and_then(|m| message_markup(&m)) {
+        Some(markup) => message["reply_markup"] = markup,
+        None => {
+            if let Some(object) = message.as_object_mut() {
+                object.remove("reply_markup");
+            }
+        }
+    }
+    let unchanged = {
+        let mut old = old.clone();
+        if let Some(o) = old.as_object_mut() {
+            o.remove("edit_date");
+        }
+        let mut new = message.clone();
+        if let Some(n) = new.as_object_mut() {
+            n.remove("edit_date");
+        }
+        old == new
+    };
+    if unchanged {
+        return Err(Fail::bad_request(
+            "message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message",
+        ));
+    }
+    message["edit_date"] = json!(unix_now());
+    finish(state, limits, message)
+}
+
+fn delete(
+    state: &mut BotState,
+    params: &serde_json::Map<String, Value>,
+    id: Option<i64>,
+) -> Result<Value, Fail> {
+    let chat_id = chat_of(state, params, "chat_id")?;
+    let id = id
+        .or_else(|| int(params, "message_id"))
+        .ok_or_else(|| Fail::bad_request("message identifier is not specified"))?;
+    if state.forget_message(chat_id, id) {
+        Ok(json!(true))
+    } else {
+        Err(Fail::bad_request("message to delete not found"))
+    }
+}
+
+fn delete_many(
+    state: &mut BotState,
+    params: &serde_json::Map<String, Value>,
+) -> Result<Value, Fail> {
+    let Some(Value::Array(ids)) = json_param(params, "message_ids") else {
+        return Err(Fail::bad_request(
+            "can't parse message identifiers JSON object",
+        ));
+    };
+    for id in ids.iter().filter_map(Value::as_i64) {
+        let _ = delete(state, params, Some(id));
+    }
+    Ok(json!(true))
+}

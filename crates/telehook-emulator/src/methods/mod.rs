@@ -1,0 +1,216 @@
+//! The Bot API methods the emulator implements.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use crate::answer::{Fail, Success};
+use crate::params::Input;
+use crate::state::{BotCell, Shared};
+
+mod chats;
+mod messages;
+mod updates;
+
+pub(crate) use updates::webhook_info;
+
+/// Every method the emulator answers, as Telegram spells it.
+const METHODS: &[&str] = &[
+    "getMe",
+    "logOut",
+    "close",
+    "getUpdates",
+    "setWebhook",
+    "deleteWebhook",
+    "getWebhookInfo",
+    "getChat",
+    "getChatMember",
+    "getChatAdministrators",
+    "getChatMemberCount",
+    "banChatMember",
+    "unbanChatMember",
+    "leaveChat",
+    "sendMessage",
+    "sendPhoto",
+    "sendDocument",
+    "sendAudio",
+    "sendVoice",
+    "sendVideo",
+    "sendAnimation",
+    "sendVideoNote",
+    "sendSticker",
+    "sendLocation",
+    "sendPoll",
+    "sendDice",
+    "sendMediaGroup",
+    "sendChatAction",
+    "copyMessage",
+    "copyMessages",
+    "forwardMessage",
+    "forwardMessages",
+    "editMessageText",
+    "editMessageCaption",
+    "editMessageReplyMarkup",
+    "deleteMessage",
+    "deleteMessages",
+    "setMessageReaction",
+    "pinChatMessage",
+    "unpinChatMessage",
+    "answerCallbackQuery",
+    "answerInlineQuery",
+    "answerPreCheckoutQuery",
+    "answerShippingQuery",
+    "setMyCommands",
+    "getMyCommands",
+    "deleteMyCommands",
+    "setMyDescription",
+    "setMyShortDescription",
+    "setMyName",
+    "getMyName",
+    "getMyDescription",
+    "getMyShortDescription",
+    "setChatMenuButton",
+    "getChatMenuButton",
+    "getFile",
+];
+
+/// The documented spelling of `method` (Bot API method names are case-insensitive).
+pub(crate) fn canonical(method: &str) -> Option<&'static str> {
+    METHODS
+        .iter()
+        .copied()
+        .find(|m| m.eq_ignore_ascii_case(method))
+}
+
+pub(crate) async fn call(
+    shared: &Arc<Shared>,
+    bot: &Arc<BotCell>,
+    method: &'static str,
+    input: &Input,
+) -> Result<Success, Fail> {
+    let params = &input.params;
+    if method == "getUpdates" {
+        return updates::get_updates(shared, bot, params).await;
+    }
+    let mut state = bot.state();
+    let limits = &shared.limits;
+    let result = match method {
+        "getMe" => Ok(bot.user_json().into()),
+        "logOut"
+        | "close"
+        | "setMyDescription"
+        | "setMyShortDescription"
+        | "setMyName"
+        | "setChatMenuButton" => Ok(json!(true).into()),
+        "getMyName" => Ok(json!({ "name": "telehook emulator" }).into()),
+        "getMyDescription" => Ok(json!({ "description": "" }).into()),
+        "getMyShortDescription" => Ok(json!({ "short_description": "" }).into()),
+        "getChatMenuButton" => Ok(json!({ "type": "commands" }).into()),
+        "setWebhook" => updates::set_webhook(&mut state, input),
+        "deleteWebhook" => Ok(updates::delete_webhook(&mut state, params)),
+        "getWebhookInfo" => Ok(updates::webhook_info(&state).into()),
+        "setMyCommands" | "getMyCommands" | "deleteMyCommands" => {
+            chats::commands(&mut state, method, params)
+        }
+        "getChat"
+        | "getChatMember"
+        | "getChatAdministrators"
+        | "getChatMemberCount"
+        | "banChatMember"
+        | "unbanChatMember"
+        | "leaveChat" => chats::chat_method(bot, &mut state, method, params),
+        "answerCallbackQuery"
+        | "answerInlineQuery"
+        | "answerPreCheckoutQuery"
+        | "answerShippingQuery" => chats::answer_query(&mut state, method, params),
+        "getFile" => chats::get_file(&state, params),
+        _ => messages::call(bot, &mut state, limits, method, input),
+    };
+    drop(state);
+    bot.bump();
+    result
+}
+
+// ---- parameters: JSON values, or strings when form-encoded ------------------------------------
+
+pub(crate) fn int(params: &Map<String, Value>, key: &str) -> Option<i64> {
+    match params.get(key)? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+pub(crate) fn string(params: &Map<String, Value>, key: &str) -> Option<String> {
+    match params.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+pub(crate) fn boolean(params: &Map<String, Value>, key: &str) -> bool {
+    match params.get(key) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => matches!(s.as_str(), "true" | "True" | "1"),
+        Some(Value::Number(n)) => n.as_i64() == Some(1),
+        _ => false,
+    }
+}
+
+/// A parameter that is JSON in a JSON body and a JSON-serialized string in a form.
+pub(crate) fn json_param(params: &Map<String, Value>, key: &str) -> Option<Value> {
+    match params.get(key)? {
+        Value::String(s) => serde_json::from_str(s).ok(),
+        other => Some(other.clone()),
+    }
+}
+
+pub(crate) fn string_list(
+    params: &Map<String, Value>,
+    key: &str,
+) -> Result<Option<Vec<String>>, Fail> {
+    let Some(value) = json_param(params, key) else {
+        return match params.get(key) {
+            Some(Value::String(s)) if !s.is_empty() => {
+                Err(Fail::bad_request(&format!("can't parse {key} JSON array")))
+            }
+            _ => Ok(None),
+        };
+    };
+    match value {
+        Value::Array(items) => Ok(Some(
+            items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+        )),
+        Value::Null => Ok(None),
+        _ => Err(Fail::bad_request(&format!("can't parse {key} JSON array"))),
+    }
+}
+
+/// The chat `chat_id` names (an id, or `@username` of a known chat); it must be known.
+pub(crate) fn chat_of(
+    state: &crate::state::BotState,
+    params: &Map<String, Value>,
+    key: &str,
+) -> Result<i64, Fail> {
+    let Some(chat_id) = string(params, key).filter(|s| !s.is_empty()) else {
+        return Err(Fail::bad_request(&format!("{key} is empty")));
+    };
+    let found = match chat_id.parse::<i64>() {
+        Ok(id) => state.chats.contains_key(&id).then_some(id),
+        Err(_) => {
+            let username = chat_id.trim_start_matches('@');
+            state
+                .chats
+                .iter()
+                .find(|(_, chat)| {
+                    chat.json.get("username").and_then(Value::as_str) == Some(username)
+                })
+                .map(|(id, _)| *id)
+        }
+    };
+    found.ok_or_else(|| Fail::bad_request("chat not found"))
+}
