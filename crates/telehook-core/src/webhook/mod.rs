@@ -138,7 +138,7 @@ impl Webhook {
     }
 
     /// [`Webhook::handle`] with the request's extensions: the handler reads them through
-    /// [`Context::extension`], and an [`InvocationDeadline`] among them shortens the timeout.
+    /// [`Context::extension`](crate::Context::extension), and an [`InvocationDeadline`] among them shortens the timeout.
     /// Adapters pass what their framework put in the request (`http::request::Parts::extensions`)
     /// plus what the platform knows (Lambda's request context and deadline, say).
     pub fn handle_with_extensions<B>(
