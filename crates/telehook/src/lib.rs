@@ -2,6 +2,8 @@
 
 pub use telehook_core::*;
 
+pub mod docs;
+
 /// The axum adapter (feature `axum`): `Router::telegram_webhook(path, webhook)`.
 #[cfg(feature = "axum")]
 pub mod axum {
@@ -30,4 +32,47 @@ pub mod hyper {
 #[cfg(feature = "lambda")]
 pub mod lambda {
     pub use telehook_lambda::*;
+}
+
+/// The poem adapter (feature `poem`): `Route::telegram_webhook(path, webhook)`.
+#[cfg(feature = "poem")]
+pub mod poem {
+    pub use telehook_poem::*;
+}
+
+/// The salvo adapter (feature `salvo`): `Router::push(telehook::salvo::router(path, webhook))`.
+#[cfg(feature = "salvo")]
+pub mod salvo {
+    pub use telehook_salvo::*;
+}
+
+/// The Rocket adapter (feature `rocket`): `rocket.mount(path, telehook::rocket::routes(webhook))`.
+#[cfg(feature = "rocket")]
+pub mod rocket {
+    pub use telehook_rocket::*;
+}
+
+/// Long polling with `getUpdates` (feature `polling`): the same handler, without a public URL.
+#[cfg(feature = "polling")]
+pub mod polling {
+    pub use telehook_polling::*;
+}
+
+/// The Bot API client (feature `api`): `setWebhook`, `getUpdates`, sending messages.
+#[cfg(feature = "api")]
+pub mod api {
+    pub use telehook_api::*;
+}
+
+/// The self-hosted relay's client (feature `relay-client`): receive updates that a relay
+/// buffered for you, with the same handler.
+#[cfg(feature = "relay-client")]
+pub mod relay {
+    pub use telehook_relay::*;
+}
+
+/// The Bot API emulator (feature `emulator`), for tests: a fake Telegram on loopback.
+#[cfg(feature = "emulator")]
+pub mod emulator {
+    pub use telehook_emulator::*;
 }

@@ -1,0 +1,131 @@
+//! telehook-rocket obeys the whole webhook contract, mounted next to another route with managed
+//! state, and its shutdown fairing drains the handler runs.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use rocket::http::{Header, Method};
+use rocket::local::asynchronous::Client as LocalClient;
+use rocket::{Build, Rocket, State, get, routes};
+use telehook_conformance::{Client, Harness, PATH};
+use telehook_core::{Context, HandlerError, Update, Webhook};
+
+#[get("/health")]
+fn health(state: &State<&'static str>) -> &'static str {
+    state.inner()
+}
+
+fn app(webhook: Webhook) -> Rocket<Build> {
+    let quiet = rocket::Config::figment().merge(("log_level", "off"));
+    // Shield's security headers are the app's choice, not the adapter's: the suite checks that
+    // the dispatcher's headers arrive and nothing else, so the app runs without them.
+    rocket::custom(quiet)
+        .attach(rocket::shield::Shield::new())
+        .manage("ok")
+        .mount("/", routes![health])
+        .mount(PATH, telehook_rocket::routes(webhook.clone()))
+        .attach(telehook_rocket::drain_on_shutdown(
+            webhook,
+            Duration::from_secs(30),
+        ))
+}
+
+struct RocketHarness;
+
+struct RocketClient(LocalClient);
+
+impl Harness for RocketHarness {
+    type Client = RocketClient;
+
+    async fn serve(&self, webhook: Webhook) -> RocketClient {
+        RocketClient(LocalClient::untracked(app(webhook)).await.expect("rocket"))
+    }
+}
+
+impl Client for RocketClient {
+    async fn send(&self, request: http::Request<Bytes>) -> http::Response<Bytes> {
+        let (parts, body) = request.into_parts();
+        let method: Method = parts.method.as_str().parse().expect("method");
+        let mut local = self.0.req(method, parts.uri.to_string());
+        for (name, value) in &parts.headers {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            local.add_header(Header::new(name.as_str().to_owned(), value));
+        }
+        let response = local.body(body).dispatch().await;
+        let mut converted = http::Response::builder().status(response.status().code);
+        for header in response.headers().iter() {
+            converted = converted.header(header.name().as_str(), header.value());
+        }
+        let body = response.into_bytes().await.unwrap_or_default();
+        converted.body(Bytes::from(body)).expect("response")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rocket_obeys_the_webhook_contract() {
+    telehook_conformance::run(&RocketHarness).await;
+}
+
+fn noop() -> Webhook {
+    Webhook::builder()
+        .build(|_: Update, _: Context| async { Ok::<_, HandlerError>(()) })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn own_routes_and_state_keep_working_beside_the_webhook() {
+    let client = RocketHarness.serve(noop()).await;
+    let get = |path: &str| http::Request::get(path).body(Bytes::new()).unwrap();
+    let response = client.send(get("/health")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.body(), "ok");
+    assert_eq!(client.send(get("/elsewhere")).await.status(), 404);
+    let response = client.send(get(PATH)).await;
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shutdown_fairing_waits_for_a_run_that_outlived_its_timeout() {
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let released = std::sync::Mutex::new(Some(released));
+    let webhook = Webhook::builder()
+        .timeout(Duration::from_millis(20))
+        .on_timeout(telehook_core::OnTimeout::Return)
+        .build(move |_: Update, _: Context| {
+            let released = released.lock().unwrap().take();
+            async move {
+                if let Some(released) = released {
+                    let _ = released.await;
+                    // Still busy a little after the release: without the fairing, `terminate`
+                    // returns while the run is here (the test cannot pass by a lucky order).
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok::<_, HandlerError>(())
+            }
+        })
+        .unwrap();
+    let client = LocalClient::untracked(app(webhook.clone())).await.unwrap();
+    let response = client
+        .post(PATH)
+        .body(r#"{"update_id":9,"message":{"chat":{"id":1}}}"#)
+        .dispatch()
+        .await;
+    // `Return` answers 200 at the timeout while the run goes on.
+    assert_eq!(response.status().code, 200);
+    drop(response);
+    assert_eq!(webhook.in_flight(), 1);
+    let shutdown = client.rocket().shutdown();
+    let terminate = tokio::spawn(async move { client.terminate().await });
+    // Released only once the shutdown has begun.
+    tokio::spawn(async move {
+        shutdown.await;
+        release.send(()).unwrap();
+    });
+    terminate.await.unwrap();
+    assert_eq!(
+        webhook.in_flight(),
+        0,
+        "the shutdown did not wait for the run"
+    );
+}
