@@ -46,6 +46,10 @@ USERS = {
 
 def user(step: str) -> dict:
     return {"user_id": USERS[step], "first_name": step.capitalize()}
+
+
+def sender(step: str) -> dict:
+    return {"id": USERS[step], "first_name": step.capitalize()}
 WAIT = 15.0  # seconds to wait for one expected call; generous for a loaded 2-core machine
 
 
@@ -230,9 +234,10 @@ class Scenario:
         if reason:
             self.result.steps.append((name, "n/a", reason))
             return
+        started = time.monotonic()
         try:
             note = run() or ""
-            self.result.steps.append((name, "pass", note))
+            self.result.steps.append((name, "pass", f"{note} ({time.monotonic() - started:.1f}s)".lstrip()))
         except StepFailed as error:
             self.result.steps.append((name, "FAIL", str(error)))
         except Exception as error:  # a driver bug or an unexpected shape: report, go on
@@ -278,7 +283,7 @@ class Scenario:
         call = self.c.wait("sendPhoto", lambda calls: first(calls, to("sendPhoto", chat_id=USERS["photo"])))
         self.routes(call)
         want = hashlib.sha256(PHOTO.read_bytes()).hexdigest()
-        files = call.get("files") or []
+        files = call.get("uploads") or []
         if not files:
             raise StepFailed(f"sendPhoto recorded without an uploaded file; params: {sorted(call['params'])}")
         hashes = [f.get("sha256") for f in files]
@@ -296,7 +301,7 @@ class Scenario:
         update = self.c.request(
             "POST",
             "press_button",
-            {**user("keyboard"), "chat_id": USERS["keyboard"], "message_id": message["message_id"], "data": "pick:a"},
+            {"from": sender("keyboard"), "chat_id": USERS["keyboard"], "message_id": message["message_id"], "data": "pick:a"},
         )["update"]
         query_id = update["callback_query"]["id"]
         answer = self.c.wait(
@@ -310,9 +315,12 @@ class Scenario:
             ),
         )
         self.routes(answer, edit)
+        now = self.c.request("GET", f"messages/{USERS['keyboard']}/{message['message_id']}")
+        if now.get("text") != "picked a":
+            raise StepFailed(f"the message after the edit: {now}")
 
     def inline_query(self):
-        update = self.c.request("POST", "inline_query", {**user("inline"), "query": "cats"})["update"]
+        update = self.c.request("POST", "inline_query", {"from": sender("inline"), "query": "cats"})["update"]
         query_id = update["inline_query"]["id"]
         call = self.c.wait(
             "answerInlineQuery", lambda calls: first(calls, to("answerInlineQuery", inline_query_id=query_id))
