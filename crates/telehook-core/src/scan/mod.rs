@@ -193,8 +193,14 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// The update object. A key it holds twice is refused (after the whole body was checked,
+    /// so invalid JSON is reported as such): serde_json's `Value` would keep the last copy and
+    /// a derived struct would refuse the body, so no reading of it is safe.
     fn top_object(&mut self) -> Result<Probe<'a>, InvalidUpdate> {
         let mut probe = Probe::default();
+        // Keys after the first kind: an update has one, so this stays empty (no allocation).
+        let mut others: Vec<Cow<'a, [u8]>> = Vec::new();
+        let mut duplicate: Option<Cow<'a, [u8]>> = None;
         self.object(0, |s, key| {
             if *key == *b"update_id" {
                 probe.update_id = Some(if probe.update_id.is_some() {
@@ -213,10 +219,23 @@ impl<'a> Scanner<'a> {
                 probe.kind = Some(key);
                 probe.payload = s.lenient_object(1, Self::payload_field)?;
             } else {
+                if duplicate.is_none()
+                    && (probe.kind.as_ref() == Some(&key) || others.contains(&key))
+                {
+                    duplicate = Some(key.clone());
+                }
+                others.push(key);
                 s.skip_value(1)?;
             }
             Ok(())
         })?;
+        if let Some(key) = duplicate {
+            // The name goes into a short 400 body: cut and escaped.
+            let name: String = String::from_utf8_lossy(&key).chars().take(32).collect();
+            return Err(InvalidUpdate::Malformed(format!(
+                "duplicate field {name:?}"
+            )));
+        }
         Ok(probe)
     }
 
@@ -385,15 +404,7 @@ impl<'a> Scanner<'a> {
             float = true;
         }
         if float {
-            // ASCII digits, signs, `.` and `e` only: valid UTF-8.
-            let text = std::str::from_utf8(&self.b[start..self.i]).unwrap_or_default();
-            return match text.parse::<f64>() {
-                Ok(v) if v.is_finite() => Ok(Number::Other),
-                _ => {
-                    self.i = start;
-                    Err(self.error("number out of range"))
-                }
-            };
+            return self.float(start);
         }
         let mut value: u64 = 0;
         for &d in &self.b[digits..int_end] {
@@ -402,17 +413,34 @@ impl<'a> Scanner<'a> {
                 .and_then(|v| v.checked_add(u64::from(d - b'0')))
             {
                 Some(v) => value = v,
-                // Larger than u64: serde_json reads it as a float, always in range here.
-                None => return Ok(Number::Other),
+                // Larger than u64: serde_json reads it as a float, which may be out of range.
+                None => return self.float(start),
             }
         }
         if !negative {
             return Ok(Number::Unsigned(value));
         }
         Ok(match 0i64.checked_sub_unsigned(value) {
+            // serde_json reads `-0` as the float -0.0, not as the integer 0.
+            Some(0) => Number::Other,
             Some(v) => Number::Negative(v),
-            None => Number::Other,
+            None => self.float(start)?,
         })
+    }
+
+    /// A number serde_json reads as a float (a fraction, an exponent, an integer beyond
+    /// 64 bits): whether it is in range is decided by serde_json itself, so the two never
+    /// disagree at the edge of `f64` (its fast float parser and Rust's `str::parse` round the
+    /// last digits differently). Rare in updates (locations, a few prices), so the cost of
+    /// the second look does not matter.
+    fn float(&mut self, start: usize) -> Result<Number, InvalidUpdate> {
+        match serde_json::from_slice::<serde_json::Value>(&self.b[start..self.i]) {
+            Ok(_) => Ok(Number::Other),
+            Err(_) => {
+                self.i = start;
+                Err(self.error("number out of range"))
+            }
+        }
     }
 
     /// Skips a string (at its opening quote), validating its escapes.

@@ -29,14 +29,28 @@ fn top_keys(body: &[u8]) -> Vec<String> {
         .expect("keys of a valid object")
 }
 
+/// Why the reference refuses a body.
+#[derive(Debug)]
+enum Refused {
+    /// serde_json refuses it.
+    NotJson,
+    /// A top-level key other than `update_id` appears twice.
+    DuplicateKey,
+}
+
 /// What the probe must find, worked out from `serde_json::Value` with the same rules;
-/// `Err(())` if serde_json refuses the body, `Ok(None)` if it is not an object.
-fn reference(body: &[u8]) -> Result<Option<Probe<'static>>, ()> {
-    let value: Value = serde_json::from_slice(body).map_err(drop)?;
+/// `Err` if serde_json refuses the body or it repeats a top-level key, `Ok(None)` if it is not
+/// an object.
+fn reference(body: &[u8]) -> Result<Option<Probe<'static>>, Refused> {
+    let value: Value = serde_json::from_slice(body).map_err(|_| Refused::NotJson)?;
     let Value::Object(map) = &value else {
         return Ok(None);
     };
     let keys = top_keys(body);
+    let kinds: Vec<&String> = keys.iter().filter(|k| *k != "update_id").collect();
+    if (1..kinds.len()).any(|i| kinds[..i].contains(&kinds[i])) {
+        return Err(Refused::DuplicateKey);
+    }
     let update_id = match keys.iter().filter(|k| *k == "update_id").count() {
         0 => None,
         1 => Some(map["update_id"].as_u64().ok_or(InvalidUpdate::BadUpdateId)),
@@ -58,7 +72,8 @@ fn check(body: &[u8]) {
     let theirs = reference(body);
     match (&ours, &theirs) {
         (Ok(a), Ok(b)) => assert_eq!(a, b, "{}", String::from_utf8_lossy(body)),
-        (Err(InvalidUpdate::NotJson(_)), Err(())) => {}
+        (Err(InvalidUpdate::NotJson(_)), Err(Refused::NotJson))
+        | (Err(InvalidUpdate::Malformed(_)), Err(Refused::DuplicateKey)) => {}
         _ => panic!(
             "probe {ours:?} but serde_json {theirs:?} for {:?}",
             String::from_utf8_lossy(body)
@@ -162,10 +177,79 @@ fn agrees_with_serde_json_on_edge_cases() {
         r#"{"update_id":1,"message":{"text":"unterminated}}"#,
         r#"{"update_id":1,"callback_query":{"from":{"id":2},"message":{"chat":{"id":3}}}}"#,
         r#"{"update_id":1,"poll_answer":{"voter_chat":{"id":-100},"user":{"id":4}}}"#,
+        // Issue 14: numbers at the edge of f64, where serde_json's float parser decides.
+        r#"{"update_id":1,"x":1.7976931348623158e308}"#,
+        r#"{"update_id":1,"x":1.79769313486231585e308}"#,
+        r#"{"update_id":1,"x":1.7976931348623157e308}"#,
+        r#"{"update_id":1,"x":1.7976931348623159e308}"#,
+        r#"{"update_id":1,"x":-1.7976931348623158e308}"#,
+        r#"{"update_id":1,"x":2.2250738585072011e-308}"#,
+        r#"{"update_id":1,"x":4.9e-324}"#,
+        // Issue 14: `-0` is a float to serde_json, so it names no chat.
+        r#"{"update_id":1,"message":{"chat":{"id":-0},"from":{"id":-0}}}"#,
+        r#"{"update_id":1,"poll_answer":{"voter_chat":{"id":-0},"user":{"id":-0}}}"#,
+        r#"{"update_id":-0}"#,
+        // Issue 14: a repeated top-level key is refused whichever copy comes first.
+        r#"{"update_id":1,"message":{"chat":{"id":1},"text":"a"},"message":{"chat":{"id":2},"text":"b"}}"#,
+        r#"{"update_id":1,"message":{},"edited_message":{},"message":{}}"#,
+        r#"{"update_id":1,"message":{},"mess\u0061ge":{}}"#,
+        r#"{"update_id":1,"message":{},"message":{} x"#,
+        r#"{"update_id":1,"update_id":1,"message":{},"message":{}}"#,
     ];
     for body in cases {
         check(body.as_bytes());
     }
+}
+
+#[test]
+fn integers_beyond_f64_agree_with_serde_json() {
+    // Issue 14: integers of ~309 digits and more are floats to serde_json, out of range past
+    // f64::MAX; the scanner used to accept every one of them.
+    for digits in [20, 300, 308, 309, 310, 400, 1000] {
+        for lead in ["1", "17976931348623157", "17976931348623159", "9"] {
+            let mut number = lead.to_owned();
+            while number.len() < digits {
+                number.push('0');
+            }
+            for sign in ["", "-"] {
+                let body = format!(r#"{{"update_id":1,"x":{sign}{number}}}"#);
+                check(body.as_bytes());
+                let body =
+                    format!(r#"{{"update_id":1,"message":{{"chat":{{"id":{sign}{number}}}}}}}"#);
+                check(body.as_bytes());
+            }
+        }
+    }
+}
+
+#[test]
+fn the_four_kinds_of_issue_14_as_updates() {
+    use crate::Update;
+    // Out of range for serde_json: 400, where the webhook used to answer 500 or 200.
+    for body in [
+        r#"{"update_id":1,"message":{"x":1.7976931348623159e308}}"#,
+        &format!(
+            r#"{{"update_id":1,"message":{{"x":1{}}}}}"#,
+            "0".repeat(400)
+        ),
+    ] {
+        let refused = Update::from_bytes(body.to_owned()).is_err();
+        let serde_refused = serde_json::from_str::<Value>(body).is_err();
+        assert_eq!(refused, serde_refused, "{body}");
+    }
+    // `-0`: no chat, no sequence key, as the handler reading a `Value` sees it.
+    let u =
+        Update::from_bytes(r#"{"update_id":1,"message":{"chat":{"id":-0},"text":"t"}}"#).unwrap();
+    assert_eq!((u.chat_id(), u.sequence_key()), (None, None));
+    // A repeated kind: refused, never half of one copy and half of the other.
+    let err = Update::from_bytes(
+        r#"{"update_id":1,"message":{"chat":{"id":1},"text":"a"},"message":{"chat":{"id":2},"text":"b"}}"#,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        InvalidUpdate::Malformed("duplicate field \"message\"".into())
+    );
 }
 
 #[test]
