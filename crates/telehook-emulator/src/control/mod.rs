@@ -117,6 +117,6 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Problem
 }
 
 /// The bot `token` names, or a 401 as the Bot API answers.
-fn bot_or_401(shared: &Arc<Shared>, token: &str) -> Result<BotHandle, Response> {
-    handle(shared, token).map_err(IntoResponse::into_response)
+fn bot_or_401(shared: &Arc<Shared>, token: &str) -> Result<BotHandle, Problem> {
+    handle(shared, token)
 }

@@ -18,7 +18,7 @@ macro_rules! try_response {
     ($e:expr) => {
         match $e {
             Ok(value) => value,
-            Err(response) => return response,
+            Err(problem) => return problem.into_response(),
         }
     };
 }

@@ -467,7 +467,7 @@ fn edit(
         }
     }
     let unchanged = {
-        let mut old = old.clone();
+        let mut old = old;
         if let Some(o) = old.as_object_mut() {
             o.remove("edit_date");
         }
