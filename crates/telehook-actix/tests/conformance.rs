@@ -11,13 +11,13 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::{App, HttpResponse, test, web};
 use bytes::Bytes;
 use telehook_actix::WebhookResponseError;
-use telehook_conformance::{Client, Harness, PATH};
+use telehook_conformance::{Client, Harness, PATH, StreamingBody};
 use telehook_core::{Context, HandlerError, Update, Webhook, WebhookError};
 
 struct ActixHarness;
 
 /// The initialised actix-web service, type-erased so the harness can name it.
-struct ActixClient(Rc<dyn Fn(test::TestRequest) -> ResponseFuture>);
+struct ActixClient(Rc<dyn Fn(actix_http::Request) -> ResponseFuture>);
 
 type ResponseFuture = Pin<Box<dyn Future<Output = ServiceResponse>>>;
 
@@ -49,32 +49,51 @@ impl Harness for ActixHarness {
         let service = Rc::new(test::init_service(app(webhook)).await);
         ActixClient(Rc::new(move |request| {
             let service = Rc::clone(&service);
-            Box::pin(async move {
-                service
-                    .call(request.to_request())
-                    .await
-                    .expect("actix service")
-            })
+            Box::pin(async move { service.call(request).await.expect("actix service") })
         }))
     }
+}
+
+fn test_request(parts: &http::request::Parts) -> test::TestRequest {
+    let mut actix = test::TestRequest::default()
+        .method(parts.method.as_str().parse().expect("method"))
+        .uri(&parts.uri.to_string());
+    for (name, value) in &parts.headers {
+        actix = actix.insert_header((name.as_str(), value.as_bytes()));
+    }
+    actix
+}
+
+async fn convert(response: ServiceResponse) -> http::Response<Bytes> {
+    let mut converted = http::Response::builder().status(response.status().as_u16());
+    for (name, value) in response.headers() {
+        converted = converted.header(name.as_str(), value.as_bytes());
+    }
+    let body = test::read_body(response).await;
+    converted.body(body).expect("response")
 }
 
 impl Client for ActixClient {
     async fn send(&self, request: http::Request<Bytes>) -> http::Response<Bytes> {
         let (parts, body) = request.into_parts();
-        let mut actix = test::TestRequest::default()
-            .method(parts.method.as_str().parse().expect("method"))
-            .uri(&parts.uri.to_string());
-        for (name, value) in &parts.headers {
-            actix = actix.insert_header((name.as_str(), value.as_bytes()));
-        }
-        let response = (self.0)(actix.set_payload(body)).await;
-        let mut converted = http::Response::builder().status(response.status().as_u16());
-        for (name, value) in response.headers() {
-            converted = converted.header(name.as_str(), value.as_bytes());
-        }
-        let body = test::read_body(response).await;
-        converted.body(body).expect("response")
+        let request = test_request(&parts).set_payload(body).to_request();
+        convert((self.0)(request).await).await
+    }
+
+    async fn send_streaming(
+        &self,
+        request: http::Request<StreamingBody>,
+    ) -> Option<http::Response<Bytes>> {
+        use futures_util::StreamExt as _;
+        let (parts, body) = request.into_parts();
+        let stream: actix_http::BoxedPayloadStream = Box::pin(body.map(|chunk| match chunk {
+            Ok(bytes) => Ok(bytes),
+            Err(never) => match never {},
+        }));
+        let (request, _) = test_request(&parts)
+            .to_request()
+            .replace_payload(actix_http::Payload::from(stream));
+        Some(convert((self.0)(request).await).await)
     }
 }
 

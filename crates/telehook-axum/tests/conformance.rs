@@ -5,7 +5,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use telehook_axum::RouterExt as _;
-use telehook_conformance::{Client, Harness, PATH};
+use telehook_conformance::{Client, Harness, PATH, StreamingBody};
 use telehook_core::Webhook;
 use tower::ServiceExt as _;
 
@@ -38,6 +38,20 @@ impl Client for AxumClient {
         let (parts, body) = response.into_parts();
         let body = body.collect().await.expect("axum body").to_bytes();
         http::Response::from_parts(parts, body)
+    }
+
+    async fn send_streaming(
+        &self,
+        request: http::Request<StreamingBody>,
+    ) -> Option<http::Response<Bytes>> {
+        let request = request.map(axum::body::Body::new);
+        let response = match self.0.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("axum body").to_bytes();
+        Some(http::Response::from_parts(parts, body))
     }
 }
 

@@ -8,7 +8,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use telehook_conformance::{Client, Harness};
+use telehook_conformance::{Client, Harness, StreamingBody};
 use telehook_core::{Context, HandlerError, Update, Webhook};
 
 struct HyperHarness;
@@ -56,6 +56,23 @@ impl Client for LoopbackClient {
             .expect("response");
         let (parts, body) = response.into_parts();
         http::Response::from_parts(parts, body.collect().await.expect("body").to_bytes())
+    }
+
+    async fn send_streaming(
+        &self,
+        request: http::Request<StreamingBody>,
+    ) -> Option<http::Response<Bytes>> {
+        let client: HyperClient<HttpConnector, StreamingBody> =
+            HyperClient::builder(TokioExecutor::new()).build_http();
+        let (mut parts, body) = request.into_parts();
+        parts.uri = format!("{}{}", self.base, parts.uri).parse().expect("uri");
+        let response = client
+            .request(http::Request::from_parts(parts, body))
+            .await
+            .expect("response");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        Some(http::Response::from_parts(parts, body))
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use telehook_conformance::{Client, Harness, PATH};
+use telehook_conformance::{Client, Harness, PATH, StreamingBody};
 use telehook_core::{Context, HandlerError, Update, Webhook};
 use warp::Filter;
 use warp::reply::Response;
@@ -52,6 +52,42 @@ fn request(request: http::Request<Bytes>) -> warp::test::RequestBuilder {
 impl Client for WarpClient {
     async fn send(&self, http: http::Request<Bytes>) -> http::Response<Bytes> {
         request(http).reply(&self.0).await
+    }
+
+    async fn send_streaming(
+        &self,
+        request: http::Request<StreamingBody>,
+    ) -> Option<http::Response<Bytes>> {
+        use http_body_util::BodyExt as _;
+        use tower_service::Service as _;
+        // warp's service takes `Sync` bodies; a mutex makes the stream one.
+        let request = request.map(|body| SyncBody(std::sync::Mutex::new(body)));
+        let mut service = warp::service(self.0.clone());
+        let response = match service.call(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("warp body").to_bytes();
+        Some(http::Response::from_parts(parts, body))
+    }
+}
+
+struct SyncBody(std::sync::Mutex<StreamingBody>);
+
+impl http_body::Body for SyncBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let mut body = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::pin::Pin::new(&mut *body).poll_frame(cx)
     }
 }
 

@@ -1,7 +1,14 @@
 //! `cargo run -p actix-echo`: serves the echo bot on `PORT` (default 8080), checking
 //! `TELEHOOK_SECRET` if it is set.
+//!
+//! Hardened against slow clients (`client_request_timeout` = `HEADER_READ_TIMEOUT_MS`,
+//! default 10 s; keep-alive 30 s; at most 256 connections per worker), and the secret is
+//! checked before `Expect: 100-continue` is answered. SIGTERM or Ctrl-C stops accepting, lets
+//! the updates in flight finish and be answered, within `SHUTDOWN_DEADLINE_MS` (default
+//! 20 s); a second signal exits at once.
 
-use actix_web::{App, HttpServer};
+use actix_web::App;
+use telehook_actix::ServerConfig;
 use tracing_subscriber::EnvFilter;
 
 #[actix_web::main]
@@ -20,13 +27,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secret = std::env::var("TELEHOOK_SECRET")
         .ok()
         .filter(|s| !s.is_empty());
-    let routes = actix_echo::configure(actix_echo::AppState::default(), secret.as_deref())?;
-    let server =
-        HttpServer::new(move || App::new().configure(routes.clone())).bind(("0.0.0.0", port))?;
-    for address in server.addrs() {
-        tracing::info!(%address, path = actix_echo::WEBHOOK_PATH, "actix-echo listening");
+    let mut config = ServerConfig::default();
+    if let Some(timeout) = actix_echo::env_ms("HEADER_READ_TIMEOUT_MS")? {
+        config = config.client_request_timeout(timeout);
     }
-    // actix-web stops gracefully on Ctrl-C / SIGTERM by itself.
-    server.run().await?;
+    if let Some(deadline) = actix_echo::env_ms("SHUTDOWN_DEADLINE_MS")? {
+        config = config.shutdown_deadline(deadline);
+    }
+    let state = actix_echo::AppState {
+        delay: actix_echo::env_ms("ECHO_DELAY_MS")?.unwrap_or_default(),
+        ..Default::default()
+    };
+    let (routes, webhook) = actix_echo::build(state, secret.as_deref())?;
+    let listener = std::net::TcpListener::bind(("0.0.0.0", port))?;
+    tracing::info!(address = %listener.local_addr()?, path = actix_echo::WEBHOOK_PATH, "actix-echo listening");
+    let server = telehook_actix::server(
+        move || App::new().configure(routes.clone()),
+        &webhook,
+        actix_echo::WEBHOOK_PATH,
+        listener,
+        &config,
+    )?;
+    let report = telehook_actix::run_until(
+        server,
+        &webhook,
+        actix_echo::shutdown_signal(),
+        config.shutdown_deadline,
+    )
+    .await?;
+    tracing::info!(?report, "stopped");
     Ok(())
 }

@@ -266,7 +266,7 @@ pub mod cases {
     }
 
     pub fn a_slowloris_connection_is_closed(binary: &str, path: &str) {
-        let server = Server::start(binary, &[("HEADER_READ_TIMEOUT_MS", "300")]);
+        let server = Server::start(binary, &[("HEADER_READ_TIMEOUT_MS", "1000")]);
         let mut stream = TcpStream::connect(server.addr).expect("connect");
         // Half a request head, then nothing.
         write!(stream, "POST {path} HTTP/1.1\r\nHost: localhost\r\n").unwrap();
