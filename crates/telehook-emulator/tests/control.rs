@@ -91,7 +91,7 @@ async fn a_bot_in_any_language_can_be_driven_through_every_route() {
     let inline = http
         .post(
             &format!("{me}/inline_query"),
-            json!({ "from": { "id": 42 }, "query": "cats" }),
+            json!({ "user_id": 42, "first_name": "Ann", "query": "cats" }),
         )
         .await;
     let inline_id = inline["update"]["inline_query"]["id"]

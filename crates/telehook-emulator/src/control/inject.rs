@@ -163,9 +163,36 @@ pub(super) async fn message(
     }
 }
 
+/// The user of a press or an inline query: `"from":{…}`, or flat `user_id` and `first_name`.
+#[derive(Debug, Deserialize)]
+struct Who {
+    from: Option<UserSpec>,
+    user_id: Option<i64>,
+    first_name: Option<String>,
+    username: Option<String>,
+}
+
+impl Who {
+    fn user(self) -> Result<User, Problem> {
+        match (self.from, self.user_id) {
+            (Some(from), _) => Ok(User::from(from)),
+            (None, Some(id)) => {
+                let mut user = User::new(id, self.first_name.unwrap_or_else(default_first_name));
+                user.username = self.username;
+                Ok(user)
+            }
+            (None, None) => Err(Problem(
+                StatusCode::BAD_REQUEST,
+                "Bad Request: give from (a User) or user_id".to_owned(),
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct PressSpec {
-    from: UserSpec,
+    #[serde(flatten)]
+    who: Who,
     /// The message the keyboard is under, or …
     message: Option<Value>,
     /// … its chat and id (a message the emulator keeps).
@@ -174,7 +201,8 @@ struct PressSpec {
     data: String,
 }
 
-/// `POST /press_button {"from":{"id":42},"chat_id":42,"message_id":2,"data":"yes"}`.
+/// `POST /press_button {"from":{"id":42},"chat_id":42,"message_id":2,"data":"yes"}` (or
+/// `"user_id":42,"first_name":"Ann"` instead of `from`).
 pub(super) async fn press_button(
     State(shared): State<Arc<Shared>>,
     Path(token): Path<String>,
@@ -195,12 +223,14 @@ pub(super) async fn press_button(
             );
         }
     };
-    injected(&bot.press_button(&User::from(body.from), &message, &body.data))
+    let user = try_response!(body.who.user());
+    injected(&bot.press_button(&user, &message, &body.data))
 }
 
 #[derive(Debug, Deserialize)]
 struct InlineSpec {
-    from: UserSpec,
+    #[serde(flatten)]
+    who: Who,
     query: String,
 }
 
@@ -212,7 +242,8 @@ pub(super) async fn inline_query(
 ) -> Response {
     let bot = try_response!(bot_or_401(&shared, &token));
     let body: InlineSpec = try_response!(parse_body(&body));
-    injected(&bot.inline_query(&User::from(body.from), &body.query))
+    let user = try_response!(body.who.user());
+    injected(&bot.inline_query(&user, &body.query))
 }
 
 #[derive(Debug, Deserialize)]
