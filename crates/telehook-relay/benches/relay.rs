@@ -180,10 +180,6 @@ async fn wake_latency(relay: &Relay, waiters: usize, channel: &str) -> WakeResul
             }
         });
     }
-    let control = TcpStream::connect(&relay.addr).await.unwrap();
-    control.set_nodelay(true).unwrap();
-    let (read, mut write) = control.into_split();
-    let mut reader = BufReader::new(read);
     let mut latencies = Vec::with_capacity(waiters * ROUNDS);
     let mut rss_waiting = 0;
     for round in 0..ROUNDS {
@@ -195,8 +191,16 @@ async fn wake_latency(relay: &Relay, waiters: usize, channel: &str) -> WakeResul
         if round == 0 {
             rss_waiting = relay.rss_kib();
         }
+        // A fresh connection per POST: an idle one would be closed by the relay's
+        // header-read timeout while thousands of waiters connect. Connecting is not timed.
+        let control = TcpStream::connect(&relay.addr).await.unwrap();
+        control.set_nodelay(true).unwrap();
+        let (read, mut write) = control.into_split();
+        let mut reader = BufReader::new(read);
+        // A new update each round (the same one again would be a redelivery, not stored).
+        let body = format!(r#"{{"update_id":{round}}}"#);
         let start = Instant::now();
-        post(&mut write, &mut reader, channel, r#"{"update_id":1}"#).await;
+        post(&mut write, &mut reader, channel, &body).await;
         while done.load(Ordering::SeqCst) < waiters * (round + 1) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }

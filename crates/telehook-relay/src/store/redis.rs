@@ -184,16 +184,23 @@ impl RedisStore {
     }
 }
 
-/// Receives wake-ups from all instances; reconnects with a growing pause when the link drops,
-/// and then wakes every local waiter, since wake-ups may have been lost meanwhile.
+/// Receives wake-ups from all instances; when the link drops, reconnects with exponential
+/// backoff and jitter (backon: 100 ms doubling to 10 s), then wakes every local waiter, since
+/// wake-ups may have been lost meanwhile.
 async fn listen(
     client: redis::Client,
     wake_channel: String,
     first: redis::aio::PubSub,
     notifier: Arc<Notifier>,
 ) {
+    use backon::BackoffBuilder;
+    let backoff = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .without_max_times();
     let mut pubsub = Some(first);
-    let mut pause = Duration::from_millis(100);
+    let mut pauses = backoff.build();
     loop {
         let current = match pubsub.take() {
             Some(p) => p,
@@ -208,13 +215,13 @@ async fn listen(
                     Ok(p) => {
                         tracing::info!("redis wake-up subscription restored");
                         notifier.wake_all();
-                        pause = Duration::from_millis(100);
+                        pauses = backoff.build();
                         p
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "redis wake-up subscription failed; retrying");
+                        let pause = pauses.next().unwrap_or(Duration::from_secs(10));
                         tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(Duration::from_secs(10));
                         continue;
                     }
                 }

@@ -36,6 +36,12 @@ impl std::fmt::Debug for Job {
     }
 }
 
+/// The retained copy of a redelivered update. No `ORDER BY`: it would make SQLite walk the
+/// channel by `seq` instead of using `updates_by_update_id` (one copy is ever stored anyway);
+/// a test checks the plan.
+const FIND_DUPLICATE: &str = "SELECT seq FROM updates WHERE channel_id = ?1 AND update_id = ?2 \
+                              AND body = ?3 AND created_at >= ?4 LIMIT 1";
+
 /// An append waiting for its transaction.
 type PendingAppend = (
     ChannelName,
@@ -290,10 +296,7 @@ impl Writer {
             };
             if let Some(update_id) = update.update_id {
                 let stored: Option<i64> = tx
-                    .prepare_cached(
-                        "SELECT seq FROM updates WHERE channel_id = ?1 AND update_id = ?2 \
-                         AND body = ?3 AND created_at >= ?4 ORDER BY seq DESC LIMIT 1",
-                    )?
+                    .prepare_cached(FIND_DUPLICATE)?
                     .query_row(params![row.id, update_id, update.json, cutoff], |r| {
                         r.get(0)
                     })
@@ -388,5 +391,29 @@ impl Writer {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finding_a_redelivery_uses_the_update_id_index() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(super::super::SCHEMA).unwrap();
+        super::super::migrate(&conn).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {FIND_DUPLICATE}"))
+            .unwrap()
+            .query_map(params![1, 2, "{}", 0], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("updates_by_update_id")),
+            "{plan:?}"
+        );
     }
 }
