@@ -10,10 +10,11 @@
 
 // The guides are read from the repository's `docs/` folder, outside this crate. `cargo package`
 // takes only the crate's own folder, so publishing as is would fail to build. Before the first
-// `cargo publish`, give the crate its own `crates/telehook/docs/` (a symbolic link to `../../docs`,
-// checked with `cargo package --list -p telehook`, or a copy made by the release script) and
-// change these paths to `../docs/…`. Not done yet: nothing is published, and a build script that
-// copies files could fail or go stale.
+// `cargo publish`, give the crate its own `crates/telehook/docs/` and change these paths to
+// `../docs/…`: a symbolic link `crates/telehook/docs -> ../../docs` works (`cargo package --list
+// -p telehook` then lists `docs/*.md`), or a copy made by the release script. Not done yet:
+// nothing is published, a link breaks checkouts on Windows without symlink support, and a build
+// script that copies files could fail or go stale.
 
 #[doc = include_str!("../../../docs/telegram.md")]
 pub mod telegram {}
