@@ -15,13 +15,14 @@ use crate::scan::{self, Payload};
 /// with the same key must be handled one after another (see `docs/timeouts.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SequenceKey {
-    /// The chat id: messages, edits, channel posts, business messages, member changes,
-    /// reactions, boosts.
+    /// The chat id: messages, edits, channel posts, business messages, the bot's own member
+    /// changes (`my_chat_member`), reactions, boosts.
     Chat(i64),
     /// The user id: callback queries, inline queries, chosen inline results, shipping and
-    /// pre-checkout queries, join requests, poll answers.
+    /// pre-checkout queries, join requests, paid media purchases, business connections, and
+    /// `chat_member` (the member whose status changed).
     User(i64),
-    /// The poll id: `poll` updates.
+    /// The poll id: `poll` and `poll_answer` updates.
     Poll(String),
 }
 
@@ -224,13 +225,16 @@ mod teloxide_impl {
         fn sequence_key(&self) -> Option<SequenceKey> {
             match &self.kind {
                 UpdateKind::Poll(poll) => Some(SequenceKey::Poll(poll.id.to_string())),
+                UpdateKind::PollAnswer(answer) => Some(SequenceKey::Poll(answer.poll_id.0.clone())),
+                UpdateKind::ChatMember(change) => {
+                    Some(SequenceKey::User(change.new_chat_member.user.id.0 as i64))
+                }
                 UpdateKind::CallbackQuery(_)
                 | UpdateKind::InlineQuery(_)
                 | UpdateKind::ChosenInlineResult(_)
                 | UpdateKind::ShippingQuery(_)
                 | UpdateKind::PreCheckoutQuery(_)
-                | UpdateKind::ChatJoinRequest(_)
-                | UpdateKind::PollAnswer(_) => {
+                | UpdateKind::ChatJoinRequest(_) => {
                     self.from().map(|user| SequenceKey::User(user.id.0 as i64))
                 }
                 _ => self.chat().map(|chat| SequenceKey::Chat(chat.id.0)),
@@ -301,10 +305,10 @@ fn keys_for(
         | "purchased_paid_media"
         | "business_connection" => sender_id.map(SequenceKey::User),
         "poll" => p.id.map(SequenceKey::Poll),
-        "poll_answer" => match sender_id {
-            Some(user) => Some(SequenceKey::User(user)),
-            None => p.voter_chat.map(SequenceKey::Chat),
-        },
+        // The official server queues a poll answer by its poll and a member change by the
+        // member (`Client::add_update_poll_answer`, `Client::add_update_chat_member`).
+        "poll_answer" => p.poll_id.map(SequenceKey::Poll),
+        "chat_member" => p.member.map(SequenceKey::User),
         // Every other kind, known or newer than this crate, is ordered by its chat.
         _ => chat_id.map(SequenceKey::Chat),
     };
@@ -368,6 +372,31 @@ mod tests {
         assert_eq!(u.sequence_key(), Some(&SequenceKey::User(111_111_111)));
         let u = Update::from_bytes(fixture("pre_checkout_query.json")).unwrap();
         assert!(matches!(u.sequence_key(), Some(SequenceKey::User(_))));
+    }
+
+    #[test]
+    fn poll_answers_by_the_poll_and_member_changes_by_the_member_as_the_server_queues_them() {
+        let u = Update::from_bytes(
+            r#"{"update_id":5,"poll_answer":{"poll_id":"p-1","user":{"id":42},"option_ids":[0]}}"#,
+        )
+        .unwrap();
+        assert_eq!(u.sequence_key(), Some(&SequenceKey::Poll("p-1".into())));
+        assert_eq!(u.sender_id(), Some(42));
+        let u = Update::from_bytes(
+            r#"{"update_id":6,"chat_member":{"chat":{"id":-100},"from":{"id":7},"date":0,
+                "old_chat_member":{"user":{"id":9},"status":"left"},
+                "new_chat_member":{"user":{"id":9},"status":"member"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(u.sequence_key(), Some(&SequenceKey::User(9)));
+        assert_eq!(u.chat_id(), Some(-100));
+        // The bot's own membership stays queued by the chat.
+        let u = Update::from_bytes(
+            r#"{"update_id":7,"my_chat_member":{"chat":{"id":-100},"from":{"id":7},
+                "new_chat_member":{"user":{"id":1},"status":"member"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(u.sequence_key(), Some(&SequenceKey::Chat(-100)));
     }
 
     #[test]

@@ -42,12 +42,14 @@ pub(crate) struct Payload {
     pub(crate) from: Option<i64>,
     /// `user.id`
     pub(crate) user: Option<i64>,
-    /// `voter_chat.id`
-    pub(crate) voter_chat: Option<i64>,
     /// `message.chat.id` (callback queries)
     pub(crate) message_chat: Option<i64>,
     /// `id` when it is a string (polls)
     pub(crate) id: Option<String>,
+    /// `poll_id` when it is a string (poll answers)
+    pub(crate) poll_id: Option<String>,
+    /// `new_chat_member.user.id` (member changes)
+    pub(crate) member: Option<i64>,
 }
 
 impl Payload {
@@ -64,13 +66,18 @@ impl Payload {
             chat: id("chat"),
             from: id("from"),
             user: id("user"),
-            voter_chat: id("voter_chat"),
             message_chat: p
                 .get("message")
                 .and_then(|m| m.get("chat"))
                 .and_then(|c| c.get("id"))
                 .and_then(Value::as_i64),
             id: p.get("id").and_then(Value::as_str).map(str::to_owned),
+            poll_id: p.get("poll_id").and_then(Value::as_str).map(str::to_owned),
+            member: p
+                .get("new_chat_member")
+                .and_then(|m| m.get("user"))
+                .and_then(|u| u.get("id"))
+                .and_then(Value::as_i64),
         })
     }
 }
@@ -264,31 +271,38 @@ impl<'a> Scanner<'a> {
             b"chat" => p.chat = self.id_object(depth)?,
             b"from" => p.from = self.id_object(depth)?,
             b"user" => p.user = self.id_object(depth)?,
-            b"voter_chat" => p.voter_chat = self.id_object(depth)?,
-            b"message" => {
-                p.message_chat = self
-                    .lenient_object(depth, |s, key, chat: &mut Option<i64>, depth| {
-                        if key == b"chat" {
-                            *chat = s.id_object(depth)?;
-                        } else {
-                            s.skip_value(depth)?;
-                        }
-                        Ok(())
-                    })?
-                    .flatten();
-            }
-            b"id" => {
-                p.id = if self.peek() == Some(b'"') {
-                    // Valid UTF-8: the whole body was checked, and escapes decode to UTF-8.
-                    Some(String::from_utf8_lossy(&self.string()?).into_owned())
-                } else {
-                    self.skip_value(depth)?;
-                    None
-                };
-            }
+            b"message" => p.message_chat = self.nested_id(depth, b"chat")?,
+            b"new_chat_member" => p.member = self.nested_id(depth, b"user")?,
+            b"id" => p.id = self.string_value(depth)?,
+            b"poll_id" => p.poll_id = self.string_value(depth)?,
             _ => self.skip_value(depth)?,
         }
         Ok(())
+    }
+
+    /// `<inner>.id` of the object starting here (`message.chat.id`, say), if it has one.
+    fn nested_id(&mut self, depth: usize, inner: &[u8]) -> Result<Option<i64>, InvalidUpdate> {
+        Ok(self
+            .lenient_object(depth, |s, key, id: &mut Option<i64>, depth| {
+                if key == inner {
+                    *id = s.id_object(depth)?;
+                } else {
+                    s.skip_value(depth)?;
+                }
+                Ok(())
+            })?
+            .flatten())
+    }
+
+    /// The value starting here if it is a string; any other value is skipped and gives `None`.
+    fn string_value(&mut self, depth: usize) -> Result<Option<String>, InvalidUpdate> {
+        if self.peek() == Some(b'"') {
+            // Valid UTF-8: the whole body was checked, and escapes decode to UTF-8.
+            Ok(Some(String::from_utf8_lossy(&self.string()?).into_owned()))
+        } else {
+            self.skip_value(depth)?;
+            Ok(None)
+        }
     }
 
     /// The integer `id` of an object such as `chat` or `from`, if it has one that fits i64.
