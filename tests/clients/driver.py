@@ -159,7 +159,9 @@ class Control:
             self.check_alive()
             if time.monotonic() > deadline:
                 seen = ", ".join(f"{c['method']}:{outcome(c)}" for c in calls[-12:] if c["method"] != "getUpdates")
-                raise StepFailed(f"no {what} within {timeout:.0f}s; last calls: [{seen}]")
+                error = self.request("GET", "webhook_info").get("last_error_message")
+                hint = f"; webhook last_error_message: {error!r}" if error else ""
+                raise StepFailed(f"no {what} within {timeout:.0f}s; last calls: [{seen}]{hint}")
             time.sleep(0.05)
 
 
