@@ -62,16 +62,10 @@ impl EmulatorBuilder {
                 addr: self.listen,
                 source,
             })?;
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
         let shared = Arc::new(Shared {
             bots: Mutex::new(HashMap::new()),
             timing: self.timing,
             limits: self.limits,
-            http,
             shutdown: tokio::sync::watch::Sender::new(false),
         });
         let emulator = Emulator {

@@ -13,6 +13,7 @@ mod model;
 mod objects;
 mod params;
 mod state;
+mod tls;
 mod webhook;
 
 pub use config::{Limits, Timing};

@@ -20,8 +20,6 @@ pub(crate) struct Shared {
     pub(crate) bots: Mutex<HashMap<String, Arc<BotCell>>>,
     pub(crate) timing: Timing,
     pub(crate) limits: Limits,
-    /// The client webhook deliveries go through.
-    pub(crate) http: reqwest::Client,
     /// Becomes true when the emulator shuts down; every task watches it.
     pub(crate) shutdown: watch::Sender<bool>,
 }
@@ -102,6 +100,9 @@ pub(crate) struct StoredUpdate {
 #[derive(Debug, Clone)]
 pub(crate) struct WebhookConfig {
     pub(crate) url: String,
+    /// Delivers to `url`; trusts the uploaded certificate, if any.
+    pub(crate) client: reqwest::Client,
+    pub(crate) has_custom_certificate: bool,
     pub(crate) secret_token: Option<String>,
     pub(crate) max_connections: usize,
 }

@@ -258,8 +258,8 @@ async fn post(
     hook: &WebhookConfig,
     update: &StoredUpdate,
 ) -> Result<Response, String> {
-    let mut request = shared
-        .http
+    let mut request = hook
+        .client
         .post(&hook.url)
         .header(CONTENT_TYPE, "application/json")
         .body(update.json.to_string())
@@ -308,10 +308,10 @@ fn describe(error: &reqwest::Error) -> String {
         }
         source = e.source();
     }
-    if error.is_builder()
-        || error.url().is_some_and(|u| u.scheme() == "https") && error.is_connect()
+    if error.url().is_some_and(|u| u.scheme() == "https")
+        && let Some(words) = crate::tls::describe(error)
     {
-        return "SSL error: the telehook emulator delivers over http:// only".to_owned();
+        return words.to_owned();
     }
     if error.is_connect() {
         return "Failed to connect".to_owned();

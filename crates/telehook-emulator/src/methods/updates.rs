@@ -148,6 +148,8 @@ pub(super) fn set_webhook(state: &mut BotState, input: &Input) -> Result<Success
         return Ok(delete_webhook(state, params));
     }
     check_webhook_url(&url)?;
+    let certificate = input.file("certificate").map(|part| part.bytes.as_ref());
+    let client = crate::tls::delivery_client(certificate)?;
     let secret_token = string(params, "secret_token").filter(|s| !s.is_empty());
     if let Some(secret) = &secret_token {
         if secret.len() > 256 {
@@ -187,6 +189,8 @@ pub(super) fn set_webhook(state: &mut BotState, input: &Input) -> Result<Success
     );
     state.webhook = Some(WebhookConfig {
         url,
+        client,
+        has_custom_certificate: certificate.is_some(),
         secret_token,
         max_connections,
     });
@@ -250,7 +254,7 @@ pub(super) fn delete_webhook(state: &mut BotState, params: &Map<String, Value>) 
 pub(crate) fn webhook_info(state: &BotState) -> Value {
     let mut info = json!({
         "url": state.webhook.as_ref().map_or("", |hook| hook.url.as_str()),
-        "has_custom_certificate": false,
+        "has_custom_certificate": state.webhook.as_ref().is_some_and(|hook| hook.has_custom_certificate),
         "pending_update_count": state.pending.len(),
     });
     if let Some((date, message)) = &state.last_error {
