@@ -52,10 +52,11 @@ impl Backoff {
     /// The next delay to wait.
     pub fn next_delay(&mut self) -> Duration {
         self.attempt = self.attempt.saturating_add(1);
-        self.delays
-            .next()
-            .unwrap_or(self.max / 2)
-            .min(self.max.saturating_sub(Duration::from_nanos(1)).max(self.min / 2))
+        self.delays.next().unwrap_or(self.max / 2).min(
+            self.max
+                .saturating_sub(Duration::from_nanos(1))
+                .max(self.min / 2),
+        )
     }
 
     /// How many delays were handed out since the last reset.
