@@ -14,8 +14,9 @@ use crate::store::NewUpdate;
 
 /// Header carrying the channel's count after a POST.
 pub const TOTAL_UPDATES_HEADER: &str = "x-total-updates";
-/// Header Telegram sends with the webhook's `secret_token`; accepted as a write token.
-pub const SECRET_TOKEN_HEADER: &str = "x-telegram-bot-api-secret-token";
+/// Header Telegram sends with the webhook's `secret_token`; accepted as a write token. The
+/// same constant as the webhook adapters use.
+pub use telehook_core::SECRET_TOKEN_HEADER;
 
 /// `POST /{channel}` and `POST /{channel}/pushUpdates`.
 pub(crate) async fn push_update(
