@@ -31,7 +31,11 @@ pub fn router(path: &str, webhook: Webhook) -> Router {
 pub async fn handle(webhook: &Webhook, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let head = telehook_core::RequestHead::from_http(&parts.method, &parts.headers);
-    webhook.handle(head, body).await.into_http().into_response()
+    webhook
+        .handle_with_extensions(head, parts.extensions, body)
+        .await
+        .into_http()
+        .into_response()
 }
 
 pub use telehook_hyper::{Drain, ServeConfig, ShutdownReport};

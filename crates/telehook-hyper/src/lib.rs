@@ -370,5 +370,8 @@ pub async fn handle(
 ) -> Result<http::Response<Full<Bytes>>, Infallible> {
     let (parts, body) = request.into_parts();
     let head = telehook_core::RequestHead::from_http(&parts.method, &parts.headers);
-    Ok(webhook.handle(head, body).await.into_http())
+    Ok(webhook
+        .handle_with_extensions(head, parts.extensions, body)
+        .await
+        .into_http())
 }

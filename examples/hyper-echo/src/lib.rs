@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -20,6 +21,9 @@ pub const WEBHOOK_PATH: &str = "/telegram";
 pub struct AppState {
     /// Text messages echoed so far.
     pub echoed: Arc<AtomicU64>,
+    /// Time each echo waits before answering (`ECHO_DELAY_MS`; zero by default): a slow
+    /// handler, to watch a graceful shutdown wait for it.
+    pub delay: Duration,
 }
 
 /// What the echo bot does with one update: a text message gets the same text back.
@@ -29,6 +33,18 @@ pub async fn echo(state: AppState, update: Update, ctx: Context) -> Result<(), H
         return Ok(());
     };
     let chat_id = update.chat_id().ok_or("a message without a chat")?;
+    if !state.delay.is_zero() {
+        tracing::info!(
+            update_id = update.update_id(),
+            delay_ms = state.delay.as_millis(),
+            "echo: waiting before answering"
+        );
+        tokio::time::sleep(state.delay).await;
+        tracing::info!(
+            update_id = update.update_id(),
+            "echo: answered after the delay"
+        );
+    }
     ctx.webhook_reply(
         "sendMessage",
         serde_json::json!({ "chat_id": chat_id, "text": text }),
@@ -82,5 +98,61 @@ impl hyper::service::Service<http::Request<Incoming>> for App {
                     .unwrap_or_default()),
             }
         })
+    }
+}
+
+/// A duration in milliseconds from the environment variable `name`, if it is set.
+pub fn env_ms(name: &str) -> Result<Option<Duration>, String> {
+    match std::env::var(name) {
+        Ok(value) => value
+            .parse()
+            .map(|ms| Some(Duration::from_millis(ms)))
+            .map_err(|e| format!("{name}={value:?} is not a number of milliseconds: {e}")),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Resolves at the first SIGINT (Ctrl-C) or SIGTERM. From then on, a second one exits the
+/// process at once with code 130, cutting the graceful shutdown short.
+pub async fn shutdown_signal() {
+    let mut signals = Signals::new();
+    signals.recv().await;
+    tokio::spawn(async move {
+        signals.recv().await;
+        tracing::warn!("second signal: exiting without waiting for the rest");
+        std::process::exit(130);
+    });
+    tracing::info!("shutting down gracefully; a second signal exits at once");
+}
+
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                interrupt: signal(SignalKind::interrupt()).expect("a SIGINT handler"),
+                terminate: signal(SignalKind::terminate()).expect("a SIGTERM handler"),
+            }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

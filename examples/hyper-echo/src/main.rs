@@ -1,8 +1,12 @@
 //! `cargo run -p hyper-echo`: serves the echo bot on `PORT` (default 8080), checking
-//! `TELEHOOK_SECRET` if it is set; Ctrl-C shuts down gracefully.
+//! `TELEHOOK_SECRET` if it is set.
+//!
+//! Hardened against slow clients (header-read/idle timeout `HEADER_READ_TIMEOUT_MS`, default
+//! 10 s; at most 256 connections); SIGTERM or Ctrl-C stops accepting, lets the updates in
+//! flight finish and be answered, within `SHUTDOWN_DEADLINE_MS` (default 20 s); a second
+//! signal exits at once.
 
-use std::time::Duration;
-
+use telehook::hyper::ServeConfig;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -21,7 +25,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secret = std::env::var("TELEHOOK_SECRET")
         .ok()
         .filter(|s| !s.is_empty());
-    let state = hyper_echo::AppState::default();
+    let mut config = ServeConfig::default();
+    if let Some(timeout) = hyper_echo::env_ms("HEADER_READ_TIMEOUT_MS")? {
+        config = config.header_read_timeout(timeout);
+    }
+    if let Some(deadline) = hyper_echo::env_ms("SHUTDOWN_DEADLINE_MS")? {
+        config = config.shutdown_deadline(deadline);
+    }
+    let state = hyper_echo::AppState {
+        delay: hyper_echo::env_ms("ECHO_DELAY_MS")?.unwrap_or_default(),
+        ..Default::default()
+    };
     let webhook = hyper_echo::webhook(state.clone(), secret.as_deref())?;
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
     tracing::info!(address = %listener.local_addr()?, path = hyper_echo::WEBHOOK_PATH, "hyper-echo listening");
@@ -29,12 +43,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         webhook: webhook.clone(),
         state,
     };
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let report =
-        telehook::hyper::serve_with(listener, app, &webhook, shutdown, Duration::from_secs(20))
-            .await;
+    let report = telehook::hyper::serve_with_config(
+        listener,
+        app,
+        &webhook,
+        hyper_echo::shutdown_signal(),
+        &config,
+    )
+    .await;
     tracing::info!(?report, "stopped");
     Ok(())
 }

@@ -1,0 +1,27 @@
+//! The hyper echo bot as a real process on loopback: graceful shutdown on SIGTERM/SIGINT with a
+//! deadline, and slow clients cut off.
+
+#[path = "../../hyper-echo/tests/support/process.rs"]
+mod process;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hyper-echo");
+
+#[test]
+fn sigterm_lets_the_update_in_flight_finish() {
+    process::cases::sigterm_lets_the_update_in_flight_finish(BIN, "/telegram");
+}
+
+#[test]
+fn the_deadline_ends_a_shutdown_a_run_would_block() {
+    process::cases::the_deadline_ends_a_shutdown_a_run_would_block(BIN, "/telegram");
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    process::cases::a_second_signal_exits_at_once(BIN, "/telegram");
+}
+
+#[test]
+fn a_slowloris_connection_is_closed() {
+    process::cases::a_slowloris_connection_is_closed(BIN, "/telegram");
+}
