@@ -52,6 +52,12 @@ pub mod rocket {
     pub use telehook_rocket::*;
 }
 
+/// The Vercel Functions adapter (feature `vercel`): `run(webhook, max_duration)`.
+#[cfg(feature = "vercel")]
+pub mod vercel {
+    pub use telehook_vercel::*;
+}
+
 /// Long polling with `getUpdates` (feature `polling`): the same handler, without a public URL.
 #[cfg(feature = "polling")]
 pub mod polling {

@@ -1,0 +1,116 @@
+//! telehook-vercel obeys the whole webhook contract, derives the deadline from `maxDuration`,
+//! and keeps the invocation alive (`waitUntil`) for runs that go on after the answer.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use telehook_conformance::{Client, Harness, StreamingBody};
+use telehook_core::{Context, HandlerError, Update, Webhook};
+use vercel_runtime::{AppState, LogContext};
+
+const MAX_DURATION: Duration = Duration::from_secs(300);
+
+fn state() -> AppState {
+    AppState::new(LogContext::new(None, None, None))
+}
+
+async fn into_bytes(
+    response: http::Response<vercel_runtime::ResponseBody>,
+) -> http::Response<Bytes> {
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    http::Response::from_parts(parts, body)
+}
+
+struct VercelHarness;
+
+struct VercelClient(Webhook);
+
+impl Harness for VercelHarness {
+    type Client = VercelClient;
+
+    async fn serve(&self, webhook: Webhook) -> VercelClient {
+        VercelClient(webhook)
+    }
+}
+
+impl Client for VercelClient {
+    async fn send(&self, request: http::Request<Bytes>) -> http::Response<Bytes> {
+        let request = request.map(http_body_util::Full::new);
+        into_bytes(telehook_vercel::handle(&self.0, &state(), request, MAX_DURATION).await).await
+    }
+
+    async fn send_streaming(
+        &self,
+        request: http::Request<StreamingBody>,
+    ) -> Option<http::Response<Bytes>> {
+        Some(
+            into_bytes(telehook_vercel::handle(&self.0, &state(), request, MAX_DURATION).await)
+                .await,
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vercel_requests_obey_the_webhook_contract() {
+    telehook_conformance::run(&VercelHarness).await;
+}
+
+fn post(body: &'static str) -> http::Request<http_body_util::Full<Bytes>> {
+    http::Request::post("/api/telegram")
+        .body(http_body_util::Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_handler_sees_the_deadline_of_max_duration_less_the_margin() {
+    let (seen, deadline) = tokio::sync::oneshot::channel();
+    let seen = std::sync::Mutex::new(Some(seen));
+    let webhook = Webhook::builder()
+        .timeout(Duration::from_secs(60))
+        .build(move |_: Update, ctx: Context| {
+            let _ = seen
+                .lock()
+                .unwrap()
+                .take()
+                .map(|seen| seen.send(ctx.deadline()));
+            async { Ok::<_, HandlerError>(()) }
+        })
+        .unwrap();
+    let before = std::time::Instant::now();
+    let max_duration = Duration::from_secs(10);
+    let response = telehook_vercel::handle(
+        &webhook,
+        &state(),
+        post(r#"{"update_id":1,"message":{"chat":{"id":1}}}"#),
+        max_duration,
+    )
+    .await;
+    let after = std::time::Instant::now();
+    assert_eq!(response.status(), 200);
+    // 10 s less the margin is shorter than the configured 60 s timeout: it wins.
+    let deadline = deadline.await.unwrap().expect("a deadline");
+    let budget = max_duration - telehook_vercel::DEADLINE_MARGIN;
+    assert!(deadline >= before + budget && deadline <= after + budget);
+}
+
+#[tokio::test]
+async fn a_max_duration_below_the_timeout_answers_503_before_vercel_would() {
+    let webhook = Webhook::builder()
+        .timeout(Duration::from_secs(60))
+        .build(|_: Update, _: Context| async {
+            std::future::pending::<()>().await;
+            Ok::<_, HandlerError>(())
+        })
+        .unwrap();
+    // A maxDuration within the margin leaves no time at all: the answer is the timeout's 503.
+    let response = telehook_vercel::handle(
+        &webhook,
+        &state(),
+        post(r#"{"update_id":2,"message":{"chat":{"id":1}}}"#),
+        telehook_vercel::DEADLINE_MARGIN,
+    )
+    .await;
+    assert_eq!(response.status(), 503);
+}
