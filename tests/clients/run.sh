@@ -33,7 +33,7 @@ fi
 
 echo "== clients: building telehook-emulator"
 # shellcheck disable=SC2086 # CLIENTS_CARGO_FLAGS is a list of flags
-(cd "$root" && cargo build -p telehook-emulator --bin telehook-emulator ${CLIENTS_CARGO_FLAGS:-})
+(cd "$root" && cargo build -p telehook-emulator --features cli --bin telehook-emulator ${CLIENTS_CARGO_FLAGS:-})
 emulator="${CARGO_TARGET_DIR:-$root/target}/debug/telehook-emulator"
 
 echo "== clients: running the bots"
