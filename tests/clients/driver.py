@@ -213,6 +213,11 @@ class Result:
     seconds: float = 0.0
     steps: list[tuple[str, str, str]] = field(default_factory=list)  # (step, pass|FAIL|n/a, note)
     log: str = ""
+    https: bool = False
+
+    @property
+    def mode(self) -> str:
+        return f"{self.combo.mode} https" if self.https else self.combo.mode
 
     @property
     def passed(self) -> bool:
@@ -423,9 +428,10 @@ def run_combo(combo: Combo, base_url: str, token: str, python: str, logs: Path, 
         "WEBHOOK_PORT": str(free_port()),
         "PYTHONUNBUFFERED": "1",
     }
-    if not (combo.library == "telegraf" and combo.webhook):
+    if not combo.webhook:
         env.pop("TLS_CERT", None)
         env.pop("TLS_KEY", None)
+    result.https = "TLS_CERT" in env
     log_path = logs / f"{combo.name}.log"
     started = time.monotonic()
     with open(log_path, "wb") as log:
@@ -468,7 +474,7 @@ def start_emulator(binary: str, tokens: list[str], log_path: Path):
 
 
 def self_signed_cert(directory: Path) -> dict:
-    """A certificate for 127.0.0.1 for telegraf's https webhook, or {} without openssl."""
+    """A self-signed certificate for 127.0.0.1 for the https webhooks, or {} without openssl."""
     cert, key = directory / "webhook.crt", directory / "webhook.key"
     try:
         subprocess.run(
@@ -489,7 +495,8 @@ def main() -> int:
     parser.add_argument("--only", default="", help="comma-separated LIB or LIB:MODE to run")
     parser.add_argument("--jobs", type=int, default=4, help="combinations run at once")
     parser.add_argument("--https", choices=["auto", "off"], default=os.environ.get("CLIENTS_HTTPS", "off"),
-                        help="telegraf webhook modes over https (launch({webhook})); off: plain http")
+                        help="webhook modes over https with a self-signed certificate uploaded with "
+                        "setWebhook (telegraf: launch({webhook})); off: plain http on loopback")
     args = parser.parse_args()
 
     combos = COMBOS
@@ -526,10 +533,10 @@ def main() -> int:
     order = {c: i for i, c in enumerate(COMBOS)}
     results.sort(key=lambda r: order[r.combo])
     print()
-    print(f"{'library':<20} {'mode':<14} {'result':<7} {'seconds':>7}  failed steps")
+    print(f"{'library':<20} {'mode':<20} {'result':<7} {'seconds':>7}  failed steps")
     for r in results:
         failed = ", ".join(name for name, status, _ in r.steps if status == "FAIL") or "-"
-        print(f"{r.combo.library:<20} {r.combo.mode:<14} {'pass' if r.passed else 'FAIL':<7} {r.seconds:>7.1f}  {failed}")
+        print(f"{r.combo.library:<20} {r.mode:<20} {'pass' if r.passed else 'FAIL':<7} {r.seconds:>7.1f}  {failed}")
     print(f"total {total:.1f}s for {len(results)} combinations ({args.jobs} at once)")
     for r in results:
         notes = [(n, s, note) for n, s, note in r.steps if s != "pass" or os.environ.get("CLIENTS_VERBOSE")]

@@ -2,10 +2,13 @@
 //
 // Modes (BOT_MODE): "polling" (bot.start), "webhook" (webhookCallback on node:http, every call
 // over HTTP) and "webhook-reply" (the same, with canUseWebhookReply: the first eligible call of
-// an update goes back in the webhook answer).
+// an update goes back in the webhook answer). With TLS_CERT/TLS_KEY set the webhook is served
+// over https and the certificate uploaded with setWebhook.
 "use strict";
 
+const fs = require("node:fs");
 const http = require("node:http");
+const https = require("node:https");
 const { Bot, GrammyError, InlineKeyboard, InputFile, webhookCallback } = require("grammy");
 
 const BASE_URL = process.env.TELEHOOK_BASE_URL;
@@ -86,7 +89,11 @@ async function main() {
   if (MODE !== "webhook" && MODE !== "webhook-reply") throw new Error(`unknown BOT_MODE ${MODE}`);
   const port = Number(process.env.WEBHOOK_PORT);
   const handle = webhookCallback(bot, "http", { secretToken: SECRET });
-  const server = http.createServer(async (req, res) => {
+  // With a certificate: https, and the self-signed certificate uploaded with setWebhook.
+  const tls = process.env.TLS_CERT && process.env.TLS_KEY
+    ? { cert: fs.readFileSync(process.env.TLS_CERT), key: fs.readFileSync(process.env.TLS_KEY) }
+    : undefined;
+  const listener = async (req, res) => {
     try {
       await handle(req, res);
     } catch (error) {
@@ -95,12 +102,14 @@ async function main() {
       if (!res.headersSent) res.writeHead(500);
       res.end();
     }
-  });
+  };
+  const server = tls ? https.createServer(tls, listener) : http.createServer(listener);
   await new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
   await bot.init();
-  await bot.api.setWebhook(`http://127.0.0.1:${port}/hook`, {
+  await bot.api.setWebhook(`${tls ? "https" : "http"}://127.0.0.1:${port}/hook`, {
     secret_token: SECRET,
     allowed_updates: ["message", "callback_query", "inline_query"],
+    certificate: tls ? new InputFile(process.env.TLS_CERT) : undefined,
   });
   console.log("webhook set");
 }

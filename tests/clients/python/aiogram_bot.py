@@ -3,7 +3,8 @@
 Modes (BOT_MODE): ``polling`` (``Dispatcher.start_polling``), ``webhook`` (aiohttp with
 ``SimpleRequestHandler``; every call over HTTP) and ``webhook-reply`` (the same server, with
 handlers *returning* a method: aiogram then answers the webhook with it as a
-``multipart/form-data`` webhook reply, uploads included).
+``multipart/form-data`` webhook reply, uploads included). With TLS_CERT/TLS_KEY set the webhook
+is served over https and the certificate uploaded with setWebhook.
 
 ``handle_in_background=False`` in both webhook modes: the handler runs before the webhook is
 answered, so a failing handler answers 500 and Telegram retries (with aiogram's default
@@ -13,6 +14,7 @@ answered, so a failing handler answers 500 and Telegram retries (with aiogram's 
 import asyncio
 import logging
 import os
+import ssl
 
 from aiogram import Bot, Dispatcher, F
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -150,14 +152,21 @@ async def main() -> None:
         dispatcher=dp, bot=bot, secret_token=SECRET, handle_in_background=False
     ).register(app, path="/hook")
     setup_application(app, dp, bot=bot)
+    # With a certificate: https, and the self-signed certificate uploaded with setWebhook.
+    cert, key = os.environ.get("TLS_CERT"), os.environ.get("TLS_KEY")
+    tls = None
+    if cert and key:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(cert, key)
     runner = web.AppRunner(app)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=tls).start()
     # Listening first, then setWebhook: the first delivery finds the server up.
     await bot.set_webhook(
-        f"http://127.0.0.1:{port}/hook",
+        f"{'https' if tls else 'http'}://127.0.0.1:{port}/hook",
         secret_token=SECRET,
         allowed_updates=dp.resolve_used_update_types(),
+        certificate=FSInputFile(cert) if tls else None,
     )
     try:
         await asyncio.Event().wait()

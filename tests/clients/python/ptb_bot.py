@@ -1,7 +1,7 @@
 """The scenario bot on python-telegram-bot, pointed at the telehook emulator.
 
 Modes (BOT_MODE): ``polling`` (``run_polling``) and ``webhook`` (``run_webhook``, PTB's own
-tornado server). What each message makes the bot do is described in tests/clients/README.md.
+tornado server; https with the certificate uploaded when TLS_CERT/TLS_KEY are set). What each message makes the bot do is described in tests/clients/README.md.
 """
 
 import asyncio
@@ -132,13 +132,18 @@ def main() -> None:
         app.run_polling(allowed_updates=Update.ALL_TYPES, close_loop=False)
     elif MODE == "webhook":
         port = int(os.environ["WEBHOOK_PORT"])
+        # With a certificate PTB serves https and uploads the certificate with setWebhook.
+        cert, key = os.environ.get("TLS_CERT"), os.environ.get("TLS_KEY")
+        scheme = "https" if cert and key else "http"
         app.run_webhook(
             listen="127.0.0.1",
             port=port,
             url_path="hook",
-            webhook_url=f"http://127.0.0.1:{port}/hook",
+            webhook_url=f"{scheme}://127.0.0.1:{port}/hook",
             secret_token=SECRET,
             allowed_updates=Update.ALL_TYPES,
+            cert=cert if scheme == "https" else None,
+            key=key if scheme == "https" else None,
             close_loop=False,
         )
     else:
