@@ -99,3 +99,33 @@ async fn the_connection_limit_holds_a_new_connection_until_one_closes() {
     let answer = String::from_utf8_lossy(&buf[..n]);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+#[tokio::test]
+async fn expect_100_continue_without_the_secret_gets_401_not_100() {
+    let webhook = Webhook::builder()
+        .secret_token("s3cr3t_T0ken-for-tests")
+        .build(|_: Update, _: Context| async { Ok::<_, HandlerError>(()) })
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(telehook_hyper::serve(
+        listener,
+        webhook,
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST /telegram HTTP/1.1\r\nHost: localhost\r\nX-Telegram-Bot-Api-Secret-Token: wrong\r\n\
+         Content-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        BODY.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0; 512];
+    let n = tokio::time::timeout(BOUND, stream.read(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+}
