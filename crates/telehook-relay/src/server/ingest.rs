@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, header};
 
-use super::routes::{ChannelPath, QueryPairs, query_pairs};
+use super::extract::{ChannelPath, QueryPairs, query_pairs};
 use super::state::{Access, Shared, bearer};
 use crate::error::RelayError;
 use crate::store::NewUpdate;

@@ -1,7 +1,7 @@
 //! The HTTP side of the relay, one job per file:
 //!
 //! - [`state`]: what every request shares, and who may read or write a channel;
-//! - [`routes`]: the router, its extractors, CORS and the rate limit;
+//! - [`routes`]: the router, CORS and the rate limit; [`extract`]: extractors that never reject;
 //! - [`ingest`]: `POST /{channel}`;
 //! - [`poll`]: `GET /{channel}` (long polling);
 //! - [`sse`] and [`ws`]: the two streams, both built on [`follow`];
@@ -19,6 +19,7 @@ use crate::config::RelayConfig;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 
+mod extract;
 mod follow;
 mod ingest;
 mod poll;

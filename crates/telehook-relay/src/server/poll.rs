@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::response::Response;
 use http::{HeaderMap, StatusCode, header};
 
-use super::routes::{ChannelPath, QueryPairs, query_pairs};
+use super::extract::{ChannelPath, QueryPairs, query_pairs};
 use super::sse::sse;
 use super::state::{Access, Shared, bearer, json_response};
 use crate::channel::ChannelName;

@@ -1,17 +1,14 @@
-//! The router: routes, extractors that answer every refusal with the JSON error object,
-//! CORS ([`tower_http::cors::CorsLayer`]) and the per-IP rate limit.
+//! The router: routes, fallbacks that answer with the JSON error object, CORS
+//! ([`tower_http::cors::CorsLayer`]) and the per-IP rate limit.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http::request::Parts;
 use http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -19,37 +16,7 @@ use super::ingest::push_update;
 use super::poll::get_updates;
 use super::state::{Shared, json_response};
 use super::ws::ws_upgrade;
-use crate::channel::ChannelName;
 use crate::error::RelayError;
-
-/// The channel named by the path, or why the path names none (not UTF-8, not a valid name).
-/// Extracting never fails, so the handler answers with [`RelayError`]'s JSON body.
-pub(crate) struct ChannelPath(pub(crate) Result<ChannelName, RelayError>);
-
-impl<S: Send + Sync> FromRequestParts<S> for ChannelPath {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Infallible> {
-        let result = match Path::<String>::from_request_parts(parts, state).await {
-            Ok(Path(name)) => ChannelName::parse(&name).map_err(RelayError::from),
-            Err(rejection) => Err(RelayError::BadPath(rejection.body_text())),
-        };
-        Ok(Self(result))
-    }
-}
-
-/// The query string as decoded pairs, or why it could not be decoded.
-pub(crate) type QueryPairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
-
-/// The decoded pairs, or a 400.
-pub(crate) fn query_pairs(query: QueryPairs) -> Result<Vec<(String, String)>, RelayError> {
-    query
-        .map(|Query(pairs)| pairs)
-        .map_err(|e| RelayError::BadParameter {
-            name: "query",
-            reason: e.body_text(),
-        })
-}
 
 /// The routes of the relay protocol, with CORS and rate limiting.
 pub(crate) fn router(shared: &Arc<Shared>) -> Router {

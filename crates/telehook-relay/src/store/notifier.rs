@@ -5,9 +5,56 @@ use std::sync::Mutex;
 
 use tokio::sync::watch;
 
-use super::Wake;
+use std::sync::Arc;
+
+use super::page::{Page, StoredUpdate};
 use crate::channel::ChannelName;
 use crate::error::RelayError;
+
+/// Updates committed together in one channel, handed to waiters so they can answer without a read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// The updates, oldest first, with consecutive `seq`s.
+    pub updates: Vec<StoredUpdate>,
+}
+
+/// The value of a channel's wake-up signal.
+#[derive(Debug, Clone, Default)]
+pub struct Wake {
+    /// The channel's count after the latest commit known to this instance.
+    pub total: u64,
+    /// The updates of that commit, when this instance made it.
+    pub latest: Option<Arc<Batch>>,
+    /// `total` is the channel's current count: every commit reaches this notifier, in commit
+    /// order (a single in-process writer). A client whose `ts` equals it has nothing to read, so
+    /// it can wait without asking storage. False when wake-ups come from other instances, which
+    /// may arrive late, out of order, or not at all.
+    pub exact: bool,
+}
+
+impl Wake {
+    /// A page answered without storage: from the latest batch when it starts right after `ts`,
+    /// or an empty page when `ts` is exactly the channel's current count.
+    pub fn page_after(&self, ts: u64, limit: usize) -> Option<Page> {
+        if self.exact && self.total == ts {
+            return Some(Page {
+                total: ts,
+                first_retained: ts + 1,
+                updates: Vec::new(),
+            });
+        }
+        let batch = self.latest.as_ref()?;
+        let first = batch.updates.first()?;
+        if first.seq != ts + 1 {
+            return None;
+        }
+        Some(Page {
+            total: self.total,
+            first_retained: first.seq,
+            updates: batch.updates.iter().take(limit).cloned().collect(),
+        })
+    }
+}
 
 /// Per-channel wake-up signals. A waiter subscribes BEFORE reading storage, so an update
 /// committed between its read and its wait still wakes it.
@@ -98,6 +145,35 @@ impl Notifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exact_count_answers_an_up_to_date_client_without_storage() {
+        let update = |seq| StoredUpdate {
+            seq,
+            json: Arc::from(r#"{"update_id":1}"#),
+        };
+        let wake = Wake {
+            total: 7,
+            latest: Some(Arc::new(Batch {
+                updates: vec![update(6), update(7)],
+            })),
+            exact: true,
+        };
+        let empty = wake.page_after(7, 10).unwrap();
+        assert!(empty.updates.is_empty());
+        assert_eq!((empty.total, empty.missed(7), empty.next_ts()), (7, 0, 7));
+        assert_eq!(wake.page_after(5, 10).unwrap().updates.len(), 2);
+        assert!(wake.page_after(3, 10).is_none(), "older ts needs storage");
+        assert!(wake.page_after(9, 10).is_none(), "ts ahead needs storage");
+        let inexact = Wake {
+            exact: false,
+            ..wake
+        };
+        assert!(
+            inexact.page_after(7, 10).is_none(),
+            "a count from other instances may be stale"
+        );
+    }
 
     #[test]
     fn publishing_the_same_count_marks_it_exact_without_waking() {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::floor;
+use super::schema::floor;
 use crate::channel::ChannelName;
 use crate::config::StoreLimits;
 use crate::error::StoreError;
@@ -401,8 +401,8 @@ mod tests {
     #[test]
     fn finding_a_redelivery_uses_the_update_id_index() {
         let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(super::super::SCHEMA).unwrap();
-        super::super::migrate(&conn).unwrap();
+        conn.execute_batch(super::super::schema::SCHEMA).unwrap();
+        super::super::schema::migrate(&conn).unwrap();
         let plan: Vec<String> = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {FIND_DUPLICATE}"))
             .unwrap()
