@@ -1,8 +1,16 @@
-//! A client that long-polls a relay channel and feeds each update to the same
-//! [`UpdateHandler`] a webhook uses, so a bot behind NAT receives Telegram's webhooks.
+//! A client that long-polls a relay channel and feeds each update, through telehook-polling's
+//! runner, to the same [`UpdateHandler`] a webhook uses, so a bot behind NAT receives
+//! Telegram's webhooks with the guarantees of long polling: per-chat order, bounded
+//! concurrency, the error policy, panics caught, a graceful stop with a deadline.
+//!
+//! It speaks the protocol of `lua-long-polling` (poll.def.pm), so it also reads from the
+//! reference server: see `docs/relay.md`.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,13 +20,19 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
+use serde::de::{self, Deserializer};
 use serde_json::value::RawValue;
-use telehook_core::{Context, Update, UpdateHandler};
+use telehook_core::{Update, UpdateHandler, UpdateType};
+use telehook_polling::{Backoff, Delivery, RunnerConfig, StopReport, UpdateSource};
 
-use crate::channel::ChannelName;
+use crate::channel::{ChannelName, ChannelNameError};
+
+/// A boxed error, kept as the `source` of a [`ClientError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Why the client stopped or a poll failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// The relay URL is not a valid `http://` URL.
     #[error("invalid relay URL {url:?}: {reason}")]
@@ -29,11 +43,11 @@ pub enum ClientError {
         reason: String,
     },
     /// The channel name is invalid.
-    #[error("invalid channel: {0}")]
-    InvalidChannel(String),
+    #[error("invalid channel")]
+    InvalidChannel(#[source] ChannelNameError),
     /// Connecting or talking to the relay failed (retried by [`RelayClient::run`]).
-    #[error("relay unreachable: {0}")]
-    Transport(String),
+    #[error("relay unreachable")]
+    Transport(#[source] BoxError),
     /// The relay answered with an error status (4xx except 429 stop [`RelayClient::run`]).
     #[error("relay answered {status}: {body}")]
     Status {
@@ -45,15 +59,16 @@ pub enum ClientError {
         retry_after: Option<u64>,
     },
     /// The relay's answer was not the expected JSON.
-    #[error("unexpected answer from relay: {0}")]
-    BadAnswer(String),
+    #[error("unexpected answer from relay")]
+    BadAnswer(#[source] BoxError),
     /// The `ts` state file could not be read or written.
-    #[error("state file {path}: {reason}")]
+    #[error("state file {path}")]
     State {
         /// The file.
         path: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        source: BoxError,
     },
 }
 
@@ -72,11 +87,16 @@ impl ClientError {
 
 /// One long-poll answer.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Polled {
     /// The `ts` to send next time.
     pub ts: u64,
-    /// Updates that retention dropped before they could be read.
+    /// Updates that retention dropped before they could be read (the relay's `missed`, or the
+    /// gap between the `ts` step and the updates returned, as the reference server shows it).
     pub missed: u64,
+    /// The relay answered from the start of the channel (`"reset":true`): the `ts` asked for
+    /// was above its count (its storage was replaced), so everything returned is new.
+    pub reset: bool,
     /// The updates, as raw JSON, oldest first.
     pub updates: Vec<Bytes>,
 }
@@ -87,12 +107,66 @@ struct Answer<'a> {
     ts: u64,
     #[serde(default)]
     missed: u64,
-    #[serde(borrow, default)]
+    #[serde(default)]
+    reset: bool,
+    #[serde(borrow, default, deserialize_with = "list_or_empty_object")]
     updates: Vec<&'a RawValue>,
+}
+
+/// A JSON array, or `{}`: the reference server (Lua, cjson) encodes an empty list as an
+/// empty object.
+fn list_or_empty_object<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<&'de RawValue>, D::Error> {
+    struct ListOrEmpty;
+    impl<'de> de::Visitor<'de> for ListOrEmpty {
+        type Value = Vec<&'de RawValue>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of updates (or {} for none)")
+        }
+
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1_000));
+            while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+                out.push(raw);
+            }
+            Ok(out)
+        }
+
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            match map.next_key::<de::IgnoredAny>()? {
+                None => Ok(Vec::new()),
+                Some(_) => Err(de::Error::custom(
+                    "`updates` is an object with keys; expected a list",
+                )),
+            }
+        }
+    }
+    deserializer.deserialize_any(ListOrEmpty)
+}
+
+/// What a [`RelayClient::run`] did, returned when it stops.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RelayReport {
+    /// What the runner did: handled, given up, panics, skipped repeats, unfinished…
+    pub run: StopReport,
+    /// Updates the relay said (or its `ts` step showed) were dropped before this client read
+    /// them. Each occurrence is also logged at warn with the channel and `ts`.
+    pub missed: u64,
+    /// Times the channel's count went below the `ts` this client held (the relay's storage was
+    /// replaced, or a reference server restarted): the client read the channel from the start
+    /// again, so nothing stored was skipped, but updates stored before the restart and never
+    /// read are gone. Logged at warn with both counts.
+    pub count_restarts: u64,
+    /// The `ts` saved when stopping (the position after the last update confirmed handled).
+    pub ts: u64,
 }
 
 /// Long-polls one channel of a relay. See [`RelayClient::run`].
 #[derive(Debug, Clone)]
+#[must_use = "a RelayClient does nothing until `run` is awaited"]
 pub struct RelayClient {
     base: String,
     channel: ChannelName,
@@ -101,13 +175,15 @@ pub struct RelayClient {
     sleep: Duration,
     min_backoff: Duration,
     max_backoff: Duration,
+    runner: RunnerConfig,
     http: Client<HttpConnector, Empty<Bytes>>,
 }
 
 impl RelayClient {
     /// A client for `channel` on the relay at `base_url` (`http://host:port`, optionally with a
-    /// path prefix). Plain HTTP: put the relay on a private network or behind a TLS-terminating
-    /// tunnel you trust.
+    /// path prefix). `channel` is the name as text (1–256 bytes of printable UTF-8 without
+    /// `/`, e.g. `my.bot` or `SomeS3cretP@th`); it is percent-encoded into the URL. Plain
+    /// HTTP: put the relay on a private network or behind a TLS-terminating tunnel you trust.
     pub fn new(base_url: &str, channel: &str) -> Result<Self, ClientError> {
         let base = base_url.trim_end_matches('/').to_owned();
         let uri: Uri =
@@ -122,8 +198,7 @@ impl RelayClient {
                 reason: "expected http://host[:port]".into(),
             });
         }
-        let channel =
-            ChannelName::parse(channel).map_err(|e| ClientError::InvalidChannel(e.to_string()))?;
+        let channel = ChannelName::parse(channel).map_err(ClientError::InvalidChannel)?;
         Ok(Self {
             base,
             channel,
@@ -132,6 +207,7 @@ impl RelayClient {
             sleep: Duration::from_secs(30),
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
+            runner: RunnerConfig::default(),
             http: Client::builder(TokioExecutor::new()).build_http(),
         })
     }
@@ -154,10 +230,18 @@ impl RelayClient {
         self
     }
 
-    /// Pause after a failure: starts at `min`, doubles per failure up to `max`, with jitter.
+    /// Pause after a failure: starts at `min`, doubles per failure up to `max`, with jitter
+    /// (telehook-polling's [`Backoff`]); a `Retry-After` from the relay is waited in full.
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
         self.min_backoff = min;
         self.max_backoff = max.max(min);
+        self
+    }
+
+    /// How the runner schedules the handler: concurrency, per-chat order, error policy, stop
+    /// deadline… (the same settings as long polling; default [`RunnerConfig::default`]).
+    pub fn runner_config(mut self, config: RunnerConfig) -> Self {
+        self.runner = config;
         self
     }
 
@@ -166,7 +250,7 @@ impl RelayClient {
         let uri = format!(
             "{}/{}?ts={ts}&sleep={}",
             self.base,
-            self.channel,
+            self.channel.to_path_segment(),
             self.sleep.as_secs_f64()
         );
         let mut request = Request::get(uri).header(header::ACCEPT, "application/json");
@@ -175,13 +259,13 @@ impl RelayClient {
         }
         let request = request
             .body(Empty::new())
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+            .map_err(|e| ClientError::Transport(e.into()))?;
         let exchange = async {
             let response = self
                 .http
                 .request(request)
                 .await
-                .map_err(|e| ClientError::Transport(e.to_string()))?;
+                .map_err(|e| ClientError::Transport(e.into()))?;
             let status = response.status();
             let retry_after = response
                 .headers()
@@ -192,13 +276,18 @@ impl RelayClient {
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| ClientError::Transport(e.to_string()))?;
+                .map_err(|e| ClientError::Transport(e.into()))?;
             Ok::<_, ClientError>((status, retry_after, body.to_bytes()))
         };
         let (status, retry_after, body) =
             tokio::time::timeout(self.sleep + Duration::from_secs(15), exchange)
                 .await
-                .map_err(|_| ClientError::Transport("long poll timed out".into()))??;
+                .map_err(|_| {
+                    ClientError::Transport(Box::new(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "long poll timed out",
+                    )))
+                })??;
         if !status.is_success() {
             let body = String::from_utf8_lossy(&body).into_owned();
             return Err(ClientError::Status {
@@ -208,18 +297,26 @@ impl RelayClient {
             });
         }
         let answer: Answer<'_> =
-            serde_json::from_slice(&body).map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+            serde_json::from_slice(&body).map_err(|e| ClientError::BadAnswer(e.into()))?;
         if !answer.ok {
-            return Err(ClientError::BadAnswer("ok is false".into()));
+            return Err(ClientError::BadAnswer("`ok` is false".into()));
         }
+        let returned = answer.updates.len() as u64;
+        // The reference server does not send `missed`: its `ts` step shows the gap.
+        let gap = if answer.reset || answer.ts < ts {
+            0
+        } else {
+            (answer.ts - ts).saturating_sub(returned)
+        };
         let updates = answer
             .updates
             .iter()
-            .map(|raw| Bytes::copy_from_slice(raw.get().as_bytes()))
+            .map(|raw| body.slice_ref(raw.get().as_bytes()))
             .collect();
         Ok(Polled {
             ts: answer.ts,
-            missed: answer.missed,
+            missed: answer.missed.max(gap),
+            reset: answer.reset,
             updates,
         })
     }
@@ -229,69 +326,133 @@ impl RelayClient {
         let Some(path) = &self.state_file else {
             return Ok(0);
         };
+        let error = |source: BoxError| ClientError::State {
+            path: path.display().to_string(),
+            source,
+        };
         match std::fs::read_to_string(path) {
-            Ok(text) => {
-                text.trim()
-                    .parse()
-                    .map_err(|e: std::num::ParseIntError| ClientError::State {
-                        path: path.display().to_string(),
-                        reason: e.to_string(),
-                    })
-            }
+            Ok(text) => text.trim().parse().map_err(|e| error(Box::new(e))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(ClientError::State {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            }),
+            Err(e) => Err(error(Box::new(e))),
         }
     }
 
-    fn save_ts(&self, ts: u64) -> Result<(), ClientError> {
-        let Some(path) = &self.state_file else {
+    /// Long-polls until `shutdown` resolves, handing each update to `handler` through
+    /// telehook-polling's runner with a detached `Context`: updates of one chat one after
+    /// another, others concurrently (`runner_config`), a failing or panicking handler handled
+    /// by the error policy (default: three attempts, then given up), the same update read
+    /// twice (a Telegram redelivery) handled once. Network errors, 429 and 5xx are retried with
+    /// backoff and jitter; other errors (bad token, bad channel) end the run.
+    ///
+    /// `ts` is saved (in the `state_file`) as updates are confirmed handled, and when
+    /// stopping, so a restart resumes after the last handled update; after a crash, updates
+    /// handled since the last save come again (at least once). A channel whose count went
+    /// below the saved `ts` is read again from its start, and what may have been missed is
+    /// logged and counted in the [`RelayReport`].
+    pub async fn run<U, H>(
+        self,
+        handler: H,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<RelayReport, ClientError>
+    where
+        U: UpdateType,
+        H: UpdateHandler<U>,
+    {
+        let ts = self.load_ts()?;
+        tracing::info!(channel = %self.channel, ts, "relay client started");
+        let counters = Arc::new(Counters::default());
+        let saved = Arc::new(AtomicU64::new(ts));
+        let runner = self.runner.clone();
+        let source = RelaySource {
+            backoff: Backoff::new(self.min_backoff, self.max_backoff),
+            client: self,
+            ts,
+            saved_ts: ts,
+            next_position: 1,
+            handed: VecDeque::new(),
+            buffer: VecDeque::new(),
+            counters: Arc::clone(&counters),
+            saved: Arc::clone(&saved),
+        };
+        let run = telehook_polling::run(source, handler, runner, shutdown).await?;
+        Ok(RelayReport {
+            run,
+            missed: counters.missed.load(Ordering::Relaxed),
+            count_restarts: counters.count_restarts.load(Ordering::Relaxed),
+            ts: saved.load(Ordering::Relaxed),
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    missed: AtomicU64,
+    count_restarts: AtomicU64,
+}
+
+/// The relay channel as a runner source. Positions are the client's own (1, 2, … per run),
+/// each mapped to the channel's `ts` after it, so a count that starts over cannot confuse the
+/// runner; confirming a position saves its `ts`.
+struct RelaySource {
+    client: RelayClient,
+    backoff: Backoff,
+    /// The `ts` to poll from next (after everything buffered or handed out).
+    ts: u64,
+    /// The `ts` in the state file.
+    saved_ts: u64,
+    next_position: u64,
+    /// Handed-out positions not yet confirmed, with the `ts` after each.
+    handed: VecDeque<(u64, u64)>,
+    /// Polled, not yet handed out: the update (or `None` if the relay held something that is
+    /// no update) and the `ts` after it.
+    buffer: VecDeque<(Option<Update>, u64)>,
+    counters: Arc<Counters>,
+    saved: Arc<AtomicU64>,
+}
+
+impl RelaySource {
+    /// Everything below `offset` is handled: save the `ts` after the last of it.
+    fn confirm_below(&mut self, offset: u64) -> Result<(), ClientError> {
+        let mut ts = None;
+        while self.handed.front().is_some_and(|(p, _)| *p < offset) {
+            ts = self.handed.pop_front().map(|(_, ts)| ts);
+        }
+        if self.handed.is_empty() && self.buffer.is_empty() {
+            // Nothing outstanding: the `ts` polled so far, past any non-update too.
+            ts = Some(self.ts);
+        }
+        match ts {
+            Some(ts) if ts != self.saved_ts => self.save_ts(ts),
+            _ => Ok(()),
+        }
+    }
+
+    fn save_ts(&mut self, ts: u64) -> Result<(), ClientError> {
+        self.saved_ts = ts;
+        self.saved.store(ts, Ordering::Relaxed);
+        let Some(path) = &self.client.state_file else {
             return Ok(());
         };
         let error = |e: std::io::Error| ClientError::State {
             path: path.display().to_string(),
-            reason: e.to_string(),
+            source: Box::new(e),
         };
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, ts.to_string()).map_err(error)?;
         std::fs::rename(&tmp, path).map_err(error)
     }
 
-    /// Long-polls until `shutdown` resolves, handing each update to `handler` in order with a
-    /// detached [`Context`]. `ts` is saved after each handled update, so after a crash at most
-    /// the update being handled is delivered again. Network errors, 429 and 5xx are retried with
-    /// exponential backoff and jitter; other errors (bad token, bad channel) end the run.
-    ///
-    /// A handler error is logged with the `update_id` and the update is not retried, so one bad
-    /// update cannot block the channel.
-    pub async fn run<H: UpdateHandler>(
-        self,
-        handler: H,
-        shutdown: impl Future<Output = ()>,
-    ) -> Result<(), ClientError> {
-        tokio::pin!(shutdown);
-        let mut ts = self.load_ts()?;
-        let mut failures: u32 = 0;
-        let mut jitter = Jitter::new();
-        tracing::info!(channel = %self.channel, ts, "relay client started");
+    /// Polls until the relay returns something (retrying what may pass), and buffers it.
+    async fn poll_more(&mut self) -> Result<(), ClientError> {
+        let channel = self.client.channel.clone();
         loop {
-            let polled = tokio::select! {
-                () = &mut shutdown => return Ok(()),
-                polled = self.poll(ts) => polled,
-            };
-            let polled = match polled {
+            let polled = match self.client.poll(self.ts).await {
                 Ok(polled) => {
-                    failures = 0;
+                    self.backoff.reset();
                     polled
                 }
                 Err(e) if e.is_temporary() => {
-                    failures = failures.saturating_add(1);
-                    let mut pause = self
-                        .min_backoff
-                        .saturating_mul(1 << failures.min(16).saturating_sub(1));
-                    pause = jitter.apply(pause.min(self.max_backoff));
+                    let mut pause = self.backoff.next_delay();
                     if let ClientError::Status {
                         retry_after: Some(secs),
                         ..
@@ -299,67 +460,97 @@ impl RelayClient {
                     {
                         pause = pause.max(Duration::from_secs(*secs));
                     }
-                    tracing::warn!(channel = %self.channel, error = %e, failures, pause_ms = pause.as_millis() as u64, "relay poll failed; retrying");
-                    tokio::select! {
-                        () = &mut shutdown => return Ok(()),
-                        () = tokio::time::sleep(pause) => continue,
-                    }
+                    tracing::warn!(%channel, error = %e, source = ?std::error::Error::source(&e), attempt = self.backoff.attempt(), pause_ms = pause.as_millis() as u64, "relay poll failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    continue;
                 }
                 Err(e) => {
-                    tracing::error!(channel = %self.channel, error = %e, "relay poll failed for good");
+                    tracing::error!(%channel, error = %e, "relay poll failed for good");
                     return Err(e);
                 }
             };
-            if polled.ts < ts && polled.updates.is_empty() {
-                tracing::warn!(channel = %self.channel, ours = ts, relay = polled.ts, "relay channel is behind our ts (reset or lost); following it");
-                ts = polled.ts;
-                self.save_ts(ts)?;
-                continue;
+            if polled.reset || polled.ts < self.ts {
+                // The channel's count is below ours: its storage was replaced (telehook-relay
+                // answers from the start with `reset`), or a reference server restarted (it
+                // answers its lower count and nothing). Read from the start: what is stored now
+                // is new to us; what was stored before and never read is gone.
+                self.counters.count_restarts.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    %channel,
+                    ours = self.ts,
+                    relay = polled.ts,
+                    missed = polled.missed,
+                    "the relay channel's count is below our ts (its storage was replaced or restarted): reading it from the start; updates stored before that and not yet read may be lost"
+                );
+                if !polled.reset {
+                    self.ts = 0;
+                    continue;
+                }
             }
             if polled.missed > 0 {
-                tracing::warn!(channel = %self.channel, missed = polled.missed, "updates were dropped by the relay's retention before we read them");
+                self.counters
+                    .missed
+                    .fetch_add(polled.missed, Ordering::Relaxed);
+                tracing::warn!(%channel, ts = self.ts, missed = polled.missed, "updates were dropped by the relay before this client read them");
             }
-            let first_seq = polled.ts - polled.updates.len() as u64;
+            let first = polled.ts.saturating_sub(polled.updates.len() as u64);
             for (i, raw) in polled.updates.into_iter().enumerate() {
-                let seq = first_seq + i as u64 + 1;
-                match Update::from_bytes(raw) {
-                    Ok(update) => {
-                        let update_id = update.update_id();
-                        if let Err(e) = handler.handle(update, Context::detached(update_id)).await {
-                            tracing::error!(channel = %self.channel, update_id, error = %e, "handler failed; update skipped");
-                        }
-                    }
+                let ts = first + i as u64 + 1;
+                let update = match Update::from_bytes(raw) {
+                    Ok(update) => Some(update),
                     Err(e) => {
-                        tracing::error!(channel = %self.channel, seq, error = %e, "relay held an invalid update; skipped");
+                        tracing::error!(%channel, ts, error = %e, "the relay held something that is not a Telegram update; skipped");
+                        None
                     }
-                }
-                ts = seq;
-                self.save_ts(ts)?;
+                };
+                self.buffer.push_back((update, ts));
             }
-            ts = ts.max(polled.ts);
-            self.save_ts(ts)?;
+            self.ts = polled.ts;
+            return Ok(());
         }
     }
 }
 
-/// Multiplies pauses by a factor in [0.5, 1.0) so clients that failed together retry apart.
-#[derive(Debug)]
-struct Jitter(u64);
+impl UpdateSource for RelaySource {
+    type Error = ClientError;
 
-impl Jitter {
-    fn new() -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0x9E37_79B9, |d| d.subsec_nanos() as u64 ^ d.as_secs());
-        Self(seed | 1)
+    async fn fetch(
+        &mut self,
+        offset: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, ClientError> {
+        if let Some(offset) = offset {
+            self.confirm_below(offset)?;
+        }
+        loop {
+            let mut out = Vec::new();
+            while out.len() < limit.max(1) {
+                let Some((update, ts)) = self.buffer.pop_front() else {
+                    break;
+                };
+                if let Some(update) = update {
+                    let position = self.next_position;
+                    self.next_position += 1;
+                    self.handed.push_back((position, ts));
+                    out.push(Delivery::at(position, update));
+                }
+            }
+            if !out.is_empty() {
+                return Ok(out);
+            }
+            if self.handed.is_empty() && self.ts != self.saved_ts {
+                // Only non-updates came: nothing to wait for, move the saved ts past them.
+                self.save_ts(self.ts)?;
+            }
+            self.poll_more().await?;
+            if self.buffer.is_empty() {
+                // A long poll that ended with nothing: let the runner decide when to ask again.
+                return Ok(Vec::new());
+            }
+        }
     }
 
-    fn apply(&mut self, pause: Duration) -> Duration {
-        // xorshift64
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        let factor = 0.5 + (self.0 % 1000) as f64 / 2000.0;
-        pause.mul_f64(factor)
+    async fn confirm(&mut self, offset: u64) -> Result<(), ClientError> {
+        self.confirm_below(offset)
     }
 }

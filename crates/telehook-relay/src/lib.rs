@@ -16,7 +16,7 @@ pub mod store;
 
 pub use channel::{ChannelName, ChannelNameError};
 #[cfg(feature = "client")]
-pub use client::{ClientError, Polled, RelayClient};
+pub use client::{ClientError, Polled, RelayClient, RelayReport};
 #[cfg(feature = "server")]
 pub use config::{AccessConfig, ChannelAccess, RateLimit, RelayConfig, Retention, StoreLimits};
 #[cfg(feature = "server")]

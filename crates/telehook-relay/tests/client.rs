@@ -143,3 +143,27 @@ async fn client_stops_on_a_wrong_token() {
         matches!(result, Err(telehook_relay::ClientError::Status { status, .. }) if status == 401)
     );
 }
+
+/// Telegram sends an update again when the relay answered late; the relay stores it once and
+/// the client (whose runner also skips an update it already took) handles it once.
+#[tokio::test]
+async fn a_duplicate_post_is_handled_once() {
+    let relay = TestRelay::sqlite(test_config()).await;
+    let http = Http::new();
+    http.post(&relay.url("/bot"), &update(1)).await;
+    http.post(&relay.url("/bot"), &update(1)).await;
+    http.post(&relay.url("/bot"), &update(2)).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let client = RelayClient::new(&relay.url(""), "bot")
+        .unwrap()
+        .sleep(Duration::from_secs(5));
+    let run = tokio::spawn(client.run(collecting_handler(tx), async move {
+        let _ = stopped.await;
+    }));
+    assert_eq!(recv_n(&mut rx, 2).await, [1, 2]);
+    stop.send(()).unwrap();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.run.handled, 2);
+    assert!(rx.try_recv().is_err(), "the duplicate was handled");
+}
