@@ -219,3 +219,68 @@ async fn redis_stores_a_telegram_redelivery_once() {
     let relay = redis.relay(StoreLimits::default()).await;
     redeliveries_are_stored_once(&relay).await;
 }
+
+/// A `ts` above the count can only come from replaced storage (a new database, a flushed
+/// Redis): every read path says so and hands over everything the channel holds, from the start.
+#[tokio::test]
+async fn a_ts_above_the_count_replays_from_the_start_on_every_read_path() {
+    let relay = TestRelay::sqlite(test_config()).await;
+    let http = Http::new();
+    for i in 1..=2 {
+        post(&http, &relay, "c", &format!(r#"{{"i":{i}}}"#)).await;
+    }
+    let polled = http.get(&relay.url("/c?ts=50&sleep=5")).await.json();
+    assert_eq!(
+        polled,
+        serde_json::json!({"ok": true, "ts": 2, "reset": true, "updates": [{"i": 1}, {"i": 2}]})
+    );
+
+    let sse = http
+        .open(
+            &relay.url("/c"),
+            &[("accept", "text/event-stream"), ("last-event-id", "50")],
+        )
+        .await;
+    let mut events = SseReader::new(sse);
+    let reset = events.next().await.unwrap();
+    assert_eq!(
+        (reset.event.as_deref(), reset.id.as_deref()),
+        (Some("reset"), Some("0"))
+    );
+    for i in 1..=2 {
+        let event = events.next().await.unwrap();
+        assert_eq!(
+            (event.id, event.data),
+            (Some(i.to_string()), format!(r#"{{"i":{i}}}"#))
+        );
+    }
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", relay.addr))
+        .await
+        .unwrap();
+    ws.send(Message::Text(
+        r#"{"command":"subscribe","channel":"c","ts":50}"#.into(),
+    ))
+    .await
+    .unwrap();
+    let mut messages = Vec::new();
+    while messages.len() < 4 {
+        let message = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Message::Text(text) = message {
+            messages.push(serde_json::from_str::<serde_json::Value>(&text).unwrap());
+        }
+    }
+    assert_eq!(messages[0]["command"], "subscribe");
+    assert_eq!(
+        messages[1..],
+        [
+            serde_json::json!({"channel": "c", "ts": 0, "reset": true}),
+            serde_json::json!({"channel": "c", "ts": 1, "update": {"i": 1}}),
+            serde_json::json!({"channel": "c", "ts": 2, "update": {"i": 2}}),
+        ]
+    );
+}
