@@ -1,0 +1,40 @@
+//! `cargo run -p poem-echo`: serves the echo bot on `PORT` (default 8080), checking
+//! `TELEHOOK_SECRET` if it is set. Ctrl-C stops accepting, lets open requests and handler runs
+//! finish within 20 s.
+
+use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let port: u16 = match std::env::var("PORT") {
+        Ok(port) => port
+            .parse()
+            .map_err(|e| format!("PORT={port:?} is not a port number: {e}"))?,
+        Err(_) => 8080,
+    };
+    let secret = std::env::var("TELEHOOK_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let (app, webhook) = poem_echo::build(poem_echo::AppState::default(), secret.as_deref())?;
+    let deadline = Duration::from_secs(20);
+    let drain = telehook::poem::Drain::new(&webhook, deadline);
+    let signal = drain.signal(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    tracing::info!(port, path = poem_echo::WEBHOOK_PATH, "poem-echo listening");
+    let server = poem::Server::new(poem::listener::TcpListener::bind(("0.0.0.0", port)))
+        .run_with_graceful_shutdown(app, signal, Some(deadline));
+    let (served, report) = drain.run(server).await;
+    if let Some(Err(error)) = served {
+        return Err(error.into());
+    }
+    tracing::info!(?report, "stopped");
+    Ok(())
+}
