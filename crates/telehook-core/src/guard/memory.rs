@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,31 @@ pub const DEFAULT_CAPACITY: usize = 10_000;
 /// The default [`MemoryStore`] retention for a finished `update_id`. Telegram's redeliveries
 /// come seconds to a few minutes apart, so this covers several of them.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(15 * 60);
+
+/// Hashes an [`UpdateKey`] by mixing its two words (FxHash's step): the body hash is already
+/// XXH3, so SipHash's work would buy nothing. The map it serves holds only the runs in flight,
+/// which the dispatcher bounds (`max_in_flight`), so crafted collisions cannot grow a probe
+/// beyond that bound.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type KeyHash = BuildHasherDefault<KeyHasher>;
 
 /// A finished run, remembered for redeliveries.
 struct Finished {
@@ -30,7 +56,7 @@ struct Slot {
 struct Inner {
     /// Runs in flight; `done` is created by the first redelivery that waits for one (most runs
     /// have none). Bounded by the dispatcher's `max_in_flight`.
-    in_flight: HashMap<UpdateKey, Option<watch::Sender<Option<RunResult>>>>,
+    in_flight: HashMap<UpdateKey, Option<watch::Sender<Option<RunResult>>>, KeyHash>,
     /// Finished runs, direct-mapped: `update_id % capacity` names the slot. Telegram numbers a
     /// bot's updates one after another, so the last `capacity` updates each have a slot of
     /// their own, and a new update overwrites the one `capacity` updates before it: eviction
@@ -81,7 +107,7 @@ impl MemoryStore {
             capacity: capacity.max(1),
             retention,
             inner: Mutex::new(Inner {
-                in_flight: HashMap::new(),
+                in_flight: HashMap::default(),
                 slots: Vec::new(),
                 occupied: 0,
             }),

@@ -2,9 +2,12 @@
 //! `body_read_timeout`.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use http_body::Body;
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 
@@ -23,24 +26,64 @@ where
         return Err(too_large(limit));
     }
     // `Limited` needs errors that convert into a boxed error: keep the transport's message.
-    let body = Limited::new(body.map_err(|e| e.to_string()), limit);
-    match tokio::time::timeout(timeout, body.collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large(limit)),
-        Ok(Err(e)) => {
+    let mut reading = pin!(collect(Limited::new(
+        body.map_err(|e| e.to_string()),
+        limit
+    )));
+    // A body already in memory (most adapters, every test) is read on the first poll: it
+    // needs no timer.
+    let first = std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await;
+    let result = match first {
+        Poll::Ready(result) => result,
+        Poll::Pending => match tokio::time::timeout(timeout, reading).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(
+                    limit_ms = timeout.as_millis() as u64,
+                    "webhook request refused: the body did not arrive within body_read_timeout"
+                );
+                return Err(Rejection::BodyTimeout { limit: timeout });
+            }
+        },
+    };
+    match result {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.is::<LengthLimitError>() => Err(too_large(limit)),
+        Err(e) => {
             tracing::warn!(error = %e, "webhook request refused: the body could not be read");
             Err(Rejection::BodyUnreadable {
                 message: e.to_string(),
             })
         }
-        Err(_) => {
-            tracing::warn!(
-                limit_ms = timeout.as_millis() as u64,
-                "webhook request refused: the body did not arrive within body_read_timeout"
-            );
-            Err(Rejection::BodyTimeout { limit: timeout })
+    }
+}
+
+/// The body's data frames in one buffer; the first chunk is kept as it is while it is the
+/// only one (`Collected::to_bytes` would queue every chunk first).
+async fn collect<B: Body>(body: B) -> Result<Bytes, B::Error> {
+    let mut body = pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut rest: Option<BytesMut> = None;
+    while let Some(frame) = body.as_mut().frame().await {
+        let Ok(mut data) = frame?.into_data() else {
+            continue;
+        };
+        let chunk = data.copy_to_bytes(data.remaining());
+        match (&first, &mut rest) {
+            (None, _) => first = Some(chunk),
+            (Some(head), None) => {
+                let mut buf = BytesMut::with_capacity(head.len() + chunk.len());
+                buf.extend_from_slice(head);
+                buf.extend_from_slice(&chunk);
+                rest = Some(buf);
+            }
+            (Some(_), Some(buf)) => buf.extend_from_slice(&chunk),
         }
     }
+    Ok(match rest {
+        Some(buf) => buf.freeze(),
+        None => first.unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]
