@@ -263,3 +263,61 @@ async fn raw_bytes_under_long_polling_are_the_bytes_the_server_sent() {
     );
     assert!(raws.iter().any(|r| r == plain));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_a_proxy_answers_502_in_html_returns_within_the_deadline() {
+    stop_during(Fault::BadGateway).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_get_updates_never_answers_returns_within_the_deadline() {
+    stop_during(Fault::Hang).await;
+}
+
+/// End to end with the emulator's "a quiet week passed" control: the next update_id jumps far
+/// below the last, the poller's old offset is "in the future" for the server, which answers
+/// from the head of its queue. The poller handles the new updates, confirms them, and does not
+/// spin (before: it dropped them as already seen and re-asked hundreds of times a second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_update_ids_start_over_lower_polling_goes_on_and_confirms() {
+    let (emu, tg) = emulator().await;
+    tg.set_next_update_id(900_000).expect("jump up");
+    let before: Vec<u64> = (0..3)
+        .map(|i| {
+            tg.private_text(&User::new(60, "U"), &format!("before {i}"))
+                .update_id
+        })
+        .collect();
+    assert_eq!(before, [900_000, 900_001, 900_002]);
+    let seen = Seen::default();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let run = tokio::spawn(polling(&emu.base_url()).run(seen.handler(), async move {
+        let _ = stopped.await;
+    }));
+    seen.wait_for(3).await;
+    tg.wait_for_long_poll(Duration::from_secs(10))
+        .await
+        .expect("the poller waits with offset 900003");
+    assert_eq!(tg.pending_update_count(), 0);
+    tg.set_next_update_id(5)
+        .expect("a quiet week: ids start over lower");
+    let after: Vec<u64> = (0..2)
+        .map(|i| {
+            tg.private_text(&User::new(60, "U"), &format!("after {i}"))
+                .update_id
+        })
+        .collect();
+    assert_eq!(after, [5, 6]);
+    seen.wait_for(5).await;
+    tg.wait_for_long_poll(Duration::from_secs(10))
+        .await
+        .expect("the poller waits again");
+    assert_eq!(tg.pending_update_count(), 0, "the new ids were confirmed");
+    stop.send(()).unwrap();
+    let report = run.await.unwrap().expect("clean stop");
+    assert_eq!(seen.ids(), [900_000, 900_001, 900_002, 5, 6]);
+    assert_eq!(report.sequence_resets, 1);
+    assert_eq!(report.confirmed_offset, Some(7));
+    let calls = tg.calls_to("getUpdates").len();
+    assert!(calls < 20, "{calls} getUpdates calls: a tight loop");
+}
