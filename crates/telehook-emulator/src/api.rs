@@ -70,7 +70,9 @@ pub(crate) async fn execute(
 ) -> Answer {
     let known = methods::canonical(method);
     let name = known.unwrap_or(method).to_owned();
-    if matches!(route, Route::WebhookReply { .. }) && is_ignored_in_webhook_reply(method) {
+    if matches!(route, Route::WebhookReply { .. })
+        && telehook_core::is_ignored_in_webhook_reply(method)
+    {
         tracing::debug!(
             bot_id = bot.id,
             method,
@@ -170,14 +172,4 @@ fn record(
         &shared.limits,
     );
     bot.bump();
-}
-
-/// True if Telegram ignores `method` in a webhook reply (names are case-insensitive).
-pub(crate) fn is_ignored_in_webhook_reply(method: &str) -> bool {
-    method
-        .get(..3)
-        .is_some_and(|p| p.eq_ignore_ascii_case("get"))
-        || ["setWebhook", "deleteWebhook", "close", "logOut"]
-            .iter()
-            .any(|m| m.eq_ignore_ascii_case(method))
 }

@@ -22,9 +22,11 @@ pub use error::{EmulatorError, WaitTimeout};
 pub use handle::BotHandle;
 pub use model::{
     CallOutcome, Chat, ChatType, DeliveryAttempt, DeliveryOutcome, Fault, Injected, PlannedFault,
-    QueueKey, RecordedCall, Route, User,
+    RecordedCall, Route, User,
 };
 pub use params::Upload;
 
-/// The header that carries a webhook's `secret_token` in every delivery.
-pub const SECRET_TOKEN_HEADER: &str = webhook::SECRET_TOKEN_HEADER;
+/// The header that carries a webhook's `secret_token` in every delivery (telehook-core's).
+pub use telehook_core::SECRET_TOKEN_HEADER;
+/// The queue key of a webhook delivery (telehook-core's), as [`DeliveryAttempt::sequence_key`].
+pub use telehook_core::SequenceKey;

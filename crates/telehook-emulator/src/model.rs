@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+use telehook_core::SequenceKey;
 
 /// A Telegram user who talks to the bot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,28 +161,28 @@ impl Chat {
 }
 
 /// The queue an update waits in for webhook delivery: one update per queue is in flight, so a
-/// failing update holds back the rest of its queue.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(tag = "type", content = "id", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum QueueKey {
-    /// Message-like updates, member changes, reactions, boosts: their chat.
-    Chat(i64),
-    /// Callback, inline, shipping and pre-checkout queries, join requests, poll answers: the user.
-    User(i64),
-    /// `poll` updates: the poll id.
-    Poll(String),
-    /// An update the emulator cannot place (an unknown kind): a queue of its own.
-    Update(u64),
+/// failing update holds back the rest of its queue. Keyed by telehook-core's [`SequenceKey`];
+/// an update the emulator cannot place (an unknown kind) has a queue of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Lane {
+    Key(SequenceKey),
+    Alone(u64),
 }
 
-impl fmt::Display for QueueKey {
+impl Lane {
+    pub(crate) fn sequence_key(&self) -> Option<SequenceKey> {
+        match self {
+            Self::Key(key) => Some(key.clone()),
+            Self::Alone(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Lane {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Chat(id) => write!(f, "chat {id}"),
-            Self::User(id) => write!(f, "user {id}"),
-            Self::Poll(id) => write!(f, "poll {id}"),
-            Self::Update(id) => write!(f, "update {id}"),
+            Self::Key(key) => key.fmt(f),
+            Self::Alone(id) => write!(f, "update:{id}"),
         }
     }
 }
@@ -217,25 +218,25 @@ pub(crate) const OPT_IN_KINDS: &[&str] =
     &["chat_member", "message_reaction", "message_reaction_count"];
 
 /// The queue of an update of `kind` with this `payload`.
-pub(crate) fn queue_key(update_id: u64, kind: &str, payload: &Value) -> QueueKey {
+pub(crate) fn lane(update_id: u64, kind: &str, payload: &Value) -> Lane {
     let id_at = |pointer: &str| payload.pointer(pointer).and_then(Value::as_i64);
     let key = if CHAT_KEYED.contains(&kind) {
-        id_at("/chat/id").map(QueueKey::Chat)
+        id_at("/chat/id").map(SequenceKey::Chat)
     } else if USER_KEYED.contains(&kind) {
-        id_at("/from/id").map(QueueKey::User)
+        id_at("/from/id").map(SequenceKey::User)
     } else if kind == "poll" {
         payload
             .get("id")
             .and_then(Value::as_str)
-            .map(|id| QueueKey::Poll(id.to_owned()))
+            .map(|id| SequenceKey::Poll(id.to_owned()))
     } else if kind == "poll_answer" {
         id_at("/user/id")
-            .map(QueueKey::User)
-            .or_else(|| id_at("/voter_chat/id").map(QueueKey::Chat))
+            .map(SequenceKey::User)
+            .or_else(|| id_at("/voter_chat/id").map(SequenceKey::Chat))
     } else {
         None
     };
-    key.unwrap_or(QueueKey::Update(update_id))
+    key.map_or(Lane::Alone(update_id), Lane::Key)
 }
 
 /// How long an undelivered webhook update of `kind` lives (before scaling).
@@ -371,8 +372,10 @@ pub enum DeliveryOutcome {
 pub struct DeliveryAttempt {
     /// The update sent.
     pub update_id: u64,
-    /// Its queue.
-    pub queue_key: QueueKey,
+    /// Its queue: `None` for an update the emulator cannot place (an unknown kind), which is
+    /// a queue of its own.
+    #[serde(serialize_with = "sequence_key")]
+    pub sequence_key: Option<SequenceKey>,
     /// 1 for the first attempt, 2 for the first retry, …
     pub attempt: u32,
     /// How it ended.
@@ -387,6 +390,19 @@ impl DeliveryAttempt {
     pub fn is_delivered(&self) -> bool {
         matches!(self.outcome, DeliveryOutcome::Delivered { .. })
     }
+}
+
+fn sequence_key<S: serde::Serializer>(
+    key: &Option<SequenceKey>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let value = match key {
+        Some(SequenceKey::Chat(id)) => json!({ "type": "chat", "id": id }),
+        Some(SequenceKey::User(id)) => json!({ "type": "user", "id": id }),
+        Some(SequenceKey::Poll(id)) => json!({ "type": "poll", "id": id }),
+        None => Value::Null,
+    };
+    value.serialize(serializer)
 }
 
 fn millis<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {

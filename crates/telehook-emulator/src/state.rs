@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::config::{Limits, Timing};
 use crate::files::FileStore;
 use crate::model::{
-    DeliveryAttempt, Fault, Injected, OPT_IN_KINDS, QueueKey, RecordedCall, lifetime, queue_key,
+    DeliveryAttempt, Fault, Injected, Lane, OPT_IN_KINDS, RecordedCall, lane, lifetime,
 };
 
 /// Everything one emulator serves.
@@ -91,7 +91,7 @@ impl BotCell {
 pub(crate) struct StoredUpdate {
     pub(crate) update_id: u64,
     pub(crate) json: Value,
-    pub(crate) queue_key: QueueKey,
+    pub(crate) lane: Lane,
     /// When an undelivered webhook update is dropped.
     pub(crate) expires_at: Instant,
 }
@@ -141,7 +141,7 @@ pub(crate) struct BotState {
     pub(crate) poll_generation: u64,
     /// getUpdates calls parked in a long poll right now.
     pub(crate) long_polls_waiting: usize,
-    pub(crate) in_flight: HashMap<QueueKey, u64>,
+    pub(crate) in_flight: HashMap<Lane, u64>,
     pub(crate) retries: HashMap<u64, RetryState>,
     pub(crate) chats: HashMap<i64, KnownChat>,
     pub(crate) open_queries: VecDeque<String>,
@@ -231,7 +231,7 @@ impl BotState {
             self.remember_chat(chat, limits);
         }
         self.remember_payload(kind, &payload, limits);
-        let key = queue_key(update_id, kind, &payload);
+        let key = lane(update_id, kind, &payload);
         let mut update = serde_json::Map::new();
         update.insert("update_id".into(), json!(update_id));
         update.insert(kind.to_owned(), payload);
@@ -253,7 +253,7 @@ impl BotState {
                 self.pending.push_back(StoredUpdate {
                     update_id,
                     json: update.clone(),
-                    queue_key: key,
+                    lane: key,
                     expires_at: Instant::now() + timing.scale(lifetime(kind)),
                 });
             }

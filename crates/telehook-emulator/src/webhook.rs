@@ -14,8 +14,7 @@ use crate::model::{DeliveryAttempt, DeliveryOutcome, Route};
 use crate::params::{self, Input};
 use crate::state::{BotCell, RetryState, Shared, StoredUpdate, WebhookConfig, unix_now};
 
-/// The header every delivery carries when the webhook has a `secret_token`.
-pub(crate) const SECRET_TOKEN_HEADER: &str = "X-Telegram-Bot-Api-Secret-Token";
+use telehook_core::SECRET_TOKEN_HEADER;
 
 /// Runs until the emulator shuts down: whenever the bot's state changes or a retry falls due,
 /// starts the deliveries that may start.
@@ -72,7 +71,7 @@ fn schedule_locked(
         });
         *expired_any = !expired.is_empty();
         for update in expired {
-            tracing::warn!(update_id = update.update_id, queue = %update.queue_key, "webhook update expired undelivered");
+            tracing::warn!(update_id = update.update_id, queue = %update.lane, "webhook update expired undelivered");
             let attempt = state
                 .retries
                 .remove(&update.update_id)
@@ -80,7 +79,7 @@ fn schedule_locked(
             state.record_delivery(
                 DeliveryAttempt {
                     update_id: update.update_id,
-                    queue_key: update.queue_key,
+                    sequence_key: update.lane.sequence_key(),
                     attempt,
                     outcome: DeliveryOutcome::Expired,
                     duration: Duration::ZERO,
@@ -96,9 +95,7 @@ fn schedule_locked(
     let mut heads_seen = HashSet::new();
     let mut to_send = Vec::new();
     for update in &state.pending {
-        if !heads_seen.insert(update.queue_key.clone())
-            || state.in_flight.contains_key(&update.queue_key)
-        {
+        if !heads_seen.insert(update.lane.clone()) || state.in_flight.contains_key(&update.lane) {
             continue;
         }
         if state.in_flight.len() + to_send.len() >= hook.max_connections {
@@ -112,7 +109,7 @@ fn schedule_locked(
     for (update, attempt) in to_send {
         state
             .in_flight
-            .insert(update.queue_key.clone(), update.update_id);
+            .insert(update.lane.clone(), update.update_id);
         let (shared, bot, hook) = (Arc::clone(shared), Arc::clone(bot), hook.clone());
         tokio::spawn(async move {
             let mut shutdown = shared.shutdown.subscribe();
@@ -141,7 +138,7 @@ async fn deliver(
     attempt: u32,
 ) {
     let started = Instant::now();
-    tracing::debug!(update_id = update.update_id, queue = %update.queue_key, attempt, "delivering");
+    tracing::debug!(update_id = update.update_id, queue = %update.lane, attempt, "delivering");
     let result = post(shared, hook, &update).await;
     let duration = started.elapsed();
 
@@ -173,8 +170,8 @@ async fn deliver(
     }
 
     let mut state = bot.state();
-    if state.in_flight.get(&update.queue_key) == Some(&update.update_id) {
-        state.in_flight.remove(&update.queue_key);
+    if state.in_flight.get(&update.lane) == Some(&update.update_id) {
+        state.in_flight.remove(&update.lane);
     }
     match &outcome {
         DeliveryOutcome::Delivered { .. } => {
@@ -182,7 +179,7 @@ async fn deliver(
             state.retries.remove(&update.update_id);
         }
         DeliveryOutcome::Failed { error, .. } => {
-            tracing::warn!(update_id = update.update_id, queue = %update.queue_key, attempt, %error, "webhook delivery failed");
+            tracing::warn!(update_id = update.update_id, queue = %update.lane, attempt, %error, "webhook delivery failed");
             state.last_error = Some((unix_now(), error.clone()));
             let retry_after = result.as_ref().ok().and_then(|r| r.retry_after);
             if state
@@ -216,7 +213,7 @@ async fn deliver(
     }
     let entry = DeliveryAttempt {
         update_id: update.update_id,
-        queue_key: update.queue_key,
+        sequence_key: update.lane.sequence_key(),
         attempt,
         outcome,
         duration,

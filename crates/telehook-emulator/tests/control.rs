@@ -215,10 +215,11 @@ async fn a_bot_in_any_language_can_be_driven_through_every_route() {
     http.get(&format!("{me}/deliveries/wait?count=1&timeout_ms=5000"))
         .await;
     http.get(&format!("{me}/idle/wait?timeout_ms=5000")).await;
-    assert_eq!(
-        http.get(&format!("{me}/deliveries")).await,
-        serde_json::to_value(telegram.deliveries()).unwrap()
-    );
+    let log = http.get(&format!("{me}/deliveries")).await;
+    let rust = telegram.deliveries();
+    assert_eq!(log.as_array().unwrap().len(), rust.len());
+    assert_eq!(log[0]["update_id"], rust[0].update_id);
+    assert_eq!(log[0]["sequence_key"], json!({ "type": "chat", "id": 42 }));
     assert_eq!(
         http.get(&format!("{me}/webhook_info")).await,
         telegram.webhook_info()

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{WAIT, emulator, fast, json_response, status, webhook};
 use serde_json::json;
 use telehook_api::SetWebhook;
-use telehook_emulator::{CallOutcome, Chat, DeliveryOutcome, QueueKey, Route, Timing, User};
+use telehook_emulator::{CallOutcome, Chat, DeliveryOutcome, Route, SequenceKey, Timing, User};
 
 #[tokio::test]
 async fn a_delivery_is_a_json_post_with_the_secret_token_header() {
@@ -25,7 +25,7 @@ async fn a_delivery_is_a_json_post_with_the_secret_token_header() {
         .await
         .unwrap();
     assert_eq!(attempt.attempt, 1);
-    assert_eq!(attempt.queue_key, QueueKey::Chat(42));
+    assert_eq!(attempt.sequence_key, Some(SequenceKey::Chat(42)));
     assert_eq!(attempt.outcome, DeliveryOutcome::Delivered { status: 200 });
 
     let request = received.lock().unwrap()[0].clone();
@@ -385,7 +385,7 @@ async fn an_undelivered_inline_query_expires() {
     let last = telegram.deliveries().last().cloned().unwrap();
     assert_eq!(last.update_id, injected.update_id);
     assert_eq!(last.outcome, DeliveryOutcome::Expired);
-    assert_eq!(last.queue_key, QueueKey::User(42));
+    assert_eq!(last.sequence_key, Some(SequenceKey::User(42)));
 }
 
 #[tokio::test]
@@ -404,15 +404,15 @@ async fn updates_are_queued_per_chat_user_and_poll() {
     let mut keys: Vec<_> = telegram
         .deliveries()
         .into_iter()
-        .map(|a| a.queue_key)
+        .filter_map(|a| a.sequence_key)
         .collect();
     keys.sort_by_key(|k| format!("{k}"));
     assert_eq!(
         keys,
         [
-            QueueKey::Chat(-1001),
-            QueueKey::Poll("5001".into()),
-            QueueKey::User(42)
+            SequenceKey::Chat(-1001),
+            SequenceKey::Poll("5001".into()),
+            SequenceKey::User(42)
         ]
     );
 }
