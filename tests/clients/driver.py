@@ -29,6 +29,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PHOTO = HERE / "photo.png"
+
 # One user (and so one private chat) per step: a step that fails over a webhook holds back its
 # chat's queue (as Telegram does), and must not hold back the steps after it.
 USERS = {
@@ -50,6 +51,8 @@ def user(step: str) -> dict:
 
 def sender(step: str) -> dict:
     return {"id": USERS[step], "first_name": step.capitalize()}
+
+
 WAIT = 15.0  # seconds to wait for one expected call; generous for a loaded 2-core machine
 
 
