@@ -25,8 +25,8 @@ pub enum LambdaError {
     )]
     ReturnOnTimeout,
     /// The Lambda runtime failed.
-    #[error("the Lambda runtime failed: {0}")]
-    Runtime(lambda_http::Error),
+    #[error("the Lambda runtime failed")]
+    Runtime(#[source] lambda_http::Error),
 }
 
 impl fmt::Debug for LambdaError {

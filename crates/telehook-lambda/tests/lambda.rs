@@ -240,3 +240,14 @@ async fn an_invocation_past_its_deadline_is_answered_at_once() {
     .expect("answered");
     assert_eq!(response.status(), 503);
 }
+
+#[test]
+fn a_runtime_failure_prints_its_cause_through_debug() {
+    let error = telehook_lambda::LambdaError::Runtime("connection refused".into());
+    let debug = format!("{error:?}");
+    assert!(
+        debug.contains("the Lambda runtime failed")
+            && debug.contains("caused by: connection refused"),
+        "{debug}"
+    );
+}
