@@ -34,6 +34,9 @@ pub mod long_polling {}
 #[doc = include_str!("../../../docs/relay.md")]
 pub mod relay {}
 
+#[doc = include_str!("../../../docs/edge.md")]
+pub mod edge {}
+
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
