@@ -68,10 +68,18 @@ pub async fn run(
             bot.set_webhook(&SetWebhook::new(&url).secret_token(&secret))
                 .await?;
             tracing::info!(%url, "webhook set");
-            let app = axum::Router::new().telegram_webhook("/telegram", webhook);
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await?;
+            let app = axum::Router::new().telegram_webhook("/telegram", webhook.clone());
+            // Header-read timeout, connection limit, and on shutdown: stop accepting, let open
+            // requests and handler runs finish within the deadline (10 s).
+            let report = telehook_axum::serve(
+                listener,
+                app,
+                &webhook,
+                shutdown,
+                &telehook_axum::ServeConfig::default(),
+            )
+            .await;
+            tracing::info!(?report, "webhook server stopped");
         }
     }
     Ok(())

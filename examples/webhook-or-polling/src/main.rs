@@ -42,7 +42,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         },
         other => return Err(format!("TELEHOOK_MODE={other:?}: use `webhook` or `polling`").into()),
     };
+    // SIGINT (Ctrl-C) or SIGTERM (a deploy) starts a graceful stop: polling finishes what it
+    // holds and confirms its offset, the webhook server drains, both within their deadline.
     webhook_or_polling::run(bot.build(), mode, async {
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
     })
     .await
