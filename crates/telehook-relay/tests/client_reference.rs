@@ -432,3 +432,61 @@ async fn a_redelivery_is_handled_once_and_a_panicking_handler_stops_nothing() {
     assert_eq!(report.run.skipped, 1, "the redelivery");
     assert_eq!(report.ts, 4, "all four confirmed");
 }
+
+/// A stop while one update's handler hangs: the stop returns within its deadline, `ts` is
+/// saved just before the unfinished update (the ones before it confirmed), and a restart
+/// delivers it again — and only what was not confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_with_a_hung_handler_saves_the_ts_before_it_and_a_restart_resumes_there() {
+    let reference = Reference::start().await;
+    let dir = std::env::temp_dir().join(format!("telehook-ref-hung-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state_file = dir.join("ts");
+    let _ = std::fs::remove_file(&state_file);
+    // One chat: 1 and 2 are handled, 3 hangs, 4 waits behind it.
+    for id in 1..=4 {
+        reference.publish(CHANNEL, &update(id, 9));
+    }
+    let handled = Handled::default();
+    let record = handled.handler();
+    let waiter = handled.clone();
+    let mut config = RunnerConfig::default();
+    config.stop_deadline = Duration::from_millis(300);
+    let report = tokio::time::timeout(
+        Duration::from_secs(10),
+        client(&reference)
+            .state_file(&state_file)
+            .runner_config(config)
+            .run(
+                move |update: Update, ctx: Context| {
+                    let done = (update.update_id() != 3).then(|| record(update, ctx));
+                    async move {
+                        match done {
+                            Some(done) => done.await,
+                            None => std::future::pending().await,
+                        }
+                    }
+                },
+                async move { waiter.wait_for(2).await },
+            ),
+    )
+    .await
+    .expect("the stop kept its deadline")
+    .unwrap();
+    assert_eq!(handled.ids(), [1, 2]);
+    assert_eq!(report.run.unfinished, [3]);
+    assert_eq!(report.run.not_started, [4]);
+    assert_eq!(report.ts, 2);
+    assert_eq!(std::fs::read_to_string(&state_file).unwrap(), "2");
+
+    let again = Handled::default();
+    let waiter = again.clone();
+    let report = client(&reference)
+        .state_file(&state_file)
+        .run(again.handler(), async move { waiter.wait_for(2).await })
+        .await
+        .unwrap();
+    assert_eq!(again.ids(), [3, 4]);
+    assert_eq!(report.ts, 4);
+    let _ = std::fs::remove_dir_all(&dir);
+}
