@@ -7,7 +7,7 @@ use bytes::Bytes;
 use rocket::http::{Header, Method};
 use rocket::local::asynchronous::Client as LocalClient;
 use rocket::{Build, Rocket, State, get, routes};
-use telehook_conformance::{Client, Harness, PATH};
+use telehook_conformance::{Client, Harness, PATH, StreamingBody};
 use telehook_core::{Context, HandlerError, Update, Webhook};
 
 #[get("/health")]
@@ -16,7 +16,11 @@ fn health(state: &State<&'static str>) -> &'static str {
 }
 
 fn app(webhook: Webhook) -> Rocket<Build> {
-    let quiet = rocket::Config::figment().merge(("log_level", "off"));
+    app_with(rocket::Config::figment(), webhook)
+}
+
+fn app_with(figment: rocket::figment::Figment, webhook: Webhook) -> Rocket<Build> {
+    let quiet = figment.merge(("log_level", "off"));
     // Shield's security headers are the app's choice, not the adapter's: the suite checks that
     // the dispatcher's headers arrive and nothing else, so the app runs without them.
     rocket::custom(quiet)
@@ -32,14 +36,58 @@ fn app(webhook: Webhook) -> Rocket<Build> {
 
 struct RocketHarness;
 
-struct RocketClient(LocalClient);
+struct RocketClient(LocalClient, Webhook);
 
 impl Harness for RocketHarness {
     type Client = RocketClient;
 
     async fn serve(&self, webhook: Webhook) -> RocketClient {
-        RocketClient(LocalClient::untracked(app(webhook)).await.expect("rocket"))
+        let client = LocalClient::untracked(app(webhook.clone()))
+            .await
+            .expect("rocket");
+        RocketClient(client, webhook)
     }
+}
+
+/// Launches the app on a loopback port (Rocket's local client has no streaming body), sends
+/// the request with hyper's client, and shuts the server down.
+async fn send_to_a_launched_rocket(
+    webhook: Webhook,
+    mut request: http::Request<StreamingBody>,
+) -> http::Response<Bytes> {
+    use http_body_util::BodyExt as _;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = std::sync::Mutex::new(Some(tx));
+    let figment = rocket::Config::figment()
+        .merge(("address", "127.0.0.1"))
+        .merge(("port", 0))
+        .merge(("shutdown.ctrlc", false))
+        .merge(("shutdown.grace", 1))
+        .merge(("shutdown.mercy", 1));
+    let rocket = app_with(figment, webhook).attach(rocket::fairing::AdHoc::on_liftoff(
+        "report the port",
+        move |rocket| {
+            let launched = (rocket.config().port, rocket.shutdown());
+            let tx = tx.lock().unwrap().take();
+            Box::pin(async move {
+                let _ = tx.map(|tx| tx.send(launched));
+            })
+        },
+    ));
+    let server = tokio::spawn(rocket.launch());
+    let (port, shutdown) = rx.await.expect("rocket launched");
+    *request.uri_mut() = format!("http://127.0.0.1:{port}{}", request.uri().path())
+        .parse()
+        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<StreamingBody>();
+    let response = client.request(request).await.expect("an answer");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("a body").to_bytes();
+    drop(client);
+    shutdown.notify();
+    let _ = server.await;
+    http::Response::from_parts(parts, body)
 }
 
 impl Client for RocketClient {
@@ -58,6 +106,13 @@ impl Client for RocketClient {
         }
         let body = response.into_bytes().await.unwrap_or_default();
         converted.body(Bytes::from(body)).expect("response")
+    }
+
+    async fn send_streaming(
+        &self,
+        request: http::Request<StreamingBody>,
+    ) -> Option<http::Response<Bytes>> {
+        Some(send_to_a_launched_rocket(self.1.clone(), request).await)
     }
 }
 
