@@ -18,13 +18,13 @@ pub enum EmulatorError {
         /// The bot id (the token's part before `:`).
         bot_id: i64,
     },
-    /// [`BotHandle::set_next_update_id`]: Telegram's `update_id`s are positive 32-bit integers.
+    /// [`crate::BotHandle::set_next_update_id`]: Telegram's `update_id`s are positive 32-bit integers.
     #[error("an update_id must be between 1 and 2147483647, not {update_id}")]
     InvalidUpdateId {
         /// The id asked for.
         update_id: u64,
     },
-    /// [`BotHandle::set_next_update_id`] would go below an update still pending: the ids in a
+    /// [`crate::BotHandle::set_next_update_id`] would go below an update still pending: the ids in a
     /// queue only grow (Telegram resets them only after a quiet week, with nothing pending).
     #[error(
         "update {pending} is still pending: the next update_id must be above it, not {update_id}"

@@ -157,12 +157,12 @@ impl BotHandle {
     /// Makes the next update's `update_id` jump to `update_id`, lower or higher than the last.
     ///
     /// Telegram documents that when a bot gets no updates for at least a week, the next
-    /// `update_id` is chosen at random instead of growing by one (Bot API, [`Update`]): a bot
+    /// `update_id` is chosen at random instead of growing by one (Bot API, [Update]): a bot
     /// that kept its old offset then asks from "the future", and getUpdates answers from the
     /// head of the queue without confirming anything, as the official server does (see the
     /// crate docs). Returns the `update_id` the next update would have had.
     ///
-    /// [`Update`]: https://core.telegram.org/bots/api#update
+    /// [Update]: https://core.telegram.org/bots/api#update
     pub fn set_next_update_id(&self, update_id: u64) -> Result<u64, EmulatorError> {
         if !(1..=MAX_UPDATE_ID).contains(&update_id) {
             return Err(EmulatorError::InvalidUpdateId { update_id });
@@ -189,7 +189,7 @@ impl BotHandle {
 
     // ---- reading what happened ---------------------------------------------------------------
 
-    /// Every recorded call still kept (see [`Limits::max_recorded_calls`]), oldest first.
+    /// Every recorded call still kept (see [`crate::Limits::max_recorded_calls`]), oldest first.
     pub fn calls(&self) -> Vec<RecordedCall> {
         self.bot.state().calls.iter().cloned().collect()
     }

@@ -7,6 +7,11 @@ use crate::answer::{Fail, Success};
 use crate::objects::{bot_sender, chat_full_info, chat_member};
 use crate::state::{BotCell, BotState};
 
+/// Bans kept per bot (the oldest goes first).
+const MAX_BANS: usize = 10_000;
+/// setMyCommands lists kept per bot: one per scope and language.
+const MAX_COMMAND_LISTS: usize = 1_000;
+
 pub(super) fn chat_method(
     bot: &BotCell,
     state: &mut BotState,
@@ -73,6 +78,12 @@ pub(super) fn chat_method(
             }
             if method == "banChatMember" {
                 let until = int(params, "until_date").unwrap_or(0);
+                if state.bans.len() >= MAX_BANS
+                    && !state.bans.contains_key(&(chat_id, user_id))
+                    && let Some(evicted) = state.bans.keys().next().copied()
+                {
+                    state.bans.remove(&evicted);
+                }
                 state.bans.insert((chat_id, user_id), until);
             } else {
                 state.bans.remove(&(chat_id, user_id));
@@ -131,6 +142,9 @@ pub(super) fn commands(
                     return Err(Fail::bad_request("BOT_COMMAND_DESCRIPTION_INVALID"));
                 }
                 kept.push(json!({ "command": name, "description": description }));
+            }
+            if state.commands.len() >= MAX_COMMAND_LISTS && !state.commands.contains_key(&key) {
+                return Err(Fail::bad_request("too many command lists"));
             }
             state.commands.insert(key, Value::Array(kept));
             Ok(json!(true).into())

@@ -9,6 +9,7 @@ use crate::params::Input;
 use crate::state::{BotCell, Shared};
 
 mod chats;
+mod edits;
 mod messages;
 mod updates;
 
