@@ -358,3 +358,39 @@ async fn every_refusal_carries_a_typed_reason_matching_its_answer() {
     let ok = send("POST", Some("right_token"), None, r#"{"update_id":5}"#).await;
     assert_eq!((ok.status(), ok.rejection()), (http::StatusCode::OK, None));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_idle_waits_for_runs_and_lets_new_deliveries_run() {
+    let (release, gate) = tokio::sync::watch::channel(false);
+    let webhook = Webhook::builder()
+        .timeout(Duration::from_millis(20))
+        .max_in_flight(2)
+        .build(move |update: Update, _: Context| {
+            let mut gate = gate.clone();
+            async move {
+                // Update 1 waits for the gate; the others finish at once.
+                if update.update_id() == 1 {
+                    let _ = gate.wait_for(|open| *open).await;
+                }
+                Ok::<_, HandlerError>(())
+            }
+        })
+        .unwrap();
+    assert!(
+        webhook.wait_idle(Duration::from_secs(5)).await,
+        "idle at start"
+    );
+    assert_eq!(post(&webhook, r#"{"update_id":1}"#).await.status(), 503); // still running
+    assert!(!webhook.wait_idle(Duration::from_millis(10)).await);
+    let waiter = {
+        let webhook = webhook.clone();
+        tokio::spawn(async move { webhook.wait_idle(Duration::from_secs(5)).await })
+    };
+    tokio::task::yield_now().await;
+    // Unlike `drain`, a waiting `wait_idle` leaves room for new deliveries.
+    assert_eq!(post(&webhook, r#"{"update_id":2}"#).await.status(), 200);
+    assert_eq!(post(&webhook, r#"{"update_id":3}"#).await.status(), 200);
+    release.send_replace(true);
+    assert!(waiter.await.unwrap());
+    assert_eq!(webhook.in_flight(), 0);
+}

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 use super::Webhook;
 use super::dispatch::Inner;
@@ -186,6 +186,7 @@ impl WebhookBuilder {
                 error_policy: self.error_policy,
                 max_in_flight: self.max_in_flight,
                 in_flight: Arc::new(Semaphore::new(self.max_in_flight)),
+                idle: Notify::new(),
                 store,
                 handler: ErasedHandler::new(handler),
             }),

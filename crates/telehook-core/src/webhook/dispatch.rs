@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use http_body::Body;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::body;
 use super::error::{Rejection, WebhookError};
@@ -35,6 +35,8 @@ pub(super) struct Inner {
     pub(super) error_policy: ErrorPolicy,
     pub(super) max_in_flight: usize,
     pub(super) in_flight: Arc<Semaphore>,
+    /// Woken when the last run in flight ends, for [`Webhook::wait_idle`](super::Webhook::wait_idle).
+    pub(super) idle: Notify,
     pub(super) store: Arc<dyn RedeliveryStore>,
     pub(super) handler: ErasedHandler,
 }
@@ -114,6 +116,15 @@ impl Inner {
         }
     }
 
+    /// Ends a run's hold on the in-flight limit, and wakes [`Webhook::wait_idle`](super::Webhook::wait_idle)
+    /// if it was the last run (one atomic load otherwise).
+    fn release(&self, permit: OwnedSemaphorePermit) {
+        drop(permit);
+        if self.in_flight.available_permits() == self.max_in_flight {
+            self.idle.notify_waiters();
+        }
+    }
+
     /// The configured timeout, shortened to what is left before an [`InvocationDeadline`].
     fn effective_timeout(&self, now: Instant, extensions: &http::Extensions) -> Duration {
         match extensions.get::<InvocationDeadline>() {
@@ -173,7 +184,7 @@ impl Inner {
             let finished = self
                 .conclude(key, chat_id, failed_attempts, outcome, &slot, false)
                 .await;
-            drop(permit);
+            self.release(permit);
             return self.result_response(update_id, finished.result, finished.error);
         }
 
@@ -197,7 +208,7 @@ impl Inner {
                         "handler finished after its delivery timed out"
                     );
                 }
-                drop(permit);
+                this.release(permit);
             }
         };
         tokio::spawn(task);

@@ -100,8 +100,31 @@ impl Webhook {
         self.inner.max_in_flight - self.inner.in_flight.available_permits()
     }
 
+    /// Waits until no handler run is in flight, up to `deadline`, while deliveries go on being
+    /// served; true if it saw none in flight. For a platform that keeps the instance alive
+    /// while a promise is pending (Vercel's `waitUntil`): unlike [`Webhook::drain`], it holds no
+    /// permit, so a delivery arriving meanwhile runs (and is waited for too).
+    pub async fn wait_idle(&self, deadline: Duration) -> bool {
+        let idle = async {
+            loop {
+                let mut notified = std::pin::pin!(self.inner.idle.notified());
+                // Registered before the check, so a run ending in between still wakes us.
+                notified.as_mut().enable();
+                if self.in_flight() == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(deadline, idle).await.is_ok()
+    }
+
     /// Waits until no handler run is in flight, up to `deadline`; true if all finished. For a
     /// graceful shutdown: stop accepting requests first, then drain.
+    ///
+    /// While it waits it takes every permit a run gives back, so a delivery arriving meanwhile
+    /// gets `503` (Telegram delivers it again later): use it at shutdown, and
+    /// [`Webhook::wait_idle`] to wait while still serving.
     pub async fn drain(&self, deadline: Duration) -> bool {
         let all = u32::try_from(self.inner.max_in_flight).unwrap_or(u32::MAX);
         let semaphore = &self.inner.in_flight;
