@@ -165,14 +165,15 @@ impl Chat {
 /// an update the emulator cannot place (an unknown kind) has a queue of its own.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Lane {
-    Key(SequenceKey),
+    /// The server's queue tag (see `QUEUES`) and the key.
+    Key(u8, SequenceKey),
     Alone(u64),
 }
 
 impl Lane {
     pub(crate) fn sequence_key(&self) -> Option<SequenceKey> {
         match self {
-            Self::Key(key) => Some(key.clone()),
+            Self::Key(_, key) => Some(key.clone()),
             Self::Alone(_) => None,
         }
     }
@@ -181,37 +182,58 @@ impl Lane {
 impl fmt::Display for Lane {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Key(key) => key.fmt(f),
+            Self::Key(_, key) => key.fmt(f),
             Self::Alone(id) => write!(f, "update:{id}"),
         }
     }
 }
 
-const CHAT_KEYED: &[&str] = &[
-    "message",
-    "edited_message",
-    "channel_post",
-    "edited_channel_post",
-    "business_message",
-    "edited_business_message",
-    "deleted_business_messages",
-    "my_chat_member",
-    "chat_member",
-    "message_reaction",
-    "message_reaction_count",
-    "chat_boost",
-    "removed_chat_boost",
+/// Where the official server queues each kind for webhook delivery: the id it keys by, and a
+/// tag that keeps kinds with the same id in separate queues (tdlib/telegram-bot-api
+/// `Client::add_update_*`: `webhook_queue_id = id + (tag << 33)`), with the update's lifetime
+/// in seconds.
+const QUEUES: &[(&str, Keyed, u8, u64)] = &[
+    ("message", Keyed::Chat, 0, 86_400),
+    ("edited_message", Keyed::Chat, 0, 86_400),
+    ("channel_post", Keyed::Chat, 0, 86_400),
+    ("edited_channel_post", Keyed::Chat, 0, 86_400),
+    ("inline_query", Keyed::From, 1, 30),
+    ("chosen_inline_result", Keyed::From, 2, 600),
+    ("callback_query", Keyed::From, 3, 150),
+    ("shipping_query", Keyed::From, 4, 150),
+    ("pre_checkout_query", Keyed::From, 4, 150),
+    ("my_chat_member", Keyed::Chat, 5, 86_400),
+    ("chat_member", Keyed::MemberUser, 6, 86_400),
+    ("chat_join_request", Keyed::From, 6, 86_400),
+    ("chat_boost", Keyed::Chat, 7, 86_400),
+    ("removed_chat_boost", Keyed::Chat, 7, 86_400),
+    ("message_reaction", Keyed::Chat, 8, 86_400),
+    ("message_reaction_count", Keyed::Chat, 9, 86_400),
+    ("business_connection", Keyed::User, 10, 86_400),
+    ("business_message", Keyed::Chat, 11, 86_400),
+    ("edited_business_message", Keyed::Chat, 11, 86_400),
+    ("deleted_business_messages", Keyed::Chat, 11, 86_400),
+    ("purchased_paid_media", Keyed::From, 12, 86_400),
+    ("poll", Keyed::PollId, 0, 86_400),
+    ("poll_answer", Keyed::AnswerPollId, 0, 86_400),
 ];
 
-const USER_KEYED: &[&str] = &[
-    "callback_query",
-    "inline_query",
-    "chosen_inline_result",
-    "shipping_query",
-    "pre_checkout_query",
-    "purchased_paid_media",
-    "chat_join_request",
-];
+/// Which id of a payload keys its queue.
+#[derive(Debug, Clone, Copy)]
+enum Keyed {
+    /// `chat.id`.
+    Chat,
+    /// `from.id`.
+    From,
+    /// `user.id`.
+    User,
+    /// `new_chat_member.user.id` (`chat_member`).
+    MemberUser,
+    /// `id` (`poll`).
+    PollId,
+    /// `poll_id` (`poll_answer`).
+    AnswerPollId,
+}
 
 /// Kinds Telegram sends only when asked for in `allowed_updates`.
 pub(crate) const OPT_IN_KINDS: &[&str] =
@@ -220,32 +242,37 @@ pub(crate) const OPT_IN_KINDS: &[&str] =
 /// The queue of an update of `kind` with this `payload`.
 pub(crate) fn lane(update_id: u64, kind: &str, payload: &Value) -> Lane {
     let id_at = |pointer: &str| payload.pointer(pointer).and_then(Value::as_i64);
-    let key = if CHAT_KEYED.contains(&kind) {
-        id_at("/chat/id").map(SequenceKey::Chat)
-    } else if USER_KEYED.contains(&kind) {
-        id_at("/from/id").map(SequenceKey::User)
-    } else if kind == "poll" {
-        payload
-            .get("id")
-            .and_then(Value::as_str)
-            .map(|id| SequenceKey::Poll(id.to_owned()))
-    } else if kind == "poll_answer" {
-        id_at("/user/id")
-            .map(SequenceKey::User)
-            .or_else(|| id_at("/voter_chat/id").map(SequenceKey::Chat))
-    } else {
-        None
-    };
-    key.map_or(Lane::Alone(update_id), Lane::Key)
+    let key = QUEUES
+        .iter()
+        .find(|(k, ..)| *k == kind)
+        .and_then(|(_, keyed, tag, _)| {
+            let key = match keyed {
+                Keyed::Chat => id_at("/chat/id").map(SequenceKey::Chat),
+                Keyed::From => id_at("/from/id").map(SequenceKey::User),
+                Keyed::User => id_at("/user/id").map(SequenceKey::User),
+                Keyed::MemberUser => id_at("/new_chat_member/user/id").map(SequenceKey::User),
+                Keyed::PollId => payload
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map(|id| SequenceKey::Poll(id.to_owned())),
+                Keyed::AnswerPollId => payload
+                    .get("poll_id")
+                    .and_then(Value::as_str)
+                    .map(|id| SequenceKey::Poll(id.to_owned())),
+            };
+            key.map(|key| (*tag, key))
+        });
+    key.map_or(Lane::Alone(update_id), |(tag, key)| Lane::Key(tag, key))
 }
 
-/// How long an undelivered webhook update of `kind` lives (before scaling).
+/// How long an undelivered webhook update of `kind` lives (before scaling), as the official
+/// server keeps it; kinds it does not name live a day.
 pub(crate) fn lifetime(kind: &str) -> Duration {
-    match kind {
-        "callback_query" => Duration::from_secs(150),
-        "inline_query" => Duration::from_secs(30),
-        _ => Duration::from_secs(24 * 60 * 60),
-    }
+    let secs = QUEUES
+        .iter()
+        .find(|(k, ..)| *k == kind)
+        .map_or(86_400, |(.., secs)| *secs);
+    Duration::from_secs(secs)
 }
 
 /// An update the test injected.

@@ -416,3 +416,60 @@ async fn updates_are_queued_per_chat_user_and_poll() {
         ]
     );
 }
+
+#[tokio::test]
+async fn kinds_keyed_by_the_same_user_wait_in_separate_queues_as_on_the_official_server() {
+    // The official server tags each kind family's queue (`id + (tag << 33)`): a failing inline
+    // query of user 42 does not hold back that user's callback query.
+    let (_emulator, telegram, bot) = emulator(fast()).await;
+    let (url, _received) = webhook(|request| async move {
+        if request.update.get("inline_query").is_some() {
+            status(500)
+        } else {
+            status(200)
+        }
+    })
+    .await;
+    bot.set_webhook(&SetWebhook::new(&url)).await.unwrap();
+    let ann = User::new(42, "Ann");
+    telegram.inline_query(&ann, "stuck");
+    let message = json!({ "message_id": 1, "date": 0, "chat": { "id": 42, "type": "private" } });
+    let press = telegram.press_button(&ann, &message, "go");
+    let delivered = telegram
+        .wait_for_delivered(press.update_id, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(delivered.sequence_key, Some(SequenceKey::User(42)));
+
+    // chat_member: by the member's user; poll_answer: by the poll.
+    let member = telegram.inject(
+        "chat_member",
+        json!({ "chat": { "id": -5, "type": "group" }, "from": { "id": 1, "is_bot": false, "first_name": "A" },
+                "date": 0, "old_chat_member": { "status": "left", "user": { "id": 9, "is_bot": false, "first_name": "N" } },
+                "new_chat_member": { "status": "member", "user": { "id": 9, "is_bot": false, "first_name": "N" } } }),
+    );
+    assert!(!member.queued, "chat_member is opt-in");
+    bot.set_webhook(&SetWebhook::new(&url).allowed_updates(["chat_member", "poll_answer"]))
+        .await
+        .unwrap();
+    let member = telegram.inject(
+        "chat_member",
+        json!({ "chat": { "id": -5, "type": "group" }, "from": { "id": 1, "is_bot": false, "first_name": "A" },
+                "date": 0, "old_chat_member": { "status": "left", "user": { "id": 9, "is_bot": false, "first_name": "N" } },
+                "new_chat_member": { "status": "member", "user": { "id": 9, "is_bot": false, "first_name": "N" } } }),
+    );
+    let answer = telegram.inject(
+        "poll_answer",
+        json!({ "poll_id": "77", "user": { "id": 42, "is_bot": false, "first_name": "Ann" }, "option_ids": [0] }),
+    );
+    let member = telegram
+        .wait_for_delivered(member.update_id, WAIT)
+        .await
+        .unwrap();
+    let answer = telegram
+        .wait_for_delivered(answer.update_id, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(member.sequence_key, Some(SequenceKey::User(9)));
+    assert_eq!(answer.sequence_key, Some(SequenceKey::Poll("77".into())));
+}
