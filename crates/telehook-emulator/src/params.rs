@@ -31,6 +31,17 @@ impl Input {
             .map(|(_, part)| part)
     }
 
+    /// The file parameter `field`: a part of that name, or the part its `attach://name` value
+    /// names (how aiogram and grammY send every file, `certificate` included).
+    pub(crate) fn file_param(&self, field: &str) -> Option<&Part> {
+        match self.params.get(field) {
+            Some(Value::String(value)) => value
+                .strip_prefix("attach://")
+                .and_then(|name| self.file(name)),
+            _ => self.file(field),
+        }
+    }
+
     /// What tests read about each uploaded file.
     pub(crate) fn uploads(&self) -> Vec<Upload> {
         self.files

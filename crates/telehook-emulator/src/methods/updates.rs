@@ -148,7 +148,9 @@ pub(super) fn set_webhook(state: &mut BotState, input: &Input) -> Result<Success
         return Ok(delete_webhook(state, params));
     }
     check_webhook_url(&url)?;
-    let certificate = input.file("certificate").map(|part| part.bytes.as_ref());
+    let certificate = input
+        .file_param("certificate")
+        .map(|part| part.bytes.as_ref());
     let client = crate::tls::delivery_client(certificate)?;
     let secret_token = string(params, "secret_token").filter(|s| !s.is_empty());
     if let Some(secret) = &secret_token {
