@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import dataclasses
 import hashlib
 import json
 import os
@@ -62,6 +63,8 @@ class Combo:
     mode: str
     # Methods the library sends as webhook replies in this mode (checked via the call's route).
     replies: tuple[str, ...] = ()
+    # The webhook served over https, its self-signed certificate uploaded with setWebhook.
+    https: bool = False
 
     @property
     def webhook(self) -> bool:
@@ -69,7 +72,11 @@ class Combo:
 
     @property
     def name(self) -> str:
-        return f"{self.library}-{self.mode}"
+        return f"{self.library}-{self.mode}{'-https' if self.https else ''}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.mode} https" if self.https else self.mode
 
 
 COMBOS = [
@@ -216,11 +223,6 @@ class Result:
     seconds: float = 0.0
     steps: list[tuple[str, str, str]] = field(default_factory=list)  # (step, pass|FAIL|n/a, note)
     log: str = ""
-    https: bool = False
-
-    @property
-    def mode(self) -> str:
-        return f"{self.combo.mode} https" if self.https else self.combo.mode
 
     @property
     def passed(self) -> bool:
@@ -431,22 +433,22 @@ class Scenario:
         return any(d["outcome"]["type"] == "delivered" for d in self.c.deliveries())
 
 
-def run_combo(combo: Combo, base_url: str, token: str, python: str, logs: Path, extra_env: dict) -> Result:
+def run_combo(combo: Combo, base_url: str, token: str, python: str, logs: Path, tls: dict) -> Result:
     # A free port is picked by binding port 0 and closing it; if something else takes it before
     # the bot binds it, the bot exits at start (before setWebhook): run once more on another.
     for attempt in range(2):
-        result = run_once(combo, base_url, token, python, logs, extra_env)
+        result = run_once(combo, base_url, token, python, logs, tls)
         if attempt == 0 and not result.passed and re.search(r"EADDRINUSE|[Aa]ddress already in use", result.log):
             continue
         return result
     return result
 
 
-def run_once(combo: Combo, base_url: str, token: str, python: str, logs: Path, extra_env: dict) -> Result:
+def run_once(combo: Combo, base_url: str, token: str, python: str, logs: Path, tls: dict) -> Result:
     result = Result(combo)
     env = {
-        **os.environ,
-        **extra_env,
+        **{k: v for k, v in os.environ.items() if k not in ("TLS_CERT", "TLS_KEY")},
+        **(tls if combo.https else {}),
         "TELEHOOK_BASE_URL": base_url,
         "BOT_TOKEN": token,
         "BOT_MODE": combo.mode,
@@ -454,10 +456,6 @@ def run_once(combo: Combo, base_url: str, token: str, python: str, logs: Path, e
         "WEBHOOK_PORT": str(free_port()),
         "PYTHONUNBUFFERED": "1",
     }
-    if not combo.webhook:
-        env.pop("TLS_CERT", None)
-        env.pop("TLS_KEY", None)
-    result.https = "TLS_CERT" in env
     log_path = logs / f"{combo.name}.log"
     started = time.monotonic()
     with open(log_path, "ab") as log:
@@ -520,18 +518,25 @@ def main() -> int:
     parser.add_argument("--python", default=sys.executable, help="python with the bot libraries")
     parser.add_argument("--only", default="", help="comma-separated LIB or LIB:MODE to run")
     parser.add_argument("--jobs", type=int, default=4, help="combinations run at once")
-    parser.add_argument("--https", choices=["auto", "off"], default=os.environ.get("CLIENTS_HTTPS", "off"),
-                        help="webhook modes over https with a self-signed certificate uploaded with "
-                        "setWebhook (telegraf: launch({webhook})); off: plain http on loopback")
+    parser.add_argument("--https", choices=["both", "only", "off"], default=os.environ.get("CLIENTS_HTTPS", "both"),
+                        help="webhook modes over https, with a self-signed certificate uploaded with "
+                        "setWebhook (telegraf: launch({webhook})): both (each webhook mode over http "
+                        "and over https), only (https only), off (plain http on loopback only)")
     args = parser.parse_args()
 
+    work = Path(tempfile.mkdtemp(prefix="telehook-clients-"))
     combos = COMBOS
+    tls = self_signed_cert(work) if args.https != "off" else {}
+    if args.https != "off" and not tls:
+        print("openssl failed: webhook modes over plain http only", flush=True)
+    if tls:
+        secure = [dataclasses.replace(c, https=True) for c in COMBOS if c.webhook]
+        plain = [c for c in COMBOS if not (c.webhook and args.https == "only")]
+        combos = sorted(plain + secure, key=lambda c: (COMBOS.index(dataclasses.replace(c, https=False)), c.https))
     if args.only:
         wanted = [w.strip() for w in args.only.split(",") if w.strip()]
-        combos = [c for c in COMBOS if any(w in (c.library, f"{c.library}:{c.mode}") for w in wanted)]
+        combos = [c for c in combos if any(w in (c.library, f"{c.library}:{c.mode}") for w in wanted)]
     tokens = [f"{7000 + i}:TEST-{combo.name}" for i, combo in enumerate(combos)]
-    work = Path(tempfile.mkdtemp(prefix="telehook-clients-"))
-    extra_env = self_signed_cert(work) if args.https == "auto" else {}
     emulator, base_url = start_emulator(args.emulator, tokens, work / "emulator.log")
     print(f"emulator at {base_url}; logs in {work}", flush=True)
     started = time.monotonic()
@@ -540,7 +545,7 @@ def main() -> int:
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             futures = [
-                pool.submit(run_combo, combo, base_url, token, args.python, work, extra_env)
+                pool.submit(run_combo, combo, base_url, token, args.python, work, tls)
                 for combo, token in zip(combos, tokens)
             ]
             for future in concurrent.futures.as_completed(futures):
@@ -556,13 +561,13 @@ def main() -> int:
             emulator.kill()
     total = time.monotonic() - started
 
-    order = {c: i for i, c in enumerate(COMBOS)}
+    order = {c: i for i, c in enumerate(combos)}
     results.sort(key=lambda r: order[r.combo])
     print()
     print(f"{'library':<20} {'mode':<20} {'result':<7} {'seconds':>7}  failed steps")
     for r in results:
         failed = ", ".join(name for name, status, _ in r.steps if status == "FAIL") or "-"
-        print(f"{r.combo.library:<20} {r.mode:<20} {'pass' if r.passed else 'FAIL':<7} {r.seconds:>7.1f}  {failed}")
+        print(f"{r.combo.library:<20} {r.combo.label:<20} {'pass' if r.passed else 'FAIL':<7} {r.seconds:>7.1f}  {failed}")
     print(f"total {total:.1f}s for {len(results)} combinations ({args.jobs} at once)")
     for r in results:
         notes = [(n, s, note) for n, s, note in r.steps if s != "pass" or os.environ.get("CLIENTS_VERBOSE")]

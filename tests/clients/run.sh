@@ -7,8 +7,8 @@
 # (library x mode) combination and prints the matrix. Exits non-zero if any combination fails.
 #
 # Environment: CLIENTS_VENV (venv path, default tests/clients/.venv), CLIENTS_JOBS (combinations
-# at once, default 4), CLIENTS_CARGO_FLAGS (e.g. --locked), CLIENTS_HTTPS=auto (telegraf's
-# webhook modes over https with launch({webhook})). Arguments go to driver.py, e.g.
+# at once, default 4), CLIENTS_CARGO_FLAGS (e.g. --locked), CLIENTS_HTTPS (both: each webhook
+# mode over http and over https, the default; only; off). Arguments go to driver.py, e.g.
 # `--only aiogram,grammy:webhook`.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
