@@ -180,3 +180,25 @@ async fn a_real_server_drains_a_run_that_outlived_its_timeout() {
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(webhook.in_flight(), 0);
 }
+
+#[tokio::test]
+async fn the_handler_reads_what_poem_put_in_the_request_extensions() {
+    let (seen, saw) = tokio::sync::oneshot::channel();
+    let seen = std::sync::Mutex::new(Some(seen));
+    let webhook = Webhook::builder()
+        .build(move |_: Update, ctx: Context| {
+            let data = ctx.extension::<&'static str>().copied();
+            let _ = seen.lock().unwrap().take().map(|seen| seen.send(data));
+            async { Ok::<_, HandlerError>(()) }
+        })
+        .unwrap();
+    // `app` adds `.data("ok")`, which poem keeps in the request's extensions.
+    let client = PoemHarness.serve(webhook).await;
+    let update = http::Request::post(PATH)
+        .body(Bytes::from(
+            r#"{"update_id":11,"message":{"chat":{"id":1}}}"#,
+        ))
+        .unwrap();
+    assert_eq!(client.send(update).await.status(), 200);
+    assert_eq!(saw.await.unwrap(), Some("ok"));
+}
