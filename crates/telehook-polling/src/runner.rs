@@ -383,8 +383,9 @@ struct State {
     handler: ErasedHandler,
     /// Fetched deliveries not yet confirmable, in delivery order.
     order: VecDeque<Held>,
-    /// The positions in `order`: a delivery at one of them is a repeat.
-    held_positions: HashSet<u64>,
+    /// The highest position taken since the sequence last started over: positions grow, so
+    /// one at or below it (and not below the offset asked for) is a repeat.
+    max_taken: Option<u64>,
     /// Held updates not yet finished (running or waiting).
     held_count: usize,
     /// Everything below this is handled.
@@ -414,7 +415,7 @@ impl State {
             config,
             handler,
             order: VecDeque::new(),
-            held_positions: HashSet::new(),
+            max_taken: None,
             held_count: 0,
             confirmed: None,
             busy: HashMap::new(),
@@ -436,34 +437,36 @@ impl State {
         let mut reset_seen = false;
         for delivery in deliveries {
             let position = delivery.position();
-            if self.held_positions.contains(&position) {
-                // Returned again because the offset sits behind a running update.
-                continue;
-            }
-            if asked.is_some_and(|asked| position >= asked)
-                && self.confirmed.is_some_and(|confirmed| position < confirmed)
-            {
-                // Held when this fetch was asked for, confirmed since: already handled.
-                continue;
-            }
-            fresh += 1;
             let update_id = delivery.update().update_id();
             if let Some(asked) = asked
                 && position < asked
-                && !reset_seen
             {
-                // Telegram chose new update_ids (after a week without updates, they start
-                // anywhere, possibly lower): the official server then ignores an offset "in
-                // the future" and answers from the head of its queue. Trust the answer.
-                reset_seen = true;
-                self.report.sequence_resets += 1;
-                tracing::info!(
-                    offset = asked,
-                    update_id,
-                    "update_id started over below the offset asked for (Telegram picks new ids after a week without updates); going on from the new ids"
-                );
+                if self.order.iter().any(|h| h.position == position) {
+                    // Held already (the rare case of a sequence that started over while an
+                    // update from before was still running).
+                    continue;
+                }
+                if !reset_seen {
+                    // Telegram chose new update_ids (after a week without updates, they start
+                    // anywhere, possibly lower): the official server then ignores an offset
+                    // "in the future" and answers from the head of its queue. Trust the answer.
+                    reset_seen = true;
+                    self.max_taken = None;
+                    self.report.sequence_resets += 1;
+                    tracing::info!(
+                        offset = asked,
+                        update_id,
+                        "update_id started over below the offset asked for (Telegram picks new ids after a week without updates); going on from the new ids"
+                    );
+                }
             }
-            self.held_positions.insert(position);
+            if self.max_taken.is_some_and(|max| position <= max) {
+                // Taken before in this sequence: held (returned again because the offset sits
+                // behind a running update) or handled since the fetch was asked for.
+                continue;
+            }
+            self.max_taken = Some(position);
+            fresh += 1;
             let repeat = !self.recent.insert(delivery.update());
             if repeat || self.skip.remove(&update_id) {
                 tracing::info!(
@@ -522,10 +525,11 @@ impl State {
         let events = self.events_tx.clone();
         let timeout = self.config.handler_timeout;
         let policy = self.config.error_policy;
-        let mut backoff = Backoff::new(self.config.retry_delay, Duration::from_secs(30));
+        let retry_delay = self.config.retry_delay;
         let task = tokio::spawn(async move {
             let started = Instant::now();
             let (mut attempt, mut panics) = (0u32, 0u32);
+            let mut backoff: Option<Backoff> = None;
             let gave_up = loop {
                 attempt += 1;
                 let ctx = Context::detached(update_id);
@@ -577,7 +581,10 @@ impl State {
                     );
                     break true;
                 }
-                tokio::time::sleep(backoff.next_delay()).await;
+                let delay = backoff
+                    .get_or_insert_with(|| Backoff::new(retry_delay, Duration::from_secs(30)))
+                    .next_delay();
+                tokio::time::sleep(delay).await;
             };
             let failures = attempt - u32::from(!gave_up);
             let _ = events
@@ -653,7 +660,6 @@ impl State {
     fn advance(&mut self) {
         while self.order.front().is_some_and(|h| h.done) {
             let held = self.order.pop_front().expect("front exists");
-            self.held_positions.remove(&held.position);
             self.confirmed = Some(held.position + 1);
         }
     }

@@ -74,8 +74,14 @@ impl GetUpdatesSource {
             return Err(PollingError::Conflict { cause, description });
         }
         if let Some(wait) = error.retry_after() {
+            // A `retry_after` of 0 must not turn into a tight loop.
+            let wait = if wait.is_zero() {
+                self.backoff.next_delay()
+            } else {
+                wait
+            };
             tracing::warn!(
-                retry_after_s = wait.as_secs(),
+                retry_after_ms = wait.as_millis() as u64,
                 "getUpdates rate limited (429): waiting as Telegram asks"
             );
             tokio::time::sleep(wait).await;
