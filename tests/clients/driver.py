@@ -54,7 +54,10 @@ def sender(step: str) -> dict:
     return {"id": USERS[step], "first_name": step.capitalize()}
 
 
-WAIT = 15.0  # seconds to wait for one expected call; generous for a loaded 2-core machine
+# Deadlines, not sleeps: a step takes ~0.1 s, but the 2-core CI machine may be loaded (aiogram
+# alone spends ~3.5 s of CPU importing itself).
+WAIT = 30.0  # seconds for one expected call
+START_WAIT = 120.0  # seconds for a bot to start (its first call, or its webhook set)
 
 
 @dataclass(frozen=True)
@@ -159,7 +162,8 @@ class Control:
         return self.request("POST", "private_text", {**user(step), "text": text})["update"]
 
     def wait(self, what: str, found, timeout: float = WAIT):
-        """Polls the recorded calls until found(calls) is truthy; returns its value."""
+        """Reads the recorded calls until found(calls) is truthy; returns its value. Between
+        reads it waits for the next call with the emulator's calls/wait (no sleeping)."""
         deadline = time.monotonic() + timeout
         while True:
             calls = self.calls()
@@ -167,12 +171,24 @@ class Control:
             if value:
                 return value
             self.check_alive()
-            if time.monotonic() > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 seen = ", ".join(f"{c['method']}:{outcome(c)}" for c in calls[-12:] if c["method"] != "getUpdates")
                 error = self.request("GET", "webhook_info").get("last_error_message")
                 hint = f"; webhook last_error_message: {error!r}" if error else ""
                 raise StepFailed(f"no {what} within {timeout:.0f}s; last calls: [{seen}]{hint}")
-            time.sleep(0.05)
+            # At most 1 s at a time, to notice a bot that exited.
+            self.wait_for_call(len(calls) + 1, min(remaining, 1.0))
+
+    def wait_for_call(self, count: int, seconds: float):
+        """Returns when `count` calls were recorded in all, or after `seconds` (408)."""
+        url = f"{self.base_url}/_emulator/{self.token}/calls/wait?count={count}&timeout_ms={max(1, int(seconds * 1000))}"
+        try:
+            with urllib.request.urlopen(url, timeout=seconds + 10) as response:
+                response.read()
+        except urllib.error.HTTPError as error:
+            if error.code != 408:
+                raise StepFailed(f"GET calls/wait -> {error.code}: {error.read().decode(errors='replace')}") from None
 
 
 def outcome(call: dict) -> str:
@@ -266,16 +282,16 @@ class Scenario:
 
     def ready(self):
         if self.combo.webhook:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + START_WAIT
             while not self.c.request("GET", "webhook_info").get("url"):
                 self.c.check_alive()
                 if time.monotonic() > deadline:
-                    raise StepFailed("the bot did not set its webhook within 30s")
+                    raise StepFailed(f"the bot did not set its webhook within {START_WAIT:.0f}s")
                 time.sleep(0.05)
         else:
             # A long poll is recorded when it ends; updates queue until fetched, so a bot that
             # has called the Bot API at all (getMe) is far enough.
-            self.c.wait("a first call", lambda calls: calls, timeout=30)
+            self.c.wait("a first call", lambda calls: calls, timeout=START_WAIT)
 
     def echo(self):
         self.c.text("echo", "hello")
