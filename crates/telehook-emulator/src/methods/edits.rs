@@ -2,16 +2,41 @@
 
 use serde_json::{Value, json};
 
-use super::messages::{finish, new_message};
+use super::compose::{finish, new_message};
 use super::{chat_of, int, json_param, string};
-use crate::answer::Fail;
+use crate::answer::{Fail, Success};
 use crate::config::Limits;
 use crate::objects::message_markup;
 use crate::params::Input;
 use crate::state::{BotCell, BotState, unix_now};
 
 /// The kept message `message_id` in `chat_id`.
-pub(super) fn existing(
+pub(super) fn call(
+    bot: &BotCell,
+    state: &mut BotState,
+    limits: &Limits,
+    method: &'static str,
+    input: &Input,
+) -> Result<Success, Fail> {
+    let params = &input.params;
+    let result = match method {
+        "copyMessage" | "forwardMessage" => copy(bot, state, limits, method, input, None),
+        "copyMessages" | "forwardMessages" => copy_many(bot, state, limits, method, input),
+        "editMessageText" | "editMessageCaption" | "editMessageReplyMarkup" => {
+            edit(bot, state, limits, method, input)
+        }
+        "deleteMessage" => delete(state, params, None),
+        "deleteMessages" => delete_many(state, params),
+        "setMessageReaction" | "pinChatMessage" => {
+            existing(state, params, "react to").map(|_| json!(true))
+        }
+        "unpinChatMessage" => chat_of(state, params, "chat_id").map(|_| json!(true)),
+        _ => Err(Fail::new(404, "Not Found: method not found")),
+    };
+    result.map(Success::from)
+}
+
+fn existing(
     state: &BotState,
     params: &serde_json::Map<String, Value>,
     what: &str,
@@ -51,7 +76,7 @@ fn content(message: &Value) -> serde_json::Map<String, Value> {
         .unwrap_or_default()
 }
 
-pub(super) fn copy(
+fn copy(
     bot: &BotCell,
     state: &mut BotState,
     limits: &Limits,
@@ -101,7 +126,7 @@ pub(super) fn copy(
     finish(state, limits, message)
 }
 
-pub(super) fn copy_many(
+fn copy_many(
     bot: &BotCell,
     state: &mut BotState,
     limits: &Limits,
@@ -129,7 +154,7 @@ pub(super) fn copy_many(
     Ok(Value::Array(copied))
 }
 
-pub(super) fn edit(
+fn edit(
     bot: &BotCell,
     state: &mut BotState,
     limits: &Limits,
@@ -196,7 +221,7 @@ pub(super) fn edit(
     finish(state, limits, message)
 }
 
-pub(super) fn delete(
+fn delete(
     state: &mut BotState,
     params: &serde_json::Map<String, Value>,
     id: Option<i64>,
@@ -212,7 +237,7 @@ pub(super) fn delete(
     }
 }
 
-pub(super) fn delete_many(
+fn delete_many(
     state: &mut BotState,
     params: &serde_json::Map<String, Value>,
 ) -> Result<Value, Fail> {

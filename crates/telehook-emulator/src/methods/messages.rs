@@ -1,14 +1,15 @@
-//! Sending, copying, forwarding, editing and deleting messages.
+//! Sending messages: text, files, locations, polls, dice, media groups.
 
 use serde_json::{Value, json};
 
-use super::{boolean, chat_of, edits, int, json_param, string};
+use super::compose::{finish, new_message};
+use super::{boolean, chat_of, json_param, string};
 use crate::answer::{Fail, Success};
 use crate::config::Limits;
 use crate::files::StoredFile;
-use crate::objects::{bot_sender, file_field, media, message_markup};
+use crate::objects::{file_field, media};
 use crate::params::Input;
-use crate::state::{BotCell, BotState, unix_now};
+use crate::state::{BotCell, BotState};
 
 pub(super) fn call(
     bot: &BotCell,
@@ -25,62 +26,12 @@ pub(super) fn call(
         "sendPoll" => send_poll(bot, state, limits, input),
         "sendDice" => send_dice(bot, state, limits, input),
         "sendMediaGroup" => send_media_group(bot, state, limits, input),
-        "copyMessage" | "forwardMessage" => edits::copy(bot, state, limits, method, input, None),
-        "copyMessages" | "forwardMessages" => edits::copy_many(bot, state, limits, method, input),
-        "editMessageText" | "editMessageCaption" | "editMessageReplyMarkup" => {
-            edits::edit(bot, state, limits, method, input)
-        }
-        "deleteMessage" => edits::delete(state, params, None),
-        "deleteMessages" => edits::delete_many(state, params),
-        "setMessageReaction" | "pinChatMessage" => {
-            edits::existing(state, params, "react to").map(|_| json!(true))
-        }
-        "unpinChatMessage" => chat_of(state, params, "chat_id").map(|_| json!(true)),
         _ => match file_field(method) {
             Some((field, folder)) => send_file(bot, state, limits, method, field, folder, input),
             None => Err(Fail::new(404, "Not Found: method not found")),
         },
     };
     result.map(Success::from)
-}
-
-/// A new message from the bot in `chat_id`, with `reply_markup` and `caption` from `params`.
-pub(super) fn new_message(
-    bot: &BotCell,
-    state: &mut BotState,
-    chat_id: i64,
-    input: &Input,
-) -> Value {
-    let message_id = state.next_message_id(chat_id).unwrap_or(1);
-    let chat = state
-        .chats
-        .get(&chat_id)
-        .map_or(Value::Null, |chat| chat.json.clone());
-    let mut message = json!({ "message_id": message_id, "date": unix_now(), "chat": chat });
-    if chat["type"] == "channel" {
-        message["sender_chat"] = chat;
-    } else {
-        message["from"] = bot_sender(bot.id, &bot.username);
-    }
-    let params = &input.params;
-    if let Some(markup) = json_param(params, "reply_markup").and_then(|m| message_markup(&m)) {
-        message["reply_markup"] = markup;
-    }
-    if let Some(caption) = string(params, "caption").filter(|c| !c.is_empty()) {
-        message["caption"] = json!(caption);
-    }
-    if let Some(reply_to) = int(params, "reply_to_message_id").or_else(|| {
-        json_param(params, "reply_parameters").and_then(|r| r.get("message_id")?.as_i64())
-    }) && let Some(replied) = state.messages.get(&(chat_id, reply_to))
-    {
-        message["reply_to_message"] = replied.clone();
-    }
-    message
-}
-
-pub(super) fn finish(state: &mut BotState, limits: &Limits, message: Value) -> Result<Value, Fail> {
-    state.remember_message(&message, limits);
-    Ok(message)
 }
 
 fn send_message(

@@ -9,6 +9,7 @@ use crate::params::Input;
 use crate::state::{BotCell, Shared};
 
 mod chats;
+mod compose;
 mod edits;
 mod messages;
 mod updates;
@@ -125,6 +126,18 @@ pub(crate) async fn call(
         | "answerPreCheckoutQuery"
         | "answerShippingQuery" => chats::answer_query(&mut state, method, params),
         "getFile" => chats::get_file(&state, params),
+        "copyMessage"
+        | "forwardMessage"
+        | "copyMessages"
+        | "forwardMessages"
+        | "editMessageText"
+        | "editMessageCaption"
+        | "editMessageReplyMarkup"
+        | "deleteMessage"
+        | "deleteMessages"
+        | "setMessageReaction"
+        | "pinChatMessage"
+        | "unpinChatMessage" => edits::call(bot, &mut state, limits, method, input),
         _ => messages::call(bot, &mut state, limits, method, input),
     };
     drop(state);
