@@ -1,5 +1,5 @@
 //! `cargo run -p poem-echo`: serves the echo bot on `PORT` (default 8080), checking
-//! `TELEHOOK_SECRET` if it is set. Ctrl-C stops accepting, lets open requests and handler runs
+//! `TELEHOOK_SECRET` if it is set. Ctrl-C or SIGTERM stops accepting, lets open requests and handler runs
 //! finish within 20 s.
 
 use std::time::Duration;
@@ -25,9 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (app, webhook) = poem_echo::build(poem_echo::AppState::default(), secret.as_deref())?;
     let deadline = Duration::from_secs(20);
     let drain = telehook::poem::Drain::new(&webhook, deadline);
-    let signal = drain.signal(async {
-        let _ = tokio::signal::ctrl_c().await;
-    });
+    let signal = drain.signal(shutdown_signal());
     tracing::info!(port, path = poem_echo::WEBHOOK_PATH, "poem-echo listening");
     let server = poem::Server::new(poem::listener::TcpListener::bind(("0.0.0.0", port)))
         .run_with_graceful_shutdown(app, signal, Some(deadline));
@@ -37,4 +35,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     tracing::info!(?report, "stopped");
     Ok(())
+}
+
+/// Resolves on Ctrl-C, or on SIGTERM (what container platforms send before they stop a process).
+async fn shutdown_signal() {
+    let terminate = async {
+        #[cfg(unix)]
+        if let Ok(mut sigterm) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            sigterm.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }

@@ -1,5 +1,5 @@
 //! `cargo run -p salvo-echo`: serves the echo bot on `PORT` (default 8080), checking
-//! `TELEHOOK_SECRET` if it is set. Ctrl-C stops accepting, lets open requests and handler runs
+//! `TELEHOOK_SECRET` if it is set. Ctrl-C or SIGTERM stops accepting, lets open requests and handler runs
 //! finish within 20 s.
 
 use std::time::Duration;
@@ -29,9 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let acceptor = TcpListener::new(("0.0.0.0", port)).bind().await;
     let server = Server::new(acceptor);
     let handle = server.handle();
-    let signal = drain.signal(async {
-        let _ = tokio::signal::ctrl_c().await;
-    });
+    let signal = drain.signal(shutdown_signal());
     tokio::spawn(async move {
         signal.await;
         handle.stop_graceful(deadline);
@@ -44,4 +42,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (_served, report) = drain.run(server.serve(router)).await;
     tracing::info!(?report, "stopped");
     Ok(())
+}
+
+/// Resolves on Ctrl-C, or on SIGTERM (what container platforms send before they stop a process).
+async fn shutdown_signal() {
+    let terminate = async {
+        #[cfg(unix)]
+        if let Ok(mut sigterm) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            sigterm.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }
