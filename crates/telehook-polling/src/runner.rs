@@ -10,7 +10,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
-use std::hash::{BuildHasher as _, Hasher as _};
+use std::hash::BuildHasher as _;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -193,7 +193,23 @@ struct Recent {
     capacity: usize,
     order: VecDeque<(u64, u64)>,
     set: HashSet<(u64, u64)>,
-    hasher: std::collections::hash_map::RandomState,
+    seed: u64,
+}
+
+/// A cheap hash of an update's bytes (word at a time, multiply-rotate), seeded per run. Only
+/// compared between updates with equal `update_id`s, so it needs to tell bodies apart, not to
+/// resist crafted collisions.
+fn body_hash(seed: u64, bytes: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut hash = seed ^ bytes.len() as u64;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        hash = (hash.rotate_left(5) ^ word).wrapping_mul(K);
+    }
+    let mut tail = [0u8; 8];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    (hash.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K)
 }
 
 impl Recent {
@@ -202,7 +218,7 @@ impl Recent {
             capacity,
             order: VecDeque::with_capacity(capacity.min(4_096)),
             set: HashSet::with_capacity(capacity.min(4_096)),
-            hasher: std::collections::hash_map::RandomState::new(),
+            seed: std::collections::hash_map::RandomState::new().hash_one(0u64),
         }
     }
 
@@ -211,9 +227,7 @@ impl Recent {
         if self.capacity == 0 {
             return true;
         }
-        let mut hasher = self.hasher.build_hasher();
-        hasher.write(update.raw());
-        let entry = (update.update_id(), hasher.finish());
+        let entry = (update.update_id(), body_hash(self.seed, update.raw()));
         if !self.set.insert(entry) {
             return false;
         }
