@@ -298,3 +298,37 @@ async fn get_me_describes_the_bot() {
     assert_eq!(me["is_bot"], true);
     assert_eq!(me, telegram.bot_user());
 }
+
+#[tokio::test]
+async fn limit_and_timeout_are_clamped_as_the_official_server_clamps_them() {
+    let (emulator, telegram, bot) = emulator(telehook_emulator::Timing::scaled(0.001)).await;
+    for text in ["a", "b"] {
+        telegram.private_text(&User::new(42, "Ann"), text);
+    }
+    let zero = bot
+        .get_updates(&GetUpdates {
+            limit: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&zero), [1], "limit 0 is clamped to 1");
+    // 100 000 s scaled by 0.001 would be 100 s; clamped to 50 s it is 50 ms.
+    let client = reqwest::Client::new();
+    let base = emulator.base_url();
+    let empty: Value = tokio::time::timeout(
+        WAIT,
+        client
+            .get(format!(
+                "{base}/bot{TOKEN}/getUpdates?offset=3&timeout=100000"
+            ))
+            .send(),
+    )
+    .await
+    .expect("the long poll is clamped to 50 s (50 ms here)")
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(empty["result"], json!([]));
+}

@@ -35,6 +35,7 @@ async fn a_delivery_is_a_json_post_with_the_secret_token_header() {
         "s3cr3t_T0ken-for-tests"
     );
     assert_eq!(request.update, injected.update);
+    assert_eq!(telegram.webhook_info()["ip_address"], "127.0.0.1");
     telegram.wait_until_idle(WAIT).await.unwrap();
     assert_eq!(
         bot.get_webhook_info().await.unwrap().pending_update_count,

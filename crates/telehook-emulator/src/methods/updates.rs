@@ -12,6 +12,9 @@ use crate::state::{BotCell, BotState, Shared, WebhookConfig};
 
 // ---- getUpdates ---------------------------------------------------------------------------------
 
+/// The longest long poll the official server holds (tdlib/telegram-bot-api `Client.h`).
+const LONG_POLL_MAX_TIMEOUT: i64 = 50;
+
 const CONFLICT_WEBHOOK: &str = "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first";
 const CONFLICT_OTHER_POLL: &str = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running";
 
@@ -21,11 +24,15 @@ pub(super) async fn get_updates(
     params: &Map<String, Value>,
 ) -> Result<Success, Fail> {
     let offset = int(params, "offset").unwrap_or(0);
-    let limit = match int(params, "limit") {
-        Some(n @ 1..=100) => usize::try_from(n).unwrap_or(100),
-        _ => 100,
-    };
-    let timeout = u64::try_from(int(params, "timeout").unwrap_or(0).max(0)).unwrap_or(0);
+    // Clamped, not refused, as the official server does (`get_integer_arg`): `limit` to 1–100
+    // (default 100), `timeout` to 0–50 s (`LONG_POLL_MAX_TIMEOUT`).
+    let limit = usize::try_from(int(params, "limit").unwrap_or(100).clamp(1, 100)).unwrap_or(100);
+    let timeout = u64::try_from(
+        int(params, "timeout")
+            .unwrap_or(0)
+            .clamp(0, LONG_POLL_MAX_TIMEOUT),
+    )
+    .unwrap_or(0);
     let allowed_updates = string_list(params, "allowed_updates")?;
 
     let mut changed = bot.subscribe();
@@ -265,6 +272,16 @@ pub(crate) fn webhook_info(state: &BotState) -> Value {
     }
     if let Some(hook) = &state.webhook {
         info["max_connections"] = json!(hook.max_connections);
+        // The address deliveries go to, as the official server reports what it resolved.
+        let ip = reqwest::Url::parse(&hook.url)
+            .ok()
+            .and_then(|url| {
+                url.host_str()
+                    .map(|h| h.trim_matches(['[', ']']).to_owned())
+            })
+            .filter(|host| host.parse::<std::net::IpAddr>().is_ok())
+            .unwrap_or_else(|| "127.0.0.1".to_owned());
+        info["ip_address"] = json!(ip);
         if let Some(kinds) = &state.allowed_updates {
             info["allowed_updates"] = json!(kinds);
         }
