@@ -158,6 +158,15 @@ class Control:
     def deliveries(self) -> list[dict]:
         return self.request("GET", "deliveries")
 
+    def message(self, chat_id: int, message_id) -> dict | None:
+        """A message as the chat holds it now, or None if the chat has no such message."""
+        try:
+            return self.request("GET", f"messages/{chat_id}/{message_id}")
+        except StepFailed as error:
+            if "-> 404" in str(error):
+                return None
+            raise
+
     def text(self, step: str, text: str) -> dict:
         return self.request("POST", "private_text", {**user(step), "text": text})["update"]
 
@@ -301,10 +310,14 @@ class Scenario:
     def copy(self):
         update = self.c.text("copy", "/copy")
         message_id = update["message"]["message_id"]
-        self.c.wait(
+        call = self.c.wait(
             "copyMessage",
             lambda calls: first(calls, to("copyMessage", chat_id=USERS["copy"], from_chat_id=USERS["copy"], message_id=message_id)),
         )
+        copy_id = call["outcome"]["result"]["message_id"]
+        copied = self.c.message(USERS["copy"], copy_id)
+        if not copied or copied.get("text") != "/copy":
+            raise StepFailed(f"the copy (message {copy_id}) in the chat: {copied}")
 
     def photo(self):
         self.c.text("photo", "/photo")
@@ -317,9 +330,10 @@ class Scenario:
         hashes = [f.get("sha256") for f in files]
         if want not in hashes:
             raise StepFailed(f"uploaded file hash {hashes} != photo.png {want}")
-        photo = (call["outcome"].get("result") or {}).get("photo")
-        if not photo:
-            raise StepFailed("the sent message has no photo sizes")
+        sent = call["outcome"].get("result") or {}
+        stored = self.c.message(USERS["photo"], sent.get("message_id"))
+        if not (sent.get("photo") and stored and stored.get("photo")):
+            raise StepFailed(f"the sent message has no photo sizes: {sent} / in the chat: {stored}")
         return f"{len(files)} file(s), {files[0].get('size')} bytes"
 
     def keyboard(self):
@@ -366,6 +380,8 @@ class Scenario:
             "deleteMessage", lambda calls: first(calls, to("deleteMessage", chat_id=USERS["delete"], message_id=message_id))
         )
         self.routes(call)
+        if self.c.message(USERS["delete"], message_id) is not None:
+            raise StepFailed(f"message {message_id} is still in the chat after deleteMessage")
 
     def too_many_requests(self):
         self.c.request(
