@@ -15,6 +15,8 @@ use tracing_subscriber::EnvFilter;
 /// Inject updates with POST /_emulator/{token}/private_text {"user_id":1,"text":"hi"} or
 /// POST /_emulator/{token}/updates {"message":{...}}; read the bot's calls with
 /// GET /_emulator/{token}/calls and the delivery log with GET /_emulator/{token}/deliveries.
+/// Button presses, inline queries, faults, the update_id jump, waits: see the route table in
+/// the crate's README.
 #[derive(Debug, Parser)]
 #[command(name = "telehook-emulator", version)]
 struct Args {
