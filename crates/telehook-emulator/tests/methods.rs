@@ -328,3 +328,104 @@ async fn the_http_test_api_injects_and_reads() {
         .unwrap();
     assert_eq!(unknown.status(), 401);
 }
+
+#[tokio::test]
+async fn payments_reactions_edits_and_deletes_answer_as_telegram_does() {
+    let (emulator, telegram, _bot) = emulator(fast()).await;
+    let ann = User::new(42, "Ann");
+    telegram.private_text(&ann, "hi");
+    let client = reqwest::Client::new();
+    let api = format!("{}/bot{TOKEN}", emulator.base_url());
+    let call = |method: &str, params: Value| {
+        let (client, url) = (client.clone(), format!("{api}/{method}"));
+        async move {
+            let body: Value = client
+                .post(url)
+                .json(&params)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body
+        }
+    };
+
+    // A pre-checkout query: answered once; ok=false needs an error_message.
+    telegram.inject(
+        "pre_checkout_query",
+        json!({ "id": "pcq-1", "from": ann.to_json(), "currency": "XTR", "total_amount": 1, "invoice_payload": "p" }),
+    );
+    let refused = call(
+        "answerPreCheckoutQuery",
+        json!({ "pre_checkout_query_id": "pcq-1", "ok": false }),
+    )
+    .await;
+    assert_eq!(
+        refused["description"],
+        "Bad Request: error_message must be non-empty"
+    );
+    let ok = call(
+        "answerPreCheckoutQuery",
+        json!({ "pre_checkout_query_id": "pcq-1", "ok": true }),
+    )
+    .await;
+    assert_eq!(ok["result"], true);
+    let again = call(
+        "answerPreCheckoutQuery",
+        json!({ "pre_checkout_query_id": "pcq-1", "ok": true }),
+    )
+    .await;
+    assert_eq!(again["error_code"], 400);
+
+    // A reaction needs the message; an edit that changes nothing is refused.
+    let sent =
+        call("sendMessage", json!({ "chat_id": 42, "text": "same" })).await["result"].clone();
+    let id = sent["message_id"].clone();
+    let reacted = call("setMessageReaction", json!({ "chat_id": 42, "message_id": id, "reaction": [{ "type": "emoji", "emoji": "👍" }] })).await;
+    assert_eq!(reacted["result"], true);
+    let missing = call(
+        "setMessageReaction",
+        json!({ "chat_id": 42, "message_id": 999 }),
+    )
+    .await;
+    assert_eq!(missing["error_code"], 400);
+    let unchanged = call(
+        "editMessageText",
+        json!({ "chat_id": 42, "message_id": id, "text": "same" }),
+    )
+    .await;
+    assert!(
+        unchanged["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bad Request: message is not modified")
+    );
+    let not_mine = call(
+        "editMessageText",
+        json!({ "chat_id": 42, "message_id": 1, "text": "x" }),
+    )
+    .await;
+    assert_eq!(
+        not_mine["description"],
+        "Bad Request: message can't be edited"
+    );
+
+    // Deleted once; then it is gone, for the bot and for the test API.
+    assert_eq!(
+        call("deleteMessage", json!({ "chat_id": 42, "message_id": id })).await["result"],
+        true
+    );
+    assert_eq!(
+        call("deleteMessage", json!({ "chat_id": 42, "message_id": id })).await["description"],
+        "Bad Request: message to delete not found"
+    );
+    assert!(telegram.message(42, id.as_i64().unwrap()).is_none());
+    let refusals = telegram
+        .calls()
+        .iter()
+        .filter(|c| matches!(c.outcome, CallOutcome::Error { .. }))
+        .count();
+    assert_eq!(refusals, 6, "every refusal is recorded");
+}
