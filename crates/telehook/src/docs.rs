@@ -37,6 +37,9 @@ pub mod relay {}
 #[doc = include_str!("../../../docs/edge.md")]
 pub mod edge {}
 
+#[doc = include_str!("../../../docs/scaling.md")]
+pub mod scaling {}
+
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
