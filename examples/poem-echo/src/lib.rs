@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use poem::web::{Data, Json};
 use poem::{Endpoint, EndpointExt as _, Response, Route, get, handler};
@@ -17,6 +18,9 @@ pub const WEBHOOK_PATH: &str = "/telegram";
 pub struct AppState {
     /// Text messages echoed so far.
     pub echoed: Arc<AtomicU64>,
+    /// Time each echo waits before answering (`ECHO_DELAY_MS`; zero by default): a slow
+    /// handler, to watch the graceful shutdown wait for it.
+    pub delay: Duration,
 }
 
 /// What the echo bot does with one update: a text message gets the same text back, through
@@ -27,6 +31,18 @@ pub async fn echo(state: AppState, update: Update, ctx: Context) -> Result<(), H
         return Ok(());
     };
     let chat_id = update.chat_id().ok_or("a message without a chat")?;
+    if !state.delay.is_zero() {
+        tracing::info!(
+            update_id = update.update_id(),
+            delay_ms = state.delay.as_millis() as u64,
+            "echo: waiting before answering"
+        );
+        tokio::time::sleep(state.delay).await;
+        tracing::info!(
+            update_id = update.update_id(),
+            "echo: answered after the delay"
+        );
+    }
     ctx.webhook_reply(
         "sendMessage",
         serde_json::json!({ "chat_id": chat_id, "text": text }),
@@ -68,4 +84,42 @@ fn healthz() -> &'static str {
 #[handler]
 fn stats(Data(state): Data<&AppState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "echoed": state.echoed.load(Ordering::Relaxed) }))
+}
+
+/// A duration in milliseconds from the environment variable `name`, if it is set.
+pub fn env_ms(name: &str) -> Result<Option<Duration>, String> {
+    match std::env::var(name) {
+        Ok(value) => value
+            .parse()
+            .map(|ms| Some(Duration::from_millis(ms)))
+            .map_err(|e| format!("{name}={value:?} is not a number of milliseconds: {e}")),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Resolves at the first SIGINT (Ctrl-C) or SIGTERM; from then on a second one exits the
+/// process at once with code 130, cutting the graceful shutdown short.
+pub async fn shutdown_signal() {
+    next_signal().await;
+    tokio::spawn(async {
+        next_signal().await;
+        tracing::warn!("second signal: exiting without waiting for the rest");
+        std::process::exit(130);
+    });
+    tracing::info!("shutting down gracefully; a second signal exits at once");
+}
+
+async fn next_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).expect("a SIGINT handler");
+        let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -1,6 +1,9 @@
-//! `cargo run -p poem-echo`: serves the echo bot on `PORT` (default 8080), checking
-//! `TELEHOOK_SECRET` if it is set. Ctrl-C or SIGTERM stops accepting, lets open requests and handler runs
-//! finish within 20 s.
+//! `cargo run -p poem-echo`: serves the echo bot on `PORT` (default 8080; 0 picks a free port),
+//! checking `TELEHOOK_SECRET` if it is set.
+//!
+//! SIGTERM or Ctrl-C stops accepting and lets the updates in flight finish and be answered,
+//! within `SHUTDOWN_DEADLINE_MS` (default 20 s); a second signal exits at once.
+//! `ECHO_DELAY_MS` makes each echo wait (a slow handler, for trying the shutdown).
 
 use std::time::Duration;
 
@@ -22,35 +25,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secret = std::env::var("TELEHOOK_SECRET")
         .ok()
         .filter(|s| !s.is_empty());
-    let (app, webhook) = poem_echo::build(poem_echo::AppState::default(), secret.as_deref())?;
-    let deadline = Duration::from_secs(20);
+    let deadline = poem_echo::env_ms("SHUTDOWN_DEADLINE_MS")?.unwrap_or(Duration::from_secs(20));
+    let state = poem_echo::AppState {
+        delay: poem_echo::env_ms("ECHO_DELAY_MS")?.unwrap_or_default(),
+        ..Default::default()
+    };
+    let (app, webhook) = poem_echo::build(state, secret.as_deref())?;
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+    tracing::info!(address = %listener.local_addr()?, path = poem_echo::WEBHOOK_PATH, "poem-echo listening");
+    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
     let drain = telehook::poem::Drain::new(&webhook, deadline);
-    let signal = drain.signal(shutdown_signal());
-    tracing::info!(port, path = poem_echo::WEBHOOK_PATH, "poem-echo listening");
-    let server = poem::Server::new(poem::listener::TcpListener::bind(("0.0.0.0", port)))
-        .run_with_graceful_shutdown(app, signal, Some(deadline));
+    let signal = drain.signal(poem_echo::shutdown_signal());
+    let server = poem::Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+        app,
+        signal,
+        Some(deadline),
+    );
     let (served, report) = drain.run(server).await;
     if let Some(Err(error)) = served {
         return Err(error.into());
     }
     tracing::info!(?report, "stopped");
     Ok(())
-}
-
-/// Resolves on Ctrl-C, or on SIGTERM (what container platforms send before they stop a process).
-async fn shutdown_signal() {
-    let terminate = async {
-        #[cfg(unix)]
-        if let Ok(mut sigterm) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            sigterm.recv().await;
-            return;
-        }
-        std::future::pending::<()>().await;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }

@@ -1,9 +1,13 @@
-//! `cargo run -p salvo-echo`: serves the echo bot on `PORT` (default 8080), checking
-//! `TELEHOOK_SECRET` if it is set. Ctrl-C or SIGTERM stops accepting, lets open requests and handler runs
-//! finish within 20 s.
+//! `cargo run -p salvo-echo`: serves the echo bot on `PORT` (default 8080; 0 picks a free
+//! port), checking `TELEHOOK_SECRET` if it is set.
+//!
+//! SIGTERM or Ctrl-C stops accepting and lets the updates in flight finish and be answered,
+//! within `SHUTDOWN_DEADLINE_MS` (default 20 s); a second signal exits at once.
+//! `ECHO_DELAY_MS` makes each echo wait (a slow handler, for trying the shutdown).
 
 use std::time::Duration;
 
+use salvo::conn::tcp::TcpAcceptor;
 use salvo::prelude::*;
 use tracing_subscriber::EnvFilter;
 
@@ -23,41 +27,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secret = std::env::var("TELEHOOK_SECRET")
         .ok()
         .filter(|s| !s.is_empty());
-    let (router, webhook) = salvo_echo::build(salvo_echo::AppState::default(), secret.as_deref())?;
-    let deadline = Duration::from_secs(20);
-    let drain = telehook::salvo::Drain::new(&webhook, deadline);
-    let acceptor = TcpListener::new(("0.0.0.0", port)).bind().await;
-    let server = Server::new(acceptor);
+    let deadline = salvo_echo::env_ms("SHUTDOWN_DEADLINE_MS")?.unwrap_or(Duration::from_secs(20));
+    let state = salvo_echo::AppState {
+        delay: salvo_echo::env_ms("ECHO_DELAY_MS")?.unwrap_or_default(),
+        ..Default::default()
+    };
+    let (router, webhook) = salvo_echo::build(state, secret.as_deref())?;
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+    tracing::info!(address = %listener.local_addr()?, path = salvo_echo::WEBHOOK_PATH, "salvo-echo listening");
+    let server = Server::new(TcpAcceptor::try_from(listener)?);
     let handle = server.handle();
-    let signal = drain.signal(shutdown_signal());
+    let drain = telehook::salvo::Drain::new(&webhook, deadline);
+    let signal = drain.signal(salvo_echo::shutdown_signal());
     tokio::spawn(async move {
         signal.await;
         handle.stop_graceful(deadline);
     });
-    tracing::info!(
-        port,
-        path = salvo_echo::WEBHOOK_PATH,
-        "salvo-echo listening"
-    );
     let (_served, report) = drain.run(server.serve(router)).await;
     tracing::info!(?report, "stopped");
     Ok(())
-}
-
-/// Resolves on Ctrl-C, or on SIGTERM (what container platforms send before they stop a process).
-async fn shutdown_signal() {
-    let terminate = async {
-        #[cfg(unix)]
-        if let Ok(mut sigterm) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            sigterm.recv().await;
-            return;
-        }
-        std::future::pending::<()>().await;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }
