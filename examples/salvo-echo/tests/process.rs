@@ -1,5 +1,6 @@
 //! The salvo-echo bot as a real process on loopback: SIGTERM lets the update in flight finish, the
-//! deadline ends a shutdown that a run would block, a second signal exits at once. The cases
+//! deadline ends a shutdown that a run would block, a second signal exits at once, a slow
+//! client is cut off. The cases
 //! are the ones every webhook example runs (hyper-echo's test support).
 
 #[path = "../../hyper-echo/tests/support/process.rs"]
@@ -20,4 +21,9 @@ fn the_deadline_ends_a_shutdown_a_run_would_block() {
 #[test]
 fn a_second_signal_exits_at_once() {
     process::cases::a_second_signal_exits_at_once(BIN, "/telegram");
+}
+
+#[test]
+fn a_slowloris_connection_is_closed() {
+    process::cases::a_slowloris_connection_is_closed(BIN, "/telegram");
 }
