@@ -1,15 +1,22 @@
 //! The dispatcher's overhead per update (secret check, body read, parse, redelivery guard,
 //! timeout guard, reply slot, spawn) against calling the same handler directly.
 //!
+//! `through_webhook_dispatcher` runs without a metrics recorder (every metric a no-op);
+//! `through_webhook_dispatcher_with_prometheus_recorder` runs the same with
+//! metrics-exporter-prometheus's recorder installed (thread-locally, for this function only),
+//! its histograms drained by an upkeep thread as the exporter's own upkeep task would.
+//!
 //! `cargo bench -p telehook-core --bench dispatch`
 
 #![allow(missing_docs)]
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use metrics_exporter_prometheus::PrometheusBuilder;
 use telehook_core::{Context, HandlerError, RequestHead, Update, Webhook};
 
 const SECRET: &str = "s3cr3t_T0ken-for-tests";
@@ -71,7 +78,7 @@ fn bench(c: &mut Criterion) {
                 BatchSize::SmallInput,
             );
         });
-        group.bench_function("through_webhook_dispatcher", |b| {
+        let mut through = |b: &mut criterion::Bencher<'_, _>| {
             b.to_async(&runtime).iter_batched(
                 body,
                 |body| {
@@ -90,7 +97,33 @@ fn bench(c: &mut Criterion) {
                 },
                 BatchSize::SmallInput,
             );
+        };
+        group.bench_function("through_webhook_dispatcher", &mut through);
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let stop = Arc::new(AtomicBool::new(false));
+        let upkeep = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    handle.run_upkeep();
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                handle.render()
+            })
+        };
+        metrics::with_local_recorder(&recorder, || {
+            group.bench_function(
+                "through_webhook_dispatcher_with_prometheus_recorder",
+                &mut through,
+            );
         });
+        stop.store(true, Ordering::Relaxed);
+        let rendered = upkeep.join().expect("upkeep thread");
+        assert!(
+            rendered.contains("telehook_updates_received_total"),
+            "the recorder saw the dispatches"
+        );
         group.bench_function("parse_only", |b| {
             b.iter_batched(
                 body,

@@ -23,6 +23,10 @@ pub use webhook::{
     WebhookError, WebhookResponse, validate_secret_token,
 };
 
+/// The names of the metrics the dispatcher records through the [`metrics`](https://docs.rs/metrics)
+/// facade, with their labels (see `docs/operations.md`).
+pub use webhook::telemetry as metric_names;
+
 /// Re-exported so adapters and users name the same versions.
 pub use bytes::Bytes;
 pub use http;

@@ -187,6 +187,7 @@ impl WebhookBuilder {
                 max_in_flight: self.max_in_flight,
                 in_flight: Arc::new(Semaphore::new(self.max_in_flight)),
                 idle: Notify::new(),
+                draining: std::sync::atomic::AtomicBool::new(false),
                 store,
                 handler: ErasedHandler::new(handler),
             }),

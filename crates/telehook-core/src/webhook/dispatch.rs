@@ -13,12 +13,14 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt as _;
 use http_body::Body;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tracing::Instrument as _;
 
 use super::body;
 use super::error::{Rejection, WebhookError};
 use super::head::InvocationDeadline;
 use super::policy::{ErrorPolicy, OnTimeout, TimeoutAction, TimeoutEvent};
 use super::response::WebhookResponse;
+use super::telemetry;
 use crate::context::{Context, ReplySlot};
 use crate::guard::{Claim, Outcome, RedeliveryStore, RunResult, StoreError, UpdateKey};
 use crate::handler::ErasedHandler;
@@ -35,6 +37,8 @@ pub(super) struct Inner {
     pub(super) error_policy: ErrorPolicy,
     pub(super) max_in_flight: usize,
     pub(super) in_flight: Arc<Semaphore>,
+    /// Set when a drain starts: [`Webhook::is_ready`](super::Webhook::is_ready) turns false.
+    pub(super) draining: AtomicBool,
     /// Woken when the last run in flight ends, for [`Webhook::wait_idle`](super::Webhook::wait_idle).
     pub(super) idle: Notify,
     pub(super) store: Arc<dyn RedeliveryStore>,
@@ -61,27 +65,61 @@ impl Inner {
     {
         let body = match body::read(body, self.max_body_bytes, self.body_read_timeout).await {
             Ok(body) => body,
-            Err(rejection) => return WebhookResponse::rejected(rejection),
+            Err(rejection) => {
+                telemetry::refused(&rejection);
+                return WebhookResponse::rejected(rejection);
+            }
         };
         let update = match Update::from_bytes(body) {
             Ok(update) => update,
             Err(reason) => {
                 tracing::warn!(%reason, "webhook request refused: not a Telegram update");
-                return WebhookResponse::rejected(Rejection::NotAnUpdate(reason));
+                let rejection = Rejection::NotAnUpdate(reason);
+                telemetry::refused(&rejection);
+                return WebhookResponse::rejected(rejection);
             }
         };
+        telemetry::received(telemetry::kind_label(update.kind.as_ref()));
+        // One span per update, for tracing-opentelemetry and the like; without a subscriber
+        // interested in it, it is disabled and costs a cached callsite check.
+        let span = tracing::info_span!(
+            "telehook.update",
+            update_id = update.update_id(),
+            kind = update.kind().unwrap_or("none"),
+            sequence_key = tracing::field::Empty,
+        );
+        if !span.is_disabled()
+            && let Some(key) = update.sequence_key()
+        {
+            span.record("sequence_key", tracing::field::display(key));
+        }
+        self.dispatch_update(update, extensions)
+            .instrument(span)
+            .await
+    }
+
+    /// The part of [`Inner::dispatch`] after the body became an update, inside its span.
+    async fn dispatch_update(
+        self: Arc<Self>,
+        update: Update,
+        extensions: http::Extensions,
+    ) -> WebhookResponse {
         let update_id = update.update_id();
         let key = UpdateKey::new(update_id, update.raw());
         match self.store.claim(key).await {
             Err(e) => store_failed(update_id, e),
             Ok(Claim::Done(outcome)) => {
+                telemetry::absorbed("finished");
                 tracing::info!(
                     update_id,
                     "redelivery of an update already handled: answered without running the handler"
                 );
                 outcome_response(outcome)
             }
-            Ok(Claim::InFlight) => self.await_first_run(&update, key, &extensions).await,
+            Ok(Claim::InFlight) => {
+                telemetry::absorbed("in_flight");
+                self.await_first_run(&update, key, &extensions).await
+            }
             Ok(Claim::Run { failed_attempts }) => {
                 self.run(update, key, failed_attempts, extensions).await
             }
@@ -109,7 +147,10 @@ impl Inner {
             Err(_) => {
                 let event = timeout_event(update, started.elapsed(), true);
                 match self.on_timeout.decide(&event) {
-                    TimeoutAction::Return => WebhookResponse::ok(),
+                    TimeoutAction::Return => {
+                        telemetry::timed_out("return");
+                        WebhookResponse::ok()
+                    }
                     TimeoutAction::Throw => throw_timeout(&event),
                 }
             }
@@ -120,6 +161,7 @@ impl Inner {
     /// if it was the last run (one atomic load otherwise).
     fn release(&self, permit: OwnedSemaphorePermit) {
         drop(permit);
+        telemetry::run_ended();
         if self.in_flight.available_permits() == self.max_in_flight {
             self.idle.notify_waiters();
         }
@@ -154,11 +196,13 @@ impl Inner {
                 limit = self.max_in_flight,
                 "too many handler runs in flight: answering 503"
             );
+            telemetry::refused_for("overloaded");
             return WebhookResponse::failed(WebhookError::Overloaded {
                 update_id,
                 limit: self.max_in_flight,
             });
         };
+        telemetry::run_started();
         let started = Instant::now();
         let timeout = self.effective_timeout(started, &extensions);
         let slot = ReplySlot::new();
@@ -175,15 +219,19 @@ impl Inner {
             kind: update.kind.clone(),
             chat_id,
         };
+        let facts = RunFacts {
+            key,
+            chat_id,
+            failed_attempts,
+            started,
+        };
         let mut run = AssertUnwindSafe(self.handler.call(update, ctx)).catch_unwind();
 
         // Most handlers that answer by webhook reply finish without waiting on anything: poll
         // once here, and pay for a task, a channel and a timer only if the handler is pending.
         let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut run).poll(cx))).await;
         if let Poll::Ready(outcome) = first {
-            let finished = self
-                .conclude(key, chat_id, failed_attempts, outcome, &slot, false)
-                .await;
+            let finished = self.conclude(facts, outcome, &slot, false).await;
             self.release(permit);
             return self.result_response(update_id, finished.result, finished.error);
         }
@@ -198,9 +246,7 @@ impl Inner {
                 let outcome = run.await;
                 let elapsed = started.elapsed();
                 let early = acknowledged_early.load(Ordering::SeqCst);
-                let finished = this
-                    .conclude(key, chat_id, failed_attempts, outcome, &slot, early)
-                    .await;
+                let finished = this.conclude(facts, outcome, &slot, early).await;
                 if tx.send(finished).is_err() {
                     tracing::warn!(
                         update_id,
@@ -211,7 +257,8 @@ impl Inner {
                 this.release(permit);
             }
         };
-        tokio::spawn(task);
+        // The run keeps the update's span after the delivery is answered.
+        tokio::spawn(task.in_current_span());
 
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(finished)) => self.result_response(update_id, finished.result, finished.error),
@@ -223,6 +270,7 @@ impl Inner {
                 let event = probe.event(update_id, started.elapsed(), false);
                 match self.on_timeout.decide(&event) {
                     TimeoutAction::Return => {
+                        telemetry::timed_out("return");
                         acknowledged_early.store(true, Ordering::SeqCst);
                         tracing::warn!(
                             update_id,
@@ -245,19 +293,24 @@ impl Inner {
     /// what to answer.
     async fn conclude(
         &self,
-        key: UpdateKey,
-        chat_id: Option<i64>,
-        failed_attempts: u32,
+        facts: RunFacts,
         outcome: std::thread::Result<Result<(), crate::HandlerError>>,
         slot: &ReplySlot,
         acknowledged_early: bool,
     ) -> Finished {
+        let RunFacts {
+            key,
+            chat_id,
+            failed_attempts,
+            started,
+        } = facts;
         let update_id = key.update_id;
-        let failure = match outcome {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(panic) => Some(panic_message(panic.as_ref())),
+        let (label, failure) = match outcome {
+            Ok(Ok(())) => ("ok", None),
+            Ok(Err(e)) => ("error", Some(e.to_string())),
+            Err(panic) => ("panic", Some(panic_message(panic.as_ref()))),
         };
+        telemetry::run_finished(label, started.elapsed());
         let reply = slot.close();
         let result = match &failure {
             None => RunResult::Done(Outcome::Handled { reply }),
@@ -292,6 +345,7 @@ impl Inner {
                 update_id,
                 "the update was already acknowledged (on_timeout = Return): it is lost"
             );
+            telemetry::given_up();
             return RunResult::Done(Outcome::GaveUp);
         }
         match self.error_policy {
@@ -300,6 +354,7 @@ impl Inner {
                     update_id,
                     "acknowledging the failed update (error_policy = Acknowledge)"
                 );
+                telemetry::given_up();
                 RunResult::Done(Outcome::GaveUp)
             }
             ErrorPolicy::BoundedRetry { max_attempts } if failed_attempts >= max_attempts => {
@@ -308,6 +363,7 @@ impl Inner {
                     failed_attempts,
                     "giving up on the update: acknowledging it so its chat is not blocked"
                 );
+                telemetry::given_up();
                 RunResult::Done(Outcome::GaveUp)
             }
             ErrorPolicy::BoundedRetry { .. } | ErrorPolicy::Retry => {
@@ -333,6 +389,15 @@ impl Inner {
             }
         }
     }
+}
+
+/// What [`Inner::conclude`] needs to know about a run besides how it ended.
+#[derive(Clone, Copy)]
+struct RunFacts {
+    key: UpdateKey,
+    chat_id: Option<i64>,
+    failed_attempts: u32,
+    started: Instant,
 }
 
 /// What a timeout event needs from the update, kept after the update moved into the handler.
@@ -364,6 +429,7 @@ fn timeout_event(update: &Update, elapsed: Duration, redelivery: bool) -> Timeou
 }
 
 fn throw_timeout(event: &TimeoutEvent) -> WebhookResponse {
+    telemetry::timed_out("throw");
     tracing::error!(
         update_id = event.update_id,
         chat_id = event.chat_id,

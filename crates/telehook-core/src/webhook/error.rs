@@ -81,6 +81,20 @@ impl Rejection {
         }
     }
 
+    /// A short stable name for the refusal, as the `reason` label of
+    /// `telehook_requests_refused_total` (see `docs/operations.md`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::WrongSecretToken => "wrong_secret_token",
+            Self::InvalidContentLength => "invalid_content_length",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::BodyTimeout { .. } => "body_timeout",
+            Self::BodyUnreadable { .. } => "body_unreadable",
+            Self::NotAnUpdate(_) => "not_an_update",
+        }
+    }
+
     /// The short plain-text body the dispatcher answers with; it never holds a secret.
     pub fn body_text(&self) -> Cow<'static, str> {
         match self {

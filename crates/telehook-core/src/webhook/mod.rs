@@ -8,7 +8,8 @@
 //! - `policy`: what a timeout or a failure leads to ([`OnTimeout`], [`ErrorPolicy`]);
 //! - `response` and `error`: what is answered ([`WebhookResponse`]) and why
 //!   ([`Rejection`], [`WebhookError`]);
-//! - `builder`: the settings and their defaults ([`WebhookBuilder`]).
+//! - `builder`: the settings and their defaults ([`WebhookBuilder`]);
+//! - `telemetry`: the metrics each step records (names and labels).
 
 mod body;
 mod builder;
@@ -17,6 +18,7 @@ mod error;
 mod head;
 mod policy;
 mod response;
+pub mod telemetry;
 
 use std::fmt;
 use std::future::Future;
@@ -95,6 +97,33 @@ impl Webhook {
         &self.inner.on_timeout
     }
 
+    /// Whether this dispatcher should get traffic: true until a drain starts
+    /// ([`Webhook::begin_drain`] or [`Webhook::drain`]), false from then on. Answer a
+    /// readiness probe (Kubernetes `readinessProbe`, a load balancer's health check) with it,
+    /// so traffic moves elsewhere while the runs in flight finish.
+    pub fn is_ready(&self) -> bool {
+        !self
+            .inner
+            .draining
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Marks the dispatcher as draining without waiting: [`Webhook::is_ready`] turns false.
+    /// Call it when the shutdown signal arrives, before the server stops accepting, so the
+    /// readiness probe fails first; [`Webhook::drain`] calls it too.
+    pub fn begin_drain(&self) {
+        if !self
+            .inner
+            .draining
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            tracing::info!(
+                in_flight = self.in_flight(),
+                "webhook draining: not ready any more"
+            );
+        }
+    }
+
     /// Handler runs in flight right now, including runs that outlived their delivery's timeout.
     pub fn in_flight(&self) -> usize {
         self.inner.max_in_flight - self.inner.in_flight.available_permits()
@@ -126,6 +155,7 @@ impl Webhook {
     /// gets `503` (Telegram delivers it again later): use it at shutdown, and
     /// [`Webhook::wait_idle`] to wait while still serving.
     pub async fn drain(&self, deadline: Duration) -> bool {
+        self.begin_drain();
         let all = u32::try_from(self.inner.max_in_flight).unwrap_or(u32::MAX);
         let semaphore = &self.inner.in_flight;
         match tokio::time::timeout(deadline, semaphore.acquire_many(all)).await {
@@ -202,6 +232,9 @@ impl Webhook {
         let inner = &self.inner;
         head.check(inner.secret_token.as_deref(), inner.max_body_bytes)
             .err()
-            .map(WebhookResponse::rejected)
+            .map(|rejection| {
+                telemetry::refused(&rejection);
+                WebhookResponse::rejected(rejection)
+            })
     }
 }
