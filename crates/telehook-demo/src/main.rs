@@ -133,12 +133,23 @@ async fn main() -> ExitCode {
 
 type Error = Box<dyn std::error::Error>;
 
-async fn serve(listener: tokio::net::TcpListener, webhook: Webhook) {
+/// Serves the bot the way a deployment should (header-read timeout, connection limit), and at
+/// `shutdown` answers what is in flight and drains the handler runs.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    webhook: Webhook,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let app = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
-        .telegram_webhook(PATH, webhook);
-    if let Err(e) = axum::serve(listener, app).await {
-        eprintln!("error: the bot's server stopped: {e}");
+        .telegram_webhook(PATH, webhook.clone());
+    let config = telehook_axum::ServeConfig::default();
+    let report = telehook_axum::serve(listener, app, &webhook, shutdown, &config).await;
+    if report.runs_unfinished > 0 {
+        eprintln!(
+            "warning: {} handler runs did not finish",
+            report.runs_unfinished
+        );
     }
 }
 
@@ -154,7 +165,11 @@ async fn offline() -> Result<(), Error> {
     let secret = "demo_S3cret-token";
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}{PATH}", listener.local_addr()?);
-    tokio::spawn(serve(listener, webhook(secret, &runs)?));
+    tokio::spawn(serve(
+        listener,
+        webhook(secret, &runs)?,
+        std::future::pending(),
+    ));
 
     println!("telehook demo: offline, nothing leaves this machine");
     println!(
@@ -182,19 +197,15 @@ async fn offline() -> Result<(), Error> {
 
     let text = "Do you have salted caramel today?";
     transcript
-        .say(
-            "Alice (private)",
-            text,
-            tg.private_text(&alice, text).update_id,
-        )
+        .say("Alice (private)", text, |tg| {
+            tg.private_text(&alice, text).update_id
+        })
         .await;
     let text = "Échantillon? 🍦 ça marche";
     transcript
-        .say(
-            "Bob in Ice Cream Lovers",
-            text,
-            tg.send_text(&group, &bob, text).update_id,
-        )
+        .say("Bob in Ice Cream Lovers", text, |tg| {
+            tg.send_text(&group, &bob, text).update_id
+        })
         .await;
     println!(
         "    (the next handler needs {} ms, longer than the {} ms timeout: Telegram will retry)",
@@ -202,18 +213,14 @@ async fn offline() -> Result<(), Error> {
         TIMEOUT.as_millis()
     );
     transcript
-        .say(
-            "Alice (private)",
-            "/slow",
-            tg.private_text(&alice, "/slow").update_id,
-        )
+        .say("Alice (private)", "/slow", |tg| {
+            tg.private_text(&alice, "/slow").update_id
+        })
         .await;
     transcript
-        .say(
-            "Bob in Ice Cream Lovers",
-            "/menu",
-            tg.send_text(&group, &bob, "/menu").update_id,
-        )
+        .say("Bob in Ice Cream Lovers", "/menu", |tg| {
+            tg.send_text(&group, &bob, "/menu").update_id
+        })
         .await;
     let menu = tg
         .calls_to("sendMessage")
@@ -222,16 +229,15 @@ async fn offline() -> Result<(), Error> {
         .find(|c| c.params.contains_key("reply_markup"))
         .and_then(|c| c.result().cloned())
         .ok_or("the bot did not send the menu")?;
-    let pressed = tg.press_button(&bob, &menu, "flavour:caramel").update_id;
     transcript
-        .say("Bob", "presses the \"Caramel\" button", pressed)
+        .say("Bob", "presses the \"Caramel\" button", |tg| {
+            tg.press_button(&bob, &menu, "flavour:caramel").update_id
+        })
         .await;
     transcript
-        .say(
-            "Alice",
-            "types \"@bot vanilla\" (inline query)",
-            tg.inline_query(&alice, "vanilla").update_id,
-        )
+        .say("Alice", "types \"@bot vanilla\" (inline query)", |tg| {
+            tg.inline_query(&alice, "vanilla").update_id
+        })
         .await;
 
     let info = bot.get_webhook_info().await?;
@@ -272,8 +278,12 @@ struct Transcript<'a> {
 }
 
 impl Transcript<'_> {
-    /// Prints what `who` sent as `update_id`, every delivery attempt, and the bot's answers.
-    async fn say(&mut self, who: &str, what: &str, update_id: u64) {
+    /// Lets `who` send an update (`send` returns its `update_id`), then prints every delivery
+    /// attempt and the bot's answers.
+    ///
+    /// The calls already recorded are counted *before* `send` runs: the bot may answer before
+    /// `send` even returns, and an answer counted as "already there" would be lost.
+    async fn say(&mut self, who: &str, what: &str, send: impl FnOnce(&BotHandle) -> u64) {
         self.step += 1;
         let seen_calls = self
             .tg
@@ -281,6 +291,7 @@ impl Transcript<'_> {
             .iter()
             .filter(|c| c.method != "getWebhookInfo")
             .count();
+        let update_id = send(self.tg);
         if let Err(e) = self
             .tg
             .wait_for_delivered(update_id, Duration::from_secs(10))
@@ -371,16 +382,15 @@ async fn real_telegram(token: String, public_url: &str) -> Result<(), Error> {
         .unwrap_or_else(random_secret);
     let runs: Runs = Arc::default();
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
-    let server = tokio::spawn(serve(listener, webhook(&secret, &runs)?));
+    let server = serve(listener, webhook(&secret, &runs)?, async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
     let bot = Bot::new(token);
     let url = format!("{}{PATH}", public_url.trim_end_matches('/'));
     bot.set_webhook(&SetWebhook::new(&url).secret_token(&secret))
         .await?;
     println!("echo bot live: Telegram delivers to {url} (listening on port {port}); Ctrl-C stops");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = server => {}
-    }
+    server.await;
     let handled = runs.lock().map_err(|_| "poisoned")?.len();
     println!(
         "stopped after {handled} updates; the webhook stays set (deleteWebhook to switch to polling)"
