@@ -223,7 +223,7 @@ impl BotState {
         limits: &Limits,
     ) -> Injected {
         let update_id = self.next_update_id;
-        self.next_update_id += 1;
+        self.next_update_id = self.next_update_id.saturating_add(1);
         if let Some(chat) = payload
             .get("chat")
             .or_else(|| payload.pointer("/message/chat"))
@@ -335,7 +335,7 @@ impl BotState {
             self.message_order.push_back((chat, id));
         }
         if let Some(known) = self.chats.get_mut(&chat) {
-            known.next_message_id = known.next_message_id.max(id + 1);
+            known.next_message_id = known.next_message_id.max(id.saturating_add(1));
         }
         while self.message_order.len() > limits.max_stored_messages {
             if let Some(oldest) = self.message_order.pop_front() {
@@ -375,7 +375,7 @@ impl BotState {
     pub(crate) fn next_message_id(&mut self, id: i64) -> Option<i64> {
         let chat = self.chats.get_mut(&id)?;
         let message_id = chat.next_message_id;
-        chat.next_message_id += 1;
+        chat.next_message_id = chat.next_message_id.saturating_add(1);
         Some(message_id)
     }
 
