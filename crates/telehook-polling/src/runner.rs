@@ -3,7 +3,7 @@
 //! confirmed only after handling, the webhook's error policy, panics caught, and a graceful stop
 //! bounded by a deadline.
 //!
-//! `getUpdates` ([`crate::GetUpdatesSource`]), telehook-relay's client and [`crate::MemorySource`]
+//! `getUpdates` (`GetUpdatesSource`), telehook-relay's client and [`crate::MemorySource`]
 //! all feed the same runner; implement [`UpdateSource`] to feed it from anything else.
 
 use std::collections::hash_map::Entry;
