@@ -271,11 +271,20 @@ where
         builder = builder.workers(workers);
     }
     let address = listener.local_addr()?;
+    // The server's graceful stop, passed to every connection as actix-web's `HttpServer`
+    // does: an idle kept-alive connection closes at once, an active one after its answer.
+    // Without it a graceful stop waits for each idle connection's keep-alive to run out.
+    let stopping = builder.graceful_shutdown_signal();
     let builder = builder.listen("telehook-actix", listener, move || {
         let app = factory()
             .into_factory()
             .map_err(|error| error.into().error_response());
+        let stopping = stopping.clone();
         HttpService::build()
+            .graceful_shutdown_signal(move || {
+                let stopping = stopping.clone();
+                async move { stopping.notified().await }
+            })
             .client_request_timeout(http.client_request_timeout)
             .keep_alive(http.keep_alive)
             .local_addr(address)
@@ -306,8 +315,10 @@ impl ShutdownReport {
 /// Runs `server` until `shutdown` resolves, then shuts it down gracefully within `deadline`:
 /// stop accepting connections, wait for the webhook's handler runs (a run that outlived its
 /// delivery's timeout included) while the workers are still alive, let open requests finish
-/// and be answered, and stop. A delivery that arrives on a kept-alive connection meanwhile
-/// is answered `503` (Telegram sends it again, to the next instance).
+/// and be answered, and stop. A delivery that arrives on a kept-alive connection while the
+/// runs drain is answered `503` (Telegram sends it again, to the next instance); once they
+/// are drained, idle kept-alive connections are closed at once and an active one right after
+/// its answer, so the stop does not wait for their keep-alive (or the deadline) to run out.
 ///
 /// Build `server` with [`server`], or with `HttpServer::disable_signals()` (actix-web's own
 /// signal handling stops the workers, and with them every handler run, without this wait).

@@ -2,10 +2,11 @@
 //! `TELEHOOK_SECRET` if it is set.
 //!
 //! Hardened against slow clients (`client_request_timeout` = `HEADER_READ_TIMEOUT_MS`,
-//! default 10 s; keep-alive 30 s; at most 256 connections per worker), and the secret is
-//! checked before `Expect: 100-continue` is answered. SIGTERM or Ctrl-C stops accepting, lets
-//! the updates in flight finish and be answered, within `SHUTDOWN_DEADLINE_MS` (default
-//! 20 s); a second signal exits at once.
+//! default 10 s; keep-alive `KEEP_ALIVE_MS`, default 30 s; at most 256 connections per
+//! worker), and the secret is checked before `Expect: 100-continue` is answered. SIGTERM or
+//! Ctrl-C stops accepting, lets the updates in flight finish and be answered, then closes the
+//! idle kept-alive connections, within `SHUTDOWN_DEADLINE_MS` (default 20 s); a second signal
+//! exits at once.
 
 use actix_web::App;
 use telehook_actix::ServerConfig;
@@ -30,6 +31,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = ServerConfig::default();
     if let Some(timeout) = actix_echo::env_ms("HEADER_READ_TIMEOUT_MS")? {
         config = config.client_request_timeout(timeout);
+    }
+    if let Some(idle) = actix_echo::env_ms("KEEP_ALIVE_MS")? {
+        config = config.keep_alive(idle);
     }
     if let Some(deadline) = actix_echo::env_ms("SHUTDOWN_DEADLINE_MS")? {
         config = config.shutdown_deadline(deadline);
