@@ -203,3 +203,6 @@ mod tests {
         );
     }
 }
+
+#[doc = include_str!("../../../docs/cli.md")]
+pub mod cli {}
