@@ -10,6 +10,9 @@ use crate::error::{EmulatorError, WaitTimeout};
 use crate::model::{Chat, DeliveryAttempt, Fault, Injected, PlannedFault, RecordedCall, User};
 use crate::state::{BotCell, BotState, FaultRule, Shared, lock, unix_now};
 
+/// Fault plans kept per bot (the oldest goes first).
+const MAX_PLANNED_FAULTS: usize = 1_000;
+
 /// Telegram's `update_id`s are 32-bit (tdlib `TQueue::EventId`).
 const MAX_UPDATE_ID: u64 = i32::MAX as u64;
 
@@ -358,12 +361,21 @@ impl BotHandle {
     // ---- faults --------------------------------------------------------------------------------
 
     /// Plays `fault` for the next `times` calls of `method` (case-insensitive; `"*"` = any),
-    /// whether they come over HTTP or as webhook replies. Faults are used in the order planned.
+    /// whether they come over HTTP or as webhook replies. Faults are used in the order planned;
+    /// at most 1 000 plans are kept (the oldest goes first).
     pub fn inject_fault(&self, method: &str, times: usize, fault: Fault) {
         if times == 0 {
             return;
         }
-        self.bot.state().faults.push_back(FaultRule {
+        let mut state = self.bot.state();
+        if state.faults.len() >= MAX_PLANNED_FAULTS {
+            tracing::warn!(
+                bot_id = self.bot.id,
+                "{MAX_PLANNED_FAULTS} faults are planned: the oldest plan is dropped"
+            );
+            state.faults.pop_front();
+        }
+        state.faults.push_back(FaultRule {
             method: method.to_owned(),
             remaining: times,
             fault,
