@@ -18,8 +18,9 @@ pub use invalid::InvalidUpdate;
 pub use update::{SequenceKey, Update, UpdateType};
 pub use webhook::{
     BuildError, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT, ErrorPolicy, InvocationDeadline, OnTimeout, Rejection,
-    RequestHead, SECRET_TOKEN_HEADER, TimeoutAction, TimeoutEvent, Webhook, WebhookBuilder,
+    DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT, ErrorPolicy, ForwardedHeader, InvalidRange,
+    InvocationDeadline, OnTimeout, PeerAddr, Rejection, RequestHead, SECRET_TOKEN_HEADER,
+    SourceAllowlist, TELEGRAM_SOURCE_RANGES, TimeoutAction, TimeoutEvent, Webhook, WebhookBuilder,
     WebhookError, WebhookResponse, validate_secret_token,
 };
 

@@ -11,6 +11,7 @@ use super::Webhook;
 use super::dispatch::Inner;
 use super::error::BuildError;
 use super::policy::{ErrorPolicy, OnTimeout};
+use super::source::SourceAllowlist;
 use crate::guard::{self, MemoryStore, RedeliveryStore};
 use crate::handler::{ErasedHandler, UpdateHandler};
 use crate::update::UpdateType;
@@ -32,6 +33,7 @@ pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 #[must_use = "a builder does nothing until `.build(handler)` is called"]
 pub struct WebhookBuilder {
     secret_token: Option<String>,
+    source_allowlist: Option<SourceAllowlist>,
     timeout: Duration,
     on_timeout: OnTimeout,
     max_body_bytes: usize,
@@ -50,6 +52,7 @@ impl fmt::Debug for WebhookBuilder {
                 "secret_token",
                 &self.secret_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("source_allowlist", &self.source_allowlist)
             .field("timeout", &self.timeout)
             .field("on_timeout", &self.on_timeout)
             .field("max_body_bytes", &self.max_body_bytes)
@@ -67,6 +70,7 @@ impl Default for WebhookBuilder {
     fn default() -> Self {
         Self {
             secret_token: None,
+            source_allowlist: None,
             timeout: DEFAULT_TIMEOUT,
             on_timeout: OnTimeout::Throw,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -85,6 +89,15 @@ impl WebhookBuilder {
     /// given to `setWebhook`). Without it anyone who finds the URL can post fake updates.
     pub fn secret_token(mut self, token: impl Into<String>) -> Self {
         self.secret_token = Some(token.into());
+        self
+    }
+
+    /// Admits requests only from `allowlist`'s addresses (Telegram's published ranges with
+    /// [`SourceAllowlist::telegram`]), answering `403` to others before the body is read. The
+    /// adapter must pass the peer's address ([`PeerAddr`](super::PeerAddr)); without it every
+    /// request is refused. A second line of defence: keep the `secret_token`.
+    pub fn source_allowlist(mut self, allowlist: SourceAllowlist) -> Self {
+        self.source_allowlist = Some(allowlist);
         self
     }
 
@@ -179,6 +192,7 @@ impl WebhookBuilder {
         Ok(Webhook {
             inner: Arc::new(Inner {
                 secret_token: self.secret_token.map(String::into_bytes),
+                source_allowlist: self.source_allowlist,
                 timeout: self.timeout,
                 on_timeout: self.on_timeout,
                 max_body_bytes: self.max_body_bytes,

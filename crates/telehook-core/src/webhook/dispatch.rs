@@ -30,6 +30,7 @@ use crate::update::Update;
 /// `Arc`.
 pub(super) struct Inner {
     pub(super) secret_token: Option<Vec<u8>>,
+    pub(super) source_allowlist: Option<super::SourceAllowlist>,
     pub(super) timeout: Duration,
     pub(super) on_timeout: OnTimeout,
     pub(super) max_body_bytes: usize,

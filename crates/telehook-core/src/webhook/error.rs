@@ -40,6 +40,10 @@ pub enum Rejection {
     /// `401`: the `X-Telegram-Bot-Api-Secret-Token` header is missing or wrong.
     #[error("unauthorized: wrong or missing secret token")]
     WrongSecretToken,
+    /// `403`: a [`SourceAllowlist`](crate::SourceAllowlist) is set and the request does not
+    /// come from an allowed address (or its address cannot be told).
+    #[error("forbidden: not from an allowed source address")]
+    ForbiddenSource,
     /// `400`: the `Content-Length` header is not a number.
     #[error("bad request: invalid Content-Length")]
     InvalidContentLength,
@@ -73,6 +77,7 @@ impl Rejection {
         match self {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::WrongSecretToken => StatusCode::UNAUTHORIZED,
+            Self::ForbiddenSource => StatusCode::FORBIDDEN,
             Self::InvalidContentLength | Self::BodyUnreadable { .. } | Self::NotAnUpdate(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -87,6 +92,7 @@ impl Rejection {
         match self {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::WrongSecretToken => "wrong_secret_token",
+            Self::ForbiddenSource => "forbidden_source",
             Self::InvalidContentLength => "invalid_content_length",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BodyTimeout { .. } => "body_timeout",
@@ -103,6 +109,7 @@ impl Rejection {
                 Cow::Borrowed("method not allowed: Telegram delivers updates with POST")
             }
             Self::WrongSecretToken => Cow::Borrowed("unauthorized: wrong or missing secret token"),
+            Self::ForbiddenSource => Cow::Borrowed("forbidden: not from an allowed source address"),
             Self::InvalidContentLength => Cow::Borrowed("bad request: invalid Content-Length"),
             other => Cow::Owned(other.to_string()),
         }

@@ -7,6 +7,7 @@ use http::header::{HeaderMap, HeaderValue};
 use subtle::ConstantTimeEq as _;
 
 use super::error::Rejection;
+use super::source::SourceAllowlist;
 
 /// The header Telegram sends the `secret_token` in (lower case, as `http` names headers;
 /// header names are case-insensitive). Set with `setWebhook`'s `secret_token`:
@@ -25,13 +26,19 @@ pub const SECRET_TOKEN_HEADER: &str = "x-telegram-bot-api-secret-token";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct InvocationDeadline(pub Instant);
 
-/// What the dispatcher needs from a request before it reads the body: the method and two
-/// headers. Adapters build it from their own request type.
+/// What the dispatcher needs from a request before it reads the body: the method, a few
+/// headers and, for a [`SourceAllowlist`], the peer's address. Adapters build it from their
+/// own request type.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestHead<'a> {
     method: &'a str,
     secret_token: Option<&'a [u8]>,
     content_length: Option<&'a [u8]>,
+    x_forwarded_for: Option<&'a [u8]>,
+    forwarded: Option<&'a [u8]>,
+    /// Every header, when built from `http` types: forwarding headers may come in several lines.
+    headers: Option<&'a HeaderMap>,
+    pub(super) peer: Option<std::net::IpAddr>,
 }
 
 impl<'a> RequestHead<'a> {
@@ -42,14 +49,50 @@ impl<'a> RequestHead<'a> {
             method,
             secret_token: header(SECRET_TOKEN_HEADER),
             content_length: header("content-length"),
+            x_forwarded_for: header("x-forwarded-for"),
+            forwarded: header("forwarded"),
+            headers: None,
+            peer: None,
         }
+    }
+
+    /// The direct peer's address (the connection's remote address), for a
+    /// [`SourceAllowlist`]. A [`PeerAddr`](super::PeerAddr) request extension does the same
+    /// for [`Webhook::handle_with_extensions`](super::Webhook::handle_with_extensions).
+    #[must_use]
+    pub fn with_peer(mut self, peer: std::net::SocketAddr) -> Self {
+        self.peer = Some(peer.ip());
+        self
     }
 
     /// Builds the head from `http` types.
     pub fn from_http(method: &'a http::Method, headers: &'a HeaderMap) -> Self {
-        Self::new(method.as_str(), |name| {
+        let mut head = Self::new(method.as_str(), |name| {
             headers.get(name).map(HeaderValue::as_bytes)
-        })
+        });
+        head.headers = Some(headers);
+        head
+    }
+
+    /// Whether the allowlist admits the request: the source check, before the secret's.
+    fn source_admitted(&self, allowlist: &SourceAllowlist) -> bool {
+        let header = allowlist.forwarded_header();
+        match self.headers {
+            Some(headers) => allowlist.admits(
+                self.peer,
+                headers
+                    .get_all(header.name())
+                    .iter()
+                    .map(HeaderValue::as_bytes),
+            ),
+            None => {
+                let line = match header {
+                    super::ForwardedHeader::XForwardedFor => self.x_forwarded_for,
+                    super::ForwardedHeader::Forwarded => self.forwarded,
+                };
+                allowlist.admits(self.peer, line.into_iter())
+            }
+        }
     }
 
     /// The contract's checks, in its order: method, then secret, then declared length.
@@ -57,9 +100,19 @@ impl<'a> RequestHead<'a> {
         &self,
         secret_token: Option<&[u8]>,
         max_body_bytes: usize,
+        allowlist: Option<&SourceAllowlist>,
     ) -> Result<(), Rejection> {
         if self.method != "POST" {
             return Err(Rejection::MethodNotAllowed);
+        }
+        if let Some(allowlist) = allowlist
+            && !self.source_admitted(allowlist)
+        {
+            tracing::warn!(
+                peer = ?self.peer,
+                "webhook request refused: not from an allowed source address"
+            );
+            return Err(Rejection::ForbiddenSource);
         }
         if let Some(expected) = secret_token {
             let given = self.secret_token.unwrap_or_default();

@@ -18,6 +18,7 @@ mod error;
 mod head;
 mod policy;
 mod response;
+mod source;
 pub mod telemetry;
 
 use std::fmt;
@@ -38,6 +39,9 @@ pub use error::{BuildError, Rejection, WebhookError};
 pub use head::{InvocationDeadline, RequestHead, SECRET_TOKEN_HEADER};
 pub use policy::{DEFAULT_MAX_ATTEMPTS, ErrorPolicy, OnTimeout, TimeoutAction, TimeoutEvent};
 pub use response::WebhookResponse;
+pub use source::{
+    ForwardedHeader, InvalidRange, PeerAddr, SourceAllowlist, TELEGRAM_SOURCE_RANGES,
+};
 
 /// The webhook dispatcher: checks a delivery against Telegram's rules, runs the handler under
 /// a timeout and the redelivery guard, and says what to answer. Cheap to clone; mount it in
@@ -76,6 +80,7 @@ impl fmt::Debug for Webhook {
             .field("body_read_timeout", &i.body_read_timeout)
             .field("error_policy", &i.error_policy)
             .field("max_in_flight", &i.max_in_flight)
+            .field("source_allowlist", &i.source_allowlist)
             .finish_non_exhaustive()
     }
 }
@@ -204,6 +209,12 @@ impl Webhook {
         B: Body + 'static,
         B::Error: fmt::Display,
     {
+        let mut head = head;
+        if head.peer.is_none()
+            && let Some(PeerAddr(peer)) = extensions.get::<PeerAddr>()
+        {
+            head = head.with_peer(*peer);
+        }
         let early = self.check_head(head);
         let inner = Arc::clone(&self.inner);
         async move {
@@ -230,11 +241,15 @@ impl Webhook {
     /// `Expect: 100-continue`, say), so a wrong secret never gets a `100 Continue`.
     pub fn check_head(&self, head: RequestHead<'_>) -> Option<WebhookResponse> {
         let inner = &self.inner;
-        head.check(inner.secret_token.as_deref(), inner.max_body_bytes)
-            .err()
-            .map(|rejection| {
-                telemetry::refused(&rejection);
-                WebhookResponse::rejected(rejection)
-            })
+        head.check(
+            inner.secret_token.as_deref(),
+            inner.max_body_bytes,
+            inner.source_allowlist.as_ref(),
+        )
+        .err()
+        .map(|rejection| {
+            telemetry::refused(&rejection);
+            WebhookResponse::rejected(rejection)
+        })
     }
 }
