@@ -167,3 +167,33 @@ async fn a_duplicate_post_is_handled_once() {
     assert_eq!(report.run.handled, 2);
     assert!(rx.try_recv().is_err(), "the duplicate was handled");
 }
+
+/// The client resumes with a `ts` above the channel's count (the relay's storage was
+/// replaced): the relay answers from the start with `"reset":true`, and the client handles
+/// what is stored, reports the restart, and saves the new `ts`. Before, it adopted the lower
+/// count and skipped the stored updates.
+#[tokio::test]
+async fn a_ts_above_the_count_reads_the_channel_from_the_start() {
+    let relay = TestRelay::sqlite(test_config()).await;
+    let http = Http::new();
+    http.post(&relay.url("/bot"), &update(1)).await;
+    http.post(&relay.url("/bot"), &update(2)).await;
+    let state = TempDir::new("client-reset");
+    let state_file = state.path().join("ts");
+    std::fs::write(&state_file, "50").unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let client = RelayClient::new(&relay.url(""), "bot")
+        .unwrap()
+        .state_file(&state_file)
+        .sleep(Duration::from_secs(5));
+    let run = tokio::spawn(client.run(collecting_handler(tx), async move {
+        let _ = stopped.await;
+    }));
+    assert_eq!(recv_n(&mut rx, 2).await, [1, 2]);
+    stop.send(()).unwrap();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.count_restarts, 1);
+    assert_eq!(report.ts, 2);
+    assert_eq!(std::fs::read_to_string(&state_file).unwrap(), "2");
+}
