@@ -325,3 +325,57 @@ async fn bots_with_different_key_prefixes_do_not_see_each_other() {
     assert!(matches!(a.claim(key).await.unwrap(), Claim::Run { .. }));
     assert!(matches!(b.claim(key).await.unwrap(), Claim::Run { .. }));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_dying_mid_run_neither_hangs_the_waiting_redelivery_nor_fails_the_run() {
+    let mut redis = Redis::start().await;
+    let started = Arc::new(Notify::new());
+    let gate = Arc::new(Semaphore::new(0));
+    let handler = {
+        let (started, gate) = (started.clone(), gate.clone());
+        move |_update: Update, _ctx: Context| {
+            let (started, gate) = (started.clone(), gate.clone());
+            async move {
+                started.notify_one();
+                let _permit = gate.acquire().await.map_err(HandlerError::from)?;
+                Ok::<(), HandlerError>(())
+            }
+        }
+    };
+    let build = |store: Arc<dyn RedeliveryStore>| {
+        Webhook::builder()
+            .timeout(Duration::from_secs(10))
+            .redelivery_store(store)
+            .build(handler.clone())
+            .unwrap()
+    };
+    let quick = || {
+        RedisStore::builder(redis.url())
+            .command_timeout(Duration::from_millis(200))
+            .build()
+            .unwrap()
+    };
+    let waiting = Arc::new(Notify::new());
+    let first = build(Arc::new(quick()));
+    let second = build(Arc::new(Announcing {
+        inner: quick(),
+        waiting: waiting.clone(),
+    }));
+    let body = r#"{"update_id":12}"#;
+    let first_delivery = tokio::spawn({
+        let first = first.clone();
+        async move { deliver(&first, body).await }
+    });
+    started.notified().await;
+    let redelivery = tokio::spawn({
+        let second = second.clone();
+        async move { deliver(&second, body).await }
+    });
+    waiting.notified().await;
+    redis.stop();
+    // The waiting redelivery cannot learn the outcome: 503, Telegram will try again.
+    assert_eq!(redelivery.await.unwrap().status(), 503);
+    // The run itself ends normally; only recording its outcome failed (logged).
+    gate.add_permits(1);
+    assert_eq!(first_delivery.await.unwrap().status(), 200);
+}
