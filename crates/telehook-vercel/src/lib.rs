@@ -88,27 +88,17 @@ where
     let head = RequestHead::from_http(&parts.method, &parts.headers);
     let answer = webhook.handle_with_extensions(head, extensions, body).await;
     if webhook.in_flight() > 0 {
-        state.wait_until(runs_ended(webhook.clone(), deadline));
+        // `wait_idle`, not `drain`: it holds no permit, so deliveries arriving meanwhile (Fluid
+        // compute sends concurrent requests to one instance) still run.
+        let webhook = webhook.clone();
+        let left = deadline.saturating_duration_since(Instant::now());
+        state.wait_until(async move {
+            let _ = webhook.wait_idle(left).await;
+        });
     }
     let (status, headers, body, _error) = answer.into_parts();
     let mut response = http::Response::new(ResponseBody::from(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
-}
-
-/// How often [`runs_ended`] looks at the count of runs in flight.
-const IDLE_CHECK: Duration = Duration::from_millis(20);
-
-/// Resolves once no handler run is in flight, or at `deadline`. It watches the count instead of
-/// calling [`Webhook::drain`]: a drain queues for every permit, and while it waits, new
-/// deliveries (Fluid compute sends concurrent requests to one instance) would find none.
-async fn runs_ended(webhook: Webhook, deadline: Instant) {
-    while webhook.in_flight() > 0 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        tokio::time::sleep(left.min(IDLE_CHECK)).await;
-    }
 }
