@@ -35,6 +35,12 @@ pub enum EmulatorError {
         /// The last pending update.
         pending: u64,
     },
+    /// One emulator serves at most this many bots.
+    #[error("the emulator already serves {max} bots")]
+    TooManyBots {
+        /// The most bots one emulator serves.
+        max: usize,
+    },
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -10,6 +10,9 @@ use crate::error::{EmulatorError, WaitTimeout};
 use crate::model::{Chat, DeliveryAttempt, Fault, Injected, PlannedFault, RecordedCall, User};
 use crate::state::{BotCell, BotState, FaultRule, Shared, lock, unix_now};
 
+/// Bots one emulator serves.
+const MAX_BOTS: usize = 1_000;
+
 /// Fault plans kept per bot (the oldest goes first).
 const MAX_PLANNED_FAULTS: usize = 1_000;
 
@@ -23,6 +26,9 @@ pub(crate) fn add_bot_to(shared: &Arc<Shared>, token: String) -> Result<BotHandl
         let mut bots = lock(&shared.bots);
         if bots.values().any(|bot| bot.id == bot_id) {
             return Err(EmulatorError::DuplicateBot { bot_id });
+        }
+        if bots.len() >= MAX_BOTS {
+            return Err(EmulatorError::TooManyBots { max: MAX_BOTS });
         }
         let cell = Arc::new(BotCell::new(bot_id));
         bots.insert(token, Arc::clone(&cell));
