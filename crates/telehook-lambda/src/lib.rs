@@ -24,6 +24,28 @@ pub enum LambdaError {
          so the handler would stop half-way; use OnTimeout::Throw (the default) and a timeout below the function's own"
     )]
     ReturnOnTimeout,
+    /// The process is not running on AWS Lambda: the variables Lambda's Runtime API sets for
+    /// a function ([`RUNTIME_ENVIRONMENT`]) are missing, so there is no runtime to take
+    /// invocations from.
+    #[error(
+        "not running on AWS Lambda: {} not set (Lambda sets them for a function). \
+         To run the function on this machine, use `cargo lambda watch` (it emulates the Lambda Runtime API; \
+         send it events with `cargo lambda invoke`); to test the handler without it, call telehook_lambda::handle \
+         with a fixture event; to run it on AWS, `cargo lambda deploy`",
+        missing.join(", ")
+    )]
+    NotOnLambda {
+        /// The variables that are not set.
+        missing: Vec<&'static str>,
+    },
+    /// A variable of the Lambda environment is set to a value the runtime cannot read.
+    #[error("{name}={value:?} is not a valid value for a Lambda function's environment")]
+    InvalidEnvironment {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+    },
     /// The Lambda runtime failed.
     #[error("the Lambda runtime failed")]
     Runtime(#[source] lambda_http::Error),
@@ -34,6 +56,8 @@ impl fmt::Debug for LambdaError {
         // What `main` returning `Err` prints after "Error: ": the reason, not a variant name.
         let variant = match self {
             Self::ReturnOnTimeout => "ReturnOnTimeout",
+            Self::NotOnLambda { .. } => "NotOnLambda",
+            Self::InvalidEnvironment { .. } => "InvalidEnvironment",
             Self::Runtime(_) => "Runtime",
         };
         write!(f, "{self} [LambdaError::{variant}]")?;
@@ -60,6 +84,34 @@ pub struct Invocation {
     pub deadline_instant: Option<Instant>,
     /// The function's ARN as invoked (`Lambda-Runtime-Invoked-Function-Arn`).
     pub invoked_function_arn: String,
+}
+
+/// The environment variables Lambda's Runtime API sets for a function and the Lambda runtime
+/// needs: [`run`] checks them before starting it.
+pub const RUNTIME_ENVIRONMENT: [&str; 4] = [
+    "AWS_LAMBDA_RUNTIME_API",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+];
+
+/// Checks the Lambda environment `var` reads, as the runtime would at start (it panics on a
+/// missing or malformed one): all of [`RUNTIME_ENVIRONMENT`] set, and the memory size a number.
+fn check_environment(var: impl Fn(&str) -> Option<String>) -> Result<(), LambdaError> {
+    let missing: Vec<&'static str> = RUNTIME_ENVIRONMENT
+        .into_iter()
+        .filter(|name| var(name).is_none())
+        .collect();
+    if !missing.is_empty() {
+        return Err(LambdaError::NotOnLambda { missing });
+    }
+    let name = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
+    match var(name) {
+        Some(value) if value.parse::<i32>().is_err() => {
+            Err(LambdaError::InvalidEnvironment { name, value })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// How [`run_with`] adapts the webhook to Lambda.
@@ -93,7 +145,8 @@ impl LambdaConfig {
 /// (REST v1 or HTTP v2) or an Application Load Balancer, with [`LambdaConfig::default`].
 ///
 /// Refuses [`OnTimeout::Return`] before starting (the runtime is not started, so nothing
-/// waits). An [`OnTimeout::Custom`] callback must not choose `Return` either (it cannot be
+/// waits), and returns [`LambdaError::NotOnLambda`] outside Lambda (run it locally under
+/// `cargo lambda watch`, which provides the Runtime API). An [`OnTimeout::Custom`] callback must not choose `Return` either (it cannot be
 /// checked in advance).
 pub async fn run(webhook: Webhook) -> Result<(), LambdaError> {
     run_with(webhook, LambdaConfig::default()).await
@@ -108,6 +161,7 @@ pub async fn run_with(webhook: Webhook, config: LambdaConfig) -> Result<(), Lamb
     if matches!(webhook.on_timeout(), OnTimeout::Return) {
         return Err(LambdaError::ReturnOnTimeout);
     }
+    check_environment(|name| std::env::var(name).ok())?;
     lambda_http::run_concurrent(lambda_http::service_fn(move |request: Request| {
         let webhook = webhook.clone();
         let config = config.clone();
@@ -176,4 +230,63 @@ pub async fn handle_with(
     *out.status_mut() = status;
     *out.headers_mut() = headers;
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn environment(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        move |name| {
+            vars.iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, value)| value.clone())
+        }
+    }
+
+    const ON_LAMBDA: [(&str, &str); 4] = [
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+        ("AWS_LAMBDA_FUNCTION_NAME", "bot"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+    ];
+
+    #[test]
+    fn the_lambda_environment_passes() {
+        assert!(check_environment(environment(&ON_LAMBDA)).is_ok());
+    }
+
+    #[test]
+    fn outside_lambda_the_error_names_what_is_missing_and_what_to_do() {
+        let error = check_environment(environment(&[])).unwrap_err();
+        let LambdaError::NotOnLambda { missing } = &error else {
+            panic!("{error:?}")
+        };
+        assert_eq!(missing.as_slice(), RUNTIME_ENVIRONMENT.as_slice());
+        let text = error.to_string();
+        assert!(text.starts_with("not running on AWS Lambda"), "{text}");
+        assert!(text.contains("AWS_LAMBDA_RUNTIME_API"), "{text}");
+        assert!(text.contains("cargo lambda watch"), "{text}");
+
+        let error = check_environment(environment(&ON_LAMBDA[1..])).unwrap_err();
+        assert!(
+            matches!(&error, LambdaError::NotOnLambda { missing } if missing == &["AWS_LAMBDA_RUNTIME_API"]),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn a_memory_size_that_is_not_a_number_is_refused() {
+        let mut vars = ON_LAMBDA;
+        vars[2].1 = "lots";
+        let error = check_environment(environment(&vars)).unwrap_err();
+        assert!(
+            matches!(&error, LambdaError::InvalidEnvironment { name: "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", value } if value == "lots"),
+            "{error:?}"
+        );
+    }
 }

@@ -251,3 +251,27 @@ fn a_runtime_failure_prints_its_cause_through_debug() {
         "{debug}"
     );
 }
+
+#[tokio::test]
+async fn outside_lambda_run_returns_an_error_saying_what_to_do() {
+    if telehook_lambda::RUNTIME_ENVIRONMENT
+        .iter()
+        .any(|name| std::env::var_os(name).is_some())
+    {
+        return; // the test itself runs on Lambda (or under `cargo lambda`)
+    }
+    let webhook = Webhook::builder()
+        .build(|_: Update, _: Context| async { Ok::<_, HandlerError>(()) })
+        .unwrap();
+    // The Lambda runtime would panic here ("Missing AWS_LAMBDA_FUNCTION_NAME env var").
+    let error = telehook_lambda::run(webhook).await.unwrap_err();
+    assert!(
+        matches!(error, telehook_lambda::LambdaError::NotOnLambda { .. }),
+        "{error:?}"
+    );
+    let debug = format!("{error:?}");
+    assert!(
+        debug.contains("not running on AWS Lambda") && debug.contains("cargo lambda watch"),
+        "{debug}"
+    );
+}

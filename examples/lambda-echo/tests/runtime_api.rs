@@ -158,3 +158,26 @@ fn a_deadline_shorter_than_the_timeout_is_answered_503_before_it() {
         log.join("\n")
     );
 }
+
+/// `cargo run -p lambda-echo` outside Lambda: a clear error and exit code 1, not a panic
+/// inside the Lambda runtime (exit code 101).
+#[test]
+fn outside_lambda_it_says_to_use_cargo_lambda_watch() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lambda-echo"));
+    for name in telehook::lambda::RUNTIME_ENVIRONMENT {
+        command.env_remove(name);
+    }
+    let output = command
+        .env("TELEHOOK_SECRET", SECRET)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("not running on AWS Lambda") && stderr.contains("cargo lambda watch"),
+        "{stderr}"
+    );
+}
