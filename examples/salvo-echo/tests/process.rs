@@ -1,7 +1,7 @@
-//! The salvo-echo bot as a real process on loopback: SIGTERM lets the update in flight finish, the
-//! deadline ends a shutdown that a run would block, a second signal exits at once, a slow
-//! client is cut off. The cases
-//! are the ones every webhook example runs (hyper-echo's test support).
+//! The salvo-echo bot as a real process on loopback: SIGTERM lets the update in flight finish,
+//! the deadline ends a shutdown that a run would block, a second signal exits at once, a slow
+//! client is cut off. The cases are the ones every webhook example runs (hyper-echo's test
+//! support).
 
 #[path = "../../hyper-echo/tests/support/process.rs"]
 mod process;
