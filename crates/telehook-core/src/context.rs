@@ -22,7 +22,11 @@ pub enum Source {
 #[non_exhaustive]
 pub enum WebhookReplyError {
     /// The update did not come from a webhook delivery (long polling, relay, tests).
-    #[error("no webhook reply is possible: the update did not come from a webhook delivery")]
+    #[error(
+        "no webhook reply is possible: the update did not come from a webhook delivery \
+         (long polling, a relay or a test); call the method over HTTP instead, e.g. with \
+         telehook-api's `Bot::send_or_reply`, which uses the webhook reply when it can"
+    )]
     NotAWebhook,
     /// The context already carries a webhook reply: a delivery response holds only one call.
     #[error(
@@ -466,6 +470,12 @@ mod tests {
         assert_eq!(
             ctx.webhook_reply("sendMessage", json!({})).unwrap_err(),
             WebhookReplyError::NotAWebhook
+        );
+        // The message says what to do instead.
+        let text = WebhookReplyError::NotAWebhook.to_string();
+        assert!(
+            text.contains("over HTTP") && text.contains("Bot::send_or_reply"),
+            "{text}"
         );
     }
 }

@@ -35,6 +35,16 @@ fn secret_tokens_outside_telegrams_rule_are_build_errors() {
             matches!(err, BuildError::InvalidSecretToken(_)),
             "{bad:?}: {err}"
         );
+        // What `main` returning the error prints (`Debug`) names the set, the length and
+        // the rule's source, not only "outside the allowed set".
+        let debug = format!("{err:?}");
+        for rule in [
+            "A-Z a-z 0-9 _ -",
+            "1-256",
+            "core.telegram.org/bots/api#setwebhook",
+        ] {
+            assert!(debug.contains(rule), "{bad:?}: {debug}");
+        }
         if !bad.is_empty() {
             assert!(
                 !err.to_string().contains(bad),

@@ -212,11 +212,15 @@ impl WebhookBuilder {
 /// Checks Telegram's rule for `secret_token`: 1–256 characters of `A-Z a-z 0-9 _ -`.
 pub fn validate_secret_token(token: &str) -> Result<(), BuildError> {
     if token.is_empty() {
-        return Err(BuildError::InvalidSecretToken("it is empty"));
+        return Err(BuildError::InvalidSecretToken(
+            "it is empty; Telegram requires 1-256 characters, each one of `A-Z a-z 0-9 _ -` \
+             (https://core.telegram.org/bots/api#setwebhook)",
+        ));
     }
     if token.len() > 256 {
         return Err(BuildError::InvalidSecretToken(
-            "it is longer than 256 characters",
+            "it is longer than 256 characters; Telegram requires 1-256 characters, each one of \
+             `A-Z a-z 0-9 _ -` (https://core.telegram.org/bots/api#setwebhook)",
         ));
     }
     if !token
@@ -224,7 +228,8 @@ pub fn validate_secret_token(token: &str) -> Result<(), BuildError> {
         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     {
         return Err(BuildError::InvalidSecretToken(
-            "it contains a character outside the allowed set",
+            "it contains a character outside `A-Z a-z 0-9 _ -`; Telegram requires 1-256 \
+             characters, each one of them (https://core.telegram.org/bots/api#setwebhook)",
         ));
     }
     Ok(())

@@ -15,9 +15,8 @@ use crate::invalid::InvalidUpdate;
 #[non_exhaustive]
 pub enum BuildError {
     /// The secret token breaks Telegram's rule; the message says how (never what it is).
-    #[error(
-        "invalid secret_token: {0} (Telegram allows 1-256 characters of A-Z, a-z, 0-9, `_` and `-`)"
-    )]
+    /// The detail states the rule too, so the `Debug` form alone says what to change.
+    #[error("invalid secret_token: {0}")]
     InvalidSecretToken(&'static str),
     /// A limit was set to zero.
     #[error("`{0}` must be greater than zero")]
