@@ -165,6 +165,15 @@ impl Context {
         }
     }
 
+    /// Sets how many earlier attempts at this update failed, for a context a queue worker
+    /// builds: the count the queue kept, so [`Context::failed_attempts`] means the same under
+    /// a queue as under a webhook.
+    #[must_use]
+    pub fn with_failed_attempts(mut self, failed_attempts: u32) -> Self {
+        self.failed_attempts = failed_attempts;
+        self
+    }
+
     /// Attaches what the transport knows about the request (an adapter's or a platform's
     /// typed values), for the handler to read with [`Context::extension`]. Replaces any
     /// extensions attached before; an empty set costs nothing.
