@@ -1,6 +1,6 @@
 //! How fast the emulator's clock runs ([`Timing`]) and how much it keeps ([`Limits`]).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Telegram's durations, and the factor that scales every one of them.
 ///
@@ -35,6 +35,11 @@ impl Default for Timing {
 }
 
 impl Timing {
+    /// The smallest [`Timing::scale`] the emulator accepts (a microsecond per second).
+    pub const MIN_SCALE: f64 = 1e-6;
+    /// The largest [`Timing::scale`] the emulator accepts (a second becomes about 17 minutes).
+    pub const MAX_SCALE: f64 = 1e3;
+
     /// Telegram's own timings.
     pub fn real() -> Self {
         Self {
@@ -48,7 +53,9 @@ impl Timing {
     }
 
     /// Telegram's timings with every duration multiplied by `scale` (e.g. 0.001: seconds
-    /// become milliseconds). A scale that is not a positive finite number counts as 1.
+    /// become milliseconds). The scale must be between [`Timing::MIN_SCALE`] and
+    /// [`Timing::MAX_SCALE`]: [`crate::EmulatorBuilder::start`] refuses any other with
+    /// [`crate::EmulatorError::InvalidTimeScale`].
     pub fn scaled(scale: f64) -> Self {
         Self {
             scale,
@@ -70,15 +77,41 @@ impl Timing {
         self
     }
 
-    /// `duration` on the emulator's clock.
+    /// Checks that [`Timing::scale`] is within [`Timing::MIN_SCALE`]..=[`Timing::MAX_SCALE`].
+    pub fn validate(&self) -> Result<(), crate::EmulatorError> {
+        if self.scale.is_finite() && (Self::MIN_SCALE..=Self::MAX_SCALE).contains(&self.scale) {
+            Ok(())
+        } else {
+            Err(crate::EmulatorError::InvalidTimeScale { scale: self.scale })
+        }
+    }
+
+    /// `duration` on the emulator's clock (saturating at `Duration::MAX`).
     pub fn scale(&self, duration: Duration) -> Duration {
         let factor = if self.scale.is_finite() && self.scale > 0.0 {
-            self.scale
+            self.scale.clamp(Self::MIN_SCALE, Self::MAX_SCALE)
         } else {
             1.0
         };
         Duration::try_from_secs_f64(duration.as_secs_f64() * factor).unwrap_or(Duration::MAX)
     }
+
+    /// The instant `duration` (on the emulator's clock) from now; never overflows.
+    pub(crate) fn deadline(&self, duration: Duration) -> Instant {
+        instant_after(self.scale(duration))
+    }
+}
+
+/// The longest wait the emulator schedules: a later instant counts as "never" (about 30 years).
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+/// `Instant::now() + duration`, saturating at about 30 years from now instead of panicking
+/// with "overflow when adding duration to instant".
+pub(crate) fn instant_after(duration: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(duration.min(FAR_FUTURE))
+        .or_else(|| now.checked_add(Duration::from_secs(3600)))
+        .unwrap_or(now)
 }
 
 /// Caps on everything the emulator keeps, per bot. When a buffer is full the oldest entry goes.

@@ -50,6 +50,7 @@ impl EmulatorBuilder {
 
     /// Binds the address and starts serving on the current tokio runtime.
     pub async fn start(self) -> Result<Emulator, EmulatorError> {
+        self.timing.validate()?;
         let listener = tokio::net::TcpListener::bind(self.listen)
             .await
             .map_err(|source| EmulatorError::Bind {

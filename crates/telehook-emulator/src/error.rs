@@ -41,6 +41,17 @@ pub enum EmulatorError {
         /// The most bots one emulator serves.
         max: usize,
     },
+    /// [`crate::Timing::scale`] is not a number between [`crate::Timing::MIN_SCALE`] and
+    /// [`crate::Timing::MAX_SCALE`].
+    #[error(
+        "the time scale (Timing::scale, --time-scale) must be a number from {min} to {max}, not {scale}",
+        min = crate::Timing::MIN_SCALE,
+        max = crate::Timing::MAX_SCALE
+    )]
+    InvalidTimeScale {
+        /// The scale given.
+        scale: f64,
+    },
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -343,7 +343,7 @@ impl BotHandle {
         waited_for: &str,
         mut check: impl FnMut(&BotState) -> Option<T>,
     ) -> Result<T, WaitTimeout> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = tokio::time::Instant::from_std(crate::config::instant_after(timeout));
         let mut changed = self.bot.subscribe();
         loop {
             changed.borrow_and_update();

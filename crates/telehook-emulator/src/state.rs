@@ -254,7 +254,7 @@ impl BotState {
                     update_id,
                     json: update.clone(),
                     lane: key,
-                    expires_at: Instant::now() + timing.scale(lifetime(kind)),
+                    expires_at: timing.deadline(lifetime(kind)),
                 });
             }
         }

@@ -198,7 +198,7 @@ async fn deliver(
                     Some(secs) => Duration::from_secs(secs).min(timing.max_retry_after),
                     None => retry_delay(failures, cap),
                 };
-                let next_at = Instant::now() + timing.scale(delay);
+                let next_at = timing.deadline(delay);
                 state.retries.insert(
                     update.update_id,
                     RetryState {

@@ -38,8 +38,9 @@ struct Args {
     )]
     tokens: Vec<String>,
 
-    /// Multiply every Telegram duration (webhook timeout, retry delays, expiry, long polls) by this.
-    #[arg(long, default_value_t = 1.0)]
+    /// Multiply every Telegram duration (webhook timeout, retry delays, expiry, long polls) by
+    /// this: a number from 0.000001 to 1000.
+    #[arg(long, default_value_t = 1.0, value_parser = time_scale)]
     time_scale: f64,
 
     /// Webhook response timeout in seconds, before scaling.
@@ -63,6 +64,24 @@ struct Args {
     max_delivery_log: usize,
 }
 
+/// `--time-scale`: a number within `Timing::MIN_SCALE..=Timing::MAX_SCALE`.
+fn time_scale(value: &str) -> Result<f64, String> {
+    let range = format!(
+        "--time-scale must be a number from {} to {}",
+        Timing::MIN_SCALE,
+        Timing::MAX_SCALE
+    );
+    let scale: f64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("{range}, not {value:?}"))?;
+    if Timing::scaled(scale).validate().is_ok() {
+        Ok(scale)
+    } else {
+        Err(format!("{range}, not {value}"))
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -72,13 +91,6 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
-        tracing::error!(
-            time_scale = args.time_scale,
-            "--time-scale must be a positive number"
-        );
-        return ExitCode::from(2);
-    }
     let timing = Timing::scaled(args.time_scale)
         .webhook_timeout(Duration::from_secs(args.webhook_timeout))
         .expiry(!args.no_expiry);

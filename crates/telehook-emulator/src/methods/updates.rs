@@ -50,7 +50,7 @@ pub(super) async fn get_updates(
     };
     // Wakes an earlier getUpdates still waiting, which then answers 409.
     bot.bump();
-    let deadline = Instant::now() + shared.timing.scale(Duration::from_secs(timeout));
+    let deadline = shared.timing.deadline(Duration::from_secs(timeout));
     let mut shutdown = shared.shutdown.subscribe();
     let mut parked: Option<Parked<'_>> = None;
     loop {
