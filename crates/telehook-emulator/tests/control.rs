@@ -275,3 +275,57 @@ async fn a_multipart_webhook_reply_is_executed() {
     assert_eq!(calls[0].text().as_deref(), Some("from multipart"));
     assert!(matches!(calls[0].outcome, CallOutcome::Ok { .. }));
 }
+
+#[tokio::test]
+async fn every_refusal_of_the_test_api_is_the_documented_json() {
+    let mut limits = telehook_emulator::Limits::default();
+    limits.max_body_bytes = 1024;
+    let emulator = telehook_emulator::Emulator::builder()
+        .bot(TOKEN)
+        .timing(fast())
+        .limits(limits)
+        .start()
+        .await
+        .unwrap();
+    let base = emulator.base_url();
+    let me = format!("{base}/_emulator/{TOKEN}");
+    let client = reqwest::Client::new();
+    let big = json!({ "message": { "text": "x".repeat(4096) } }).to_string();
+    let cases = [
+        (client.get(format!("{me}/calls/wait?count=-1")), 400),
+        (client.get(format!("{me}/calls/wait?timeout_ms=soon")), 400),
+        (client.get(format!("{me}/messages/abc/1")), 400),
+        (
+            client
+                .post(format!("{me}/updates"))
+                .header("content-type", "application/json")
+                .body(big),
+            413,
+        ),
+        (client.delete(format!("{me}/state")), 405),
+        (client.put(format!("{me}/calls")), 405),
+        (client.get(format!("{me}/no_such_route")), 404),
+        (client.get(format!("{base}/_emulator/no_such_route")), 404),
+    ];
+    for (request, status) in cases {
+        let request = request.build().unwrap();
+        let what = format!("{} {}", request.method(), request.url());
+        let response = client.execute(request).await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{what}");
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            content_type.starts_with("application/json"),
+            "{what}: {content_type}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["ok"], false, "{what}: {body}");
+        assert_eq!(body["error_code"], status, "{what}: {body}");
+        assert!(
+            body["description"].as_str().is_some_and(|d| !d.is_empty()),
+            "{what}: {body}"
+        );
+    }
+}

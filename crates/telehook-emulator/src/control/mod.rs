@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::http::{StatusCode, header};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -71,7 +72,44 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(faults::next_update_id).post(faults::set_next_update_id),
         )
         .fallback(serve_bot_api)
+        .layer(axum::middleware::map_response(json_refusals))
+        .layer(DefaultBodyLimit::max(shared.limits.max_body_bytes))
         .with_state(shared)
+}
+
+/// Turns every refusal of the test API that is not JSON yet (axum's own answers: a query or
+/// path that does not parse, a body over the limit, a method the route does not serve) into
+/// the documented `{"ok":false,"error_code":…,"description":…}` with the same status. Bot API
+/// answers are left as they are (a planned `bad_gateway` fault is nginx's HTML on purpose).
+async fn json_refusals(uri: Uri, response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let refused = status.is_client_error() || status.is_server_error();
+    if !uri.path().starts_with("/_emulator/") || !refused || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let description = if text.trim().is_empty() {
+        reason.to_owned()
+    } else {
+        format!("{reason}: {}", text.trim())
+    };
+    let json = problem(status, &description);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, json.into_body())
 }
 
 /// An error answer of the test API.
