@@ -2,6 +2,7 @@
 // A command-line tool: stdout and stderr are its user interface.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod dev;
 mod servers;
 mod token;
 mod webhook;
@@ -44,6 +45,10 @@ enum Command {
         #[command(subcommand)]
         action: webhook::Action,
     },
+    /// Develop locally without a public URL: take the bot's updates by long polling and POST
+    /// each to a local webhook as Telegram would (secret header, per-chat order, retries),
+    /// executing the webhook reply in the answer.
+    Dev(dev::DevArgs),
     /// Run the Telegram Bot API emulator (the telehook-emulator server) until Ctrl-C.
     Emulator(servers::EmulatorArgs),
     /// Run the relay (the telehook-relay server, SQLite store) until Ctrl-C or SIGTERM.
@@ -84,7 +89,7 @@ pub(crate) enum CliError {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Webhook { .. } => "warn",
+        Command::Webhook { .. } | Command::Dev(_) => "warn",
         Command::Emulator(_) | Command::Relay(_) => "info",
     };
     tracing_subscriber::fmt()
@@ -114,6 +119,11 @@ fn main() -> ExitCode {
                 let token = token::load(cli.token_file.as_deref())?;
                 known_token = Some(token.clone());
                 webhook::run(action, &token, &cli.api_url).await
+            }
+            Command::Dev(args) => {
+                let token = token::load(cli.token_file.as_deref())?;
+                known_token = Some(token.clone());
+                dev::run(args, &token, &cli.api_url).await
             }
             Command::Emulator(args) => servers::emulator(args).await,
             Command::Relay(args) => servers::relay(args).await,

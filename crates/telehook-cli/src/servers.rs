@@ -115,7 +115,7 @@ pub(crate) async fn relay(args: RelayArgs) -> Result<(), CliError> {
 }
 
 /// Ctrl-C, or SIGTERM on Unix (what `docker stop` and systemd send).
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         if let Ok(mut term) =

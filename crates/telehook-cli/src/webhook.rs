@@ -78,7 +78,10 @@ pub(crate) async fn run(action: Action, token: &str, api_url: &str) -> Result<()
 
 async fn set(bot: &Bot, args: SetArgs, terminal: bool) -> Result<(), CliError> {
     let mut params = SetWebhook::new(&args.url).drop_pending_updates(args.drop_pending_updates);
-    let secret = read_secret(&args)?;
+    let secret = read_secret(
+        args.secret_token_env.as_deref(),
+        args.secret_token_file.as_deref(),
+    )?;
     let has_secret = secret.is_some();
     if let Some(secret) = secret {
         params = params.secret_token(secret);
@@ -107,15 +110,18 @@ async fn set(bot: &Bot, args: SetArgs, terminal: bool) -> Result<(), CliError> {
 /// Reads the secret token from the variable or file named; checks it as Telegram does
 /// (setWebhook: "1-256 characters. Only characters A-Z, a-z, 0-9, _ and - are allowed",
 /// <https://core.telegram.org/bots/api#setwebhook>) without ever echoing it.
-fn read_secret(args: &SetArgs) -> Result<Option<String>, CliError> {
-    let (raw, from) = if let Some(var) = &args.secret_token_env {
+pub(crate) fn read_secret(
+    env: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> Result<Option<String>, CliError> {
+    let (raw, from) = if let Some(var) = env {
         let raw = std::env::var(var).map_err(|_| {
             CliError::Invalid(format!(
                 "--secret-token-env: the environment variable {var} is not set"
             ))
         })?;
         (raw, format!("the environment variable {var}"))
-    } else if let Some(path) = &args.secret_token_file {
+    } else if let Some(path) = file {
         let raw = std::fs::read_to_string(path).map_err(|error| {
             CliError::Invalid(format!(
                 "--secret-token-file: cannot read {}: {error}",
