@@ -139,6 +139,228 @@ impl Default for RelayConfig {
     }
 }
 
+/// A setting outside its allowed range, found when a configuration is checked
+/// ([`RelayConfig::validate`], [`StoreLimits::validate`]). Names the library field and the
+/// command-line flag that sets it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting} (--{flag}) must be {allowed}; got {value}")]
+pub struct ConfigError {
+    /// The field, e.g. `retention.max_age`.
+    pub setting: &'static str,
+    /// The command-line flag, without `--`, e.g. `retain-secs`.
+    pub flag: &'static str,
+    /// The allowed range, in words.
+    pub allowed: String,
+    /// The value given.
+    pub value: String,
+}
+
+/// Longest accepted retention age: ten years. Ages are computed in milliseconds as `i64`.
+pub const MAX_RETAIN_AGE: Duration = Duration::from_secs(3650 * 24 * 3600);
+/// Longest accepted timeout, wait or interval (header read, body read, `sleep`, pruning).
+pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+/// Largest accepted size setting (body, answer budget, WebSocket message, database): 1 TiB
+/// for the database, [`MAX_MESSAGE_BYTES`] for everything held in memory.
+pub const MAX_DB_BYTES: u64 = 1 << 40;
+/// Largest accepted body, answer budget or WebSocket message: 1 GiB.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
+/// Largest accepted count setting (queues, buffers, channels, connections, waiters).
+pub const MAX_COUNT: usize = 100_000_000;
+
+fn check_duration(
+    setting: &'static str,
+    flag: &'static str,
+    value: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError {
+            setting,
+            flag,
+            allowed: format!("between {min:?} and {max:?}"),
+            value: format!("{value:?}"),
+        });
+    }
+    Ok(())
+}
+
+fn check_count<T: PartialOrd + std::fmt::Display + Copy>(
+    setting: &'static str,
+    flag: &'static str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError {
+            setting,
+            flag,
+            allowed: format!("between {min} and {max}"),
+            value: value.to_string(),
+        });
+    }
+    Ok(())
+}
+
+const MS: Duration = Duration::from_millis(1);
+
+impl StoreLimits {
+    /// Checks every bound against its allowed range. The stores call this when they open.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_count(
+            "retention.max_updates",
+            "retain-updates",
+            self.retention.max_updates,
+            1,
+            MAX_COUNT as u64,
+        )?;
+        check_duration(
+            "retention.max_age",
+            "retain-secs",
+            self.retention.max_age,
+            MS,
+            MAX_RETAIN_AGE,
+        )?;
+        check_count(
+            "max_channels",
+            "max-channels",
+            self.max_channels,
+            1,
+            MAX_COUNT,
+        )?;
+        check_count(
+            "ingest_queue",
+            "ingest-queue",
+            self.ingest_queue,
+            1,
+            MAX_COUNT,
+        )?;
+        check_count("max_batch", "max-batch", self.max_batch, 1, MAX_COUNT)?;
+        check_duration(
+            "prune_interval",
+            "prune-interval-secs",
+            self.prune_interval,
+            MS,
+            MAX_WAIT,
+        )?;
+        if let Some(bytes) = self.max_db_bytes {
+            check_count(
+                "max_db_bytes",
+                "max-db-bytes",
+                bytes,
+                64 * 1024,
+                MAX_DB_BYTES,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl RelayConfig {
+    /// Checks every setting against its allowed range. [`crate::Relay::serve`] calls this
+    /// before it accepts a connection.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_count(
+            "max_body_bytes",
+            "max-body-bytes",
+            self.max_body_bytes,
+            1,
+            MAX_MESSAGE_BYTES,
+        )?;
+        check_duration(
+            "max_sleep",
+            "max-sleep-secs",
+            self.max_sleep,
+            Duration::ZERO,
+            MAX_WAIT,
+        )?;
+        check_count(
+            "max_updates_per_response",
+            "max-updates-per-response",
+            self.max_updates_per_response,
+            1,
+            MAX_COUNT,
+        )?;
+        check_count(
+            "max_waiters_per_channel",
+            "max-waiters-per-channel",
+            self.max_waiters_per_channel,
+            1,
+            MAX_COUNT,
+        )?;
+        check_count(
+            "ws_send_buffer",
+            "ws-send-buffer",
+            self.ws_send_buffer,
+            1,
+            MAX_COUNT,
+        )?;
+        check_count(
+            "ws_max_subscriptions",
+            "ws-max-subscriptions",
+            self.ws_max_subscriptions,
+            1,
+            MAX_COUNT,
+        )?;
+        check_count(
+            "ws_max_message_bytes",
+            "ws-max-message-bytes",
+            self.ws_max_message_bytes,
+            1,
+            MAX_MESSAGE_BYTES,
+        )?;
+        if let Some(rate) = &self.rate_limit {
+            if !(rate.per_second.is_finite() && rate.per_second > 0.0 && rate.per_second <= 1e9) {
+                return Err(ConfigError {
+                    setting: "rate_limit.per_second",
+                    flag: "rate-limit",
+                    allowed: "a number of requests per second above 0 and at most 1e9 \
+                              (0 on the command line disables the limit)"
+                        .to_owned(),
+                    value: rate.per_second.to_string(),
+                });
+            }
+            check_count(
+                "rate_limit.burst",
+                "rate-limit-burst",
+                rate.burst,
+                1,
+                u32::MAX,
+            )?;
+            check_count(
+                "rate_limit.max_clients",
+                "rate-limit-clients",
+                rate.max_clients,
+                1,
+                MAX_COUNT,
+            )?;
+        }
+        check_duration(
+            "header_read_timeout",
+            "header-read-timeout-secs",
+            self.header_read_timeout,
+            MS,
+            MAX_WAIT,
+        )?;
+        check_duration(
+            "body_read_timeout",
+            "body-read-timeout-secs",
+            self.body_read_timeout,
+            MS,
+            MAX_WAIT,
+        )?;
+        check_count(
+            "max_connections",
+            "max-connections",
+            self.max_connections,
+            1,
+            MAX_COUNT.min(tokio::sync::Semaphore::MAX_PERMITS),
+        )?;
+        Ok(())
+    }
+}
+
 /// Tokens of one channel. A missing token leaves that side open.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -239,6 +461,132 @@ impl AccessConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        RelayConfig::default().validate().unwrap();
+        StoreLimits::default().validate().unwrap();
+    }
+
+    #[test]
+    fn every_duration_and_size_out_of_range_is_refused_naming_its_flag() {
+        let huge = Duration::from_secs(u64::MAX);
+        type Set<T> = Box<dyn Fn(&mut T)>;
+        let store: Vec<(&str, Set<StoreLimits>)> = vec![
+            (
+                "--retain-secs",
+                Box::new(|l| l.retention.max_age = Duration::from_secs(u64::MAX)),
+            ),
+            (
+                "--retain-secs",
+                Box::new(|l| l.retention.max_age = Duration::from_secs(9_223_372_036_854_776)),
+            ),
+            (
+                "--retain-secs",
+                Box::new(|l| l.retention.max_age = Duration::ZERO),
+            ),
+            (
+                "--retain-updates",
+                Box::new(|l| l.retention.max_updates = 0),
+            ),
+            (
+                "--retain-updates",
+                Box::new(|l| l.retention.max_updates = u64::MAX),
+            ),
+            ("--max-channels", Box::new(|l| l.max_channels = 0)),
+            ("--ingest-queue", Box::new(|l| l.ingest_queue = 0)),
+            ("--max-batch", Box::new(|l| l.max_batch = 0)),
+            (
+                "--prune-interval-secs",
+                Box::new(|l| l.prune_interval = Duration::ZERO),
+            ),
+            (
+                "--prune-interval-secs",
+                Box::new(move |l| l.prune_interval = huge),
+            ),
+            (
+                "--max-db-bytes",
+                Box::new(|l| l.max_db_bytes = Some(u64::MAX)),
+            ),
+        ];
+        for (flag, set) in store {
+            let mut limits = StoreLimits::default();
+            set(&mut limits);
+            let err = limits.validate().unwrap_err().to_string();
+            assert!(err.contains(flag), "{flag}: {err}");
+        }
+        let relay: Vec<(&str, Set<RelayConfig>)> = vec![
+            (
+                "--header-read-timeout-secs",
+                Box::new(move |c| c.header_read_timeout = huge),
+            ),
+            (
+                "--header-read-timeout-secs",
+                Box::new(|c| c.header_read_timeout = Duration::ZERO),
+            ),
+            (
+                "--body-read-timeout-secs",
+                Box::new(move |c| c.body_read_timeout = huge),
+            ),
+            ("--max-sleep-secs", Box::new(move |c| c.max_sleep = huge)),
+            (
+                "--max-body-bytes",
+                Box::new(|c| c.max_body_bytes = usize::MAX),
+            ),
+            ("--max-body-bytes", Box::new(|c| c.max_body_bytes = 0)),
+            (
+                "--max-updates-per-response",
+                Box::new(|c| c.max_updates_per_response = 0),
+            ),
+            (
+                "--max-waiters-per-channel",
+                Box::new(|c| c.max_waiters_per_channel = 0),
+            ),
+            ("--ws-send-buffer", Box::new(|c| c.ws_send_buffer = 0)),
+            (
+                "--ws-max-subscriptions",
+                Box::new(|c| c.ws_max_subscriptions = 0),
+            ),
+            (
+                "--ws-max-message-bytes",
+                Box::new(|c| c.ws_max_message_bytes = usize::MAX),
+            ),
+            ("--max-connections", Box::new(|c| c.max_connections = 0)),
+            (
+                "--rate-limit",
+                Box::new(|c| {
+                    c.rate_limit = Some(RateLimit {
+                        per_second: f64::INFINITY,
+                        ..RateLimit::default()
+                    });
+                }),
+            ),
+            (
+                "--rate-limit",
+                Box::new(|c| {
+                    c.rate_limit = Some(RateLimit {
+                        per_second: -1.0,
+                        ..RateLimit::default()
+                    });
+                }),
+            ),
+            (
+                "--rate-limit-burst",
+                Box::new(|c| {
+                    c.rate_limit = Some(RateLimit {
+                        burst: 0,
+                        ..RateLimit::default()
+                    });
+                }),
+            ),
+        ];
+        for (flag, set) in relay {
+            let mut config = RelayConfig::default();
+            set(&mut config);
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(flag), "{flag}: {err}");
+        }
+    }
 
     #[test]
     fn access_file_parses_toml_and_json_alike() {

@@ -9,6 +9,9 @@ use http::{HeaderValue, StatusCode, header};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
+    /// A bound of [`crate::StoreLimits`] is outside its allowed range.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// SQLite reported an error.
     #[cfg(feature = "sqlite")]
     #[error("sqlite: {0}")]

@@ -18,7 +18,9 @@ pub use channel::{ChannelName, ChannelNameError};
 #[cfg(feature = "client")]
 pub use client::{ClientError, Polled, RelayClient, RelayReport};
 #[cfg(feature = "server")]
-pub use config::{AccessConfig, ChannelAccess, RateLimit, RelayConfig, Retention, StoreLimits};
+pub use config::{
+    AccessConfig, ChannelAccess, ConfigError, RateLimit, RelayConfig, Retention, StoreLimits,
+};
 #[cfg(feature = "server")]
 pub use error::{RelayError, StoreError};
 #[cfg(feature = "server")]

@@ -169,21 +169,21 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let limits = StoreLimits {
         retention: Retention {
-            max_updates: args.retain_updates.max(1),
-            max_age: Duration::from_secs(args.retain_secs.max(1)),
+            max_updates: args.retain_updates,
+            max_age: Duration::from_secs(args.retain_secs),
         },
         max_channels: args.max_channels,
         ingest_queue: args.ingest_queue,
-        max_batch: args.max_batch.max(1),
-        prune_interval: Duration::from_secs(args.prune_interval_secs.max(1)),
+        max_batch: args.max_batch,
+        prune_interval: Duration::from_secs(args.prune_interval_secs),
         max_db_bytes: (args.max_db_bytes > 0).then_some(args.max_db_bytes),
     };
     let config = RelayConfig {
         max_body_bytes: args.max_body_bytes,
         max_sleep: Duration::from_secs(args.max_sleep_secs),
-        max_updates_per_response: args.max_updates_per_response.max(1),
+        max_updates_per_response: args.max_updates_per_response,
         max_waiters_per_channel: args.max_waiters_per_channel,
-        ws_send_buffer: args.ws_send_buffer.max(1),
+        ws_send_buffer: args.ws_send_buffer,
         ws_max_subscriptions: args.ws_max_subscriptions,
         rate_limit: (args.rate_limit > 0.0).then_some(RateLimit {
             per_second: args.rate_limit,
@@ -193,11 +193,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         trust_forwarded_for: args.trust_forwarded_for,
         cors_origin: (!args.cors_origin.is_empty()).then(|| args.cors_origin.clone()),
         access,
-        header_read_timeout: Duration::from_secs(args.header_read_timeout_secs.max(1)),
-        body_read_timeout: Duration::from_secs(args.body_read_timeout_secs.max(1)),
-        max_connections: args.max_connections.max(1),
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
+        body_read_timeout: Duration::from_secs(args.body_read_timeout_secs),
+        max_connections: args.max_connections,
         ..RelayConfig::default()
     };
+    // Every range is checked before anything is opened: a clear error naming the flag.
+    limits.validate()?;
+    config.validate()?;
     let notifier = Arc::new(Notifier::new(
         config.max_waiters_per_channel,
         args.max_channels.max(1),

@@ -78,11 +78,18 @@ impl Relay {
     /// Connections are bounded ([`RelayConfig::max_connections`]), must send each request's
     /// headers within [`RelayConfig::header_read_timeout`] (which also closes idle keep-alive
     /// connections), and POST bodies must arrive within [`RelayConfig::body_read_timeout`].
+    ///
+    /// A configuration outside its allowed ranges ([`RelayConfig::validate`]) is refused with
+    /// an [`std::io::ErrorKind::InvalidInput`] error before any connection is accepted.
     pub async fn serve(
         self,
         listener: TcpListener,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.shared
+            .config
+            .validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let sweeper = {
             let weak = Arc::downgrade(&self.shared);
             tokio::spawn(async move {

@@ -133,7 +133,11 @@ async fn long_poll(
     // Subscribe before reading, so a commit between the read and the wait still wakes us.
     let mut wake = shared.store.notifier().subscribe(channel)?;
     let mut shutdown = shared.shutdown.subscribe();
-    let deadline = tokio::time::Instant::now() + sleep;
+    // `sleep` is clamped to `max_sleep`, but the config is a library value: never overflow.
+    let now = tokio::time::Instant::now();
+    let deadline = now
+        .checked_add(sleep)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400));
     // A client that is up to date (the common case: it comes back with the `ts` it was just
     // given) waits without a storage read when the notifier knows the exact count.
     let known = wake.borrow_and_update().page_after(ts, limit);

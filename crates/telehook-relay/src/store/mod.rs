@@ -76,5 +76,33 @@ impl std::fmt::Debug for dyn Store {
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+        .map_or(0, millis)
+}
+
+/// A duration in whole milliseconds, saturating at `i64::MAX` instead of wrapping.
+pub(crate) fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The creation time (Unix ms) before which an update is older than `max_age`; saturates, so
+/// an age longer than the clock's past keeps everything instead of wrapping into the future.
+pub(crate) fn cutoff_ms(max_age: std::time::Duration) -> i64 {
+    now_ms().saturating_sub(millis(max_age))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn a_huge_retention_age_keeps_everything_instead_of_wrapping() {
+        for age in [
+            Duration::from_secs(u64::MAX),
+            Duration::from_secs(9_223_372_036_854_776),
+        ] {
+            assert!(super::cutoff_ms(age) <= 0, "{age:?}");
+        }
+        let day = super::cutoff_ms(Duration::from_secs(86_400));
+        assert!(day > 0 && day < super::now_ms());
+    }
 }

@@ -149,6 +149,7 @@ impl RedisStore {
         options: RedisOptions,
         notifier: Arc<Notifier>,
     ) -> Result<Self, StoreError> {
+        options.limits.validate()?;
         let client = redis::Client::open(options.url.as_str())?;
         let config = ConnectionManagerConfig::new()
             .set_min_delay(Duration::from_millis(100))
@@ -267,7 +268,7 @@ impl Store for RedisStore {
                 .arg(channel.as_str())
                 .arg(&update.json)
                 .arg(self.limits.retention.max_updates)
-                .arg(self.limits.retention.max_age.as_millis() as u64)
+                .arg(super::millis(self.limits.retention.max_age))
                 .arg(self.limits.max_channels)
                 .arg(self.key("wake"))
                 .arg(
@@ -327,7 +328,7 @@ impl Store for RedisStore {
                 .key(self.key("floor"))
                 .arg(after)
                 .arg(limit)
-                .arg(self.limits.retention.max_age.as_millis() as u64)
+                .arg(super::millis(self.limits.retention.max_age))
                 .invoke_async(&mut conn)
                 .await?;
             if seqs.len() != bodies.len() {

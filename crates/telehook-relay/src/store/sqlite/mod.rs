@@ -13,7 +13,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{Appended, NewUpdate, Notifier, Page, Store, StoreFuture, StoredUpdate, now_ms};
+use super::{Appended, NewUpdate, Notifier, Page, Store, StoreFuture, StoredUpdate};
 use crate::channel::ChannelName;
 use crate::config::StoreLimits;
 use crate::error::StoreError;
@@ -58,6 +58,7 @@ impl SqliteStore {
         limits: StoreLimits,
         notifier: Arc<Notifier>,
     ) -> Result<Self, StoreError> {
+        limits.validate()?;
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Open {
             path: data_dir.display().to_string(),
             source,
@@ -220,7 +221,7 @@ impl ReaderPool {
     }
 
     fn read(&self, channel: &ChannelName, after: u64, limit: usize) -> Result<Page, StoreError> {
-        let cutoff = now_ms() - self.max_age.as_millis() as i64;
+        let cutoff = super::cutoff_ms(self.max_age);
         self.with_conn(|conn| {
             let tx = conn.unchecked_transaction()?;
             let row: Option<(i64, i64)> = tx

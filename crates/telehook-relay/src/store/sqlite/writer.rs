@@ -11,7 +11,7 @@ use super::schema::floor;
 use crate::channel::ChannelName;
 use crate::config::StoreLimits;
 use crate::error::StoreError;
-use crate::store::{Appended, Batch, NewUpdate, Notifier, StoredUpdate, Wake, now_ms};
+use crate::store::{Appended, Batch, NewUpdate, Notifier, StoredUpdate, Wake, cutoff_ms, now_ms};
 
 /// Work for the writer thread.
 pub(super) enum Job {
@@ -96,7 +96,7 @@ impl Writer {
     }
 
     fn cutoff(&self) -> i64 {
-        now_ms() - self.limits.retention.max_age.as_millis() as i64
+        cutoff_ms(self.limits.retention.max_age)
     }
 
     fn load_channels(&mut self) -> Result<(), StoreError> {
