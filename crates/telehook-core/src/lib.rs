@@ -4,6 +4,7 @@ mod context;
 pub mod guard;
 mod handler;
 mod invalid;
+pub mod rt;
 mod scan;
 mod service;
 mod update;

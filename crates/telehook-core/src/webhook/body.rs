@@ -16,7 +16,12 @@ use super::head::too_large;
 
 /// Reads the whole body, refusing it if it is larger than `limit` bytes or still arriving
 /// after `timeout`. A single-chunk body is not copied.
-pub(super) async fn read<B>(body: B, limit: usize, timeout: Duration) -> Result<Bytes, Rejection>
+pub(super) async fn read<B>(
+    body: B,
+    limit: usize,
+    timeout: Duration,
+    rt: &crate::rt::Rt,
+) -> Result<Bytes, Rejection>
 where
     B: Body,
     B::Error: fmt::Display,
@@ -35,7 +40,7 @@ where
     let first = std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await;
     let result = match first {
         Poll::Ready(result) => result,
-        Poll::Pending => match tokio::time::timeout(timeout, reading).await {
+        Poll::Pending => match rt.timeout(timeout, reading).await {
             Ok(result) => result,
             Err(_) => {
                 tracing::warn!(
@@ -101,6 +106,15 @@ mod tests {
     }
 
     const LONG: Duration = Duration::from_secs(60);
+
+    /// `super::read` on tokio's timer (a custom runtime's is tested in `crate::rt`).
+    async fn read<B>(body: B, limit: usize, timeout: Duration) -> Result<Bytes, Rejection>
+    where
+        B: Body,
+        B::Error: fmt::Display,
+    {
+        super::read(body, limit, timeout, &crate::rt::Rt::Tokio).await
+    }
 
     #[tokio::test]
     async fn chunks_are_joined_up_to_the_limit() {

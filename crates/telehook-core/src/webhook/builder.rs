@@ -43,6 +43,7 @@ pub struct WebhookBuilder {
     guard_capacity: usize,
     guard_retention: Duration,
     store: Option<Arc<dyn RedeliveryStore>>,
+    runtime: Option<Arc<dyn crate::rt::Runtime>>,
 }
 
 impl fmt::Debug for WebhookBuilder {
@@ -62,6 +63,7 @@ impl fmt::Debug for WebhookBuilder {
             .field("guard_capacity", &self.guard_capacity)
             .field("guard_retention", &self.guard_retention)
             .field("custom_store", &self.store.is_some())
+            .field("custom_runtime", &self.runtime.is_some())
             .finish()
     }
 }
@@ -80,6 +82,7 @@ impl Default for WebhookBuilder {
             guard_capacity: guard::DEFAULT_CAPACITY,
             guard_retention: guard::DEFAULT_RETENTION,
             store: None,
+            runtime: None,
         }
     }
 }
@@ -162,6 +165,14 @@ impl WebhookBuilder {
         self
     }
 
+    /// The timer and spawn the dispatcher uses instead of tokio's: for a platform without
+    /// tokio's runtime (Cloudflare Workers, Spin; see `docs/edge.md`). Needed when
+    /// telehook-core is built without its default `tokio-rt` feature, optional otherwise.
+    pub fn runtime(mut self, runtime: Arc<dyn crate::rt::Runtime>) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
     /// Builds the dispatcher around `handler`, checking the configuration.
     pub fn build<U, H>(self, handler: H) -> Result<Webhook, BuildError>
     where
@@ -186,6 +197,7 @@ impl WebhookBuilder {
                 return Err(BuildError::Zero(name));
             }
         }
+        let rt = crate::rt::Rt::choose(self.runtime).ok_or(BuildError::NoRuntime)?;
         let store = self.store.unwrap_or_else(|| {
             Arc::new(MemoryStore::new(self.guard_capacity, self.guard_retention))
         });
@@ -204,6 +216,7 @@ impl WebhookBuilder {
                 draining: std::sync::atomic::AtomicBool::new(false),
                 store,
                 handler: ErasedHandler::new(handler),
+                rt,
             }),
         })
     }

@@ -44,6 +44,8 @@ pub(super) struct Inner {
     pub(super) idle: Notify,
     pub(super) store: Arc<dyn RedeliveryStore>,
     pub(super) handler: ErasedHandler,
+    /// The timer and spawn: tokio's, or a [`Runtime`](crate::rt::Runtime) given to the builder.
+    pub(super) rt: crate::rt::Rt,
 }
 
 /// What the spawned run reports back to the request that started it.
@@ -64,7 +66,8 @@ impl Inner {
         B: Body,
         B::Error: fmt::Display,
     {
-        let body = match body::read(body, self.max_body_bytes, self.body_read_timeout).await {
+        let reading = body::read(body, self.max_body_bytes, self.body_read_timeout, &self.rt);
+        let body = match reading.await {
             Ok(body) => body,
             Err(rejection) => {
                 telemetry::refused(&rejection);
@@ -142,7 +145,7 @@ impl Inner {
         );
         let started = Instant::now();
         let timeout = self.effective_timeout(started, extensions);
-        match tokio::time::timeout(timeout, self.store.wait(key)).await {
+        match self.rt.timeout(timeout, self.store.wait(key)).await {
             Ok(Ok(result)) => self.result_response(update_id, result, None),
             Ok(Err(e)) => store_failed(update_id, e),
             Err(_) => {
@@ -259,9 +262,9 @@ impl Inner {
             }
         };
         // The run keeps the update's span after the delivery is answered.
-        tokio::spawn(task.in_current_span());
+        self.rt.spawn(task.in_current_span());
 
-        match tokio::time::timeout(timeout, rx).await {
+        match self.rt.timeout(timeout, rx).await {
             Ok(Ok(finished)) => self.result_response(update_id, finished.result, finished.error),
             Ok(Err(_)) => {
                 // The task ended without reporting: only possible if the runtime shut down.

@@ -21,6 +21,14 @@ pub enum BuildError {
     /// A limit was set to zero.
     #[error("`{0}` must be greater than zero")]
     Zero(&'static str),
+    /// telehook-core was built without its `tokio-rt` feature and no
+    /// [`Runtime`](crate::rt::Runtime) was given to
+    /// [`WebhookBuilder::runtime`](crate::WebhookBuilder::runtime).
+    #[error(
+        "no async runtime: telehook-core's `tokio-rt` feature is off, so give the platform's \
+         timer and spawn with `WebhookBuilder::runtime` (see docs/edge.md)"
+    )]
+    NoRuntime,
 }
 
 /// Why a request was refused before the handler ran. [`Rejection::status`] and

@@ -150,7 +150,7 @@ impl Webhook {
                 notified.await;
             }
         };
-        tokio::time::timeout(deadline, idle).await.is_ok()
+        self.inner.rt.timeout(deadline, idle).await.is_ok()
     }
 
     /// Waits until no handler run is in flight, up to `deadline`; true if all finished. For a
@@ -163,7 +163,8 @@ impl Webhook {
         self.begin_drain();
         let all = u32::try_from(self.inner.max_in_flight).unwrap_or(u32::MAX);
         let semaphore = &self.inner.in_flight;
-        match tokio::time::timeout(deadline, semaphore.acquire_many(all)).await {
+        let rt = &self.inner.rt;
+        match rt.timeout(deadline, semaphore.acquire_many(all)).await {
             Ok(Ok(permits)) => {
                 drop(permits);
                 true
