@@ -335,3 +335,63 @@ impl Polling {
         runner::run(source, handler, self.runner, shutdown).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn too_many_requests(retry_after: u64) -> ApiError {
+        ApiError::Api {
+            method: "getUpdates".into(),
+            error_code: 429,
+            description: format!("Too Many Requests: retry after {retry_after}"),
+            retry_after: Some(retry_after),
+            migrate_to_chat_id: None,
+        }
+    }
+
+    fn source() -> GetUpdatesSource {
+        GetUpdatesSource::new(
+            Bot::new("1:test"),
+            Duration::from_secs(30),
+            None,
+            (Duration::from_secs(1), Duration::from_secs(60)),
+        )
+    }
+
+    /// Time is virtual (paused): each wait is measured exactly, nothing sleeps for real.
+    #[tokio::test(start_paused = true)]
+    async fn a_429_with_retry_after_0_backs_off_instead_of_asking_again_at_once() {
+        let mut source = source();
+        let mut waits = Vec::new();
+        for _ in 0..4 {
+            let start = tokio::time::Instant::now();
+            source
+                .on_error(too_many_requests(0))
+                .await
+                .expect("a 429 is retried, not fatal");
+            waits.push(start.elapsed());
+        }
+        // The backoff's delays: [ceiling / 2, ceiling) for ceilings 1 s, 2 s, 4 s, 8 s (the
+        // timer may round up by a millisecond).
+        for (n, wait) in waits.iter().enumerate() {
+            let ceiling = Duration::from_secs(1 << n);
+            assert!(
+                *wait >= ceiling / 2 && *wait <= ceiling + Duration::from_millis(1),
+                "wait {n} after retry_after 0 was {wait:?}: {waits:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_with_retry_after_waits_exactly_that_long() {
+        let mut source = source();
+        let start = tokio::time::Instant::now();
+        source.on_error(too_many_requests(7)).await.unwrap();
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_secs(7) && waited <= Duration::from_millis(7_001),
+            "{waited:?}"
+        );
+    }
+}
