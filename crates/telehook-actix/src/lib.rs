@@ -39,9 +39,13 @@ pub async fn handle(
     request: &HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, WebhookResponseError> {
-    let head = RequestHead::new(request.method().as_str(), |name| {
+    let mut head = RequestHead::new(request.method().as_str(), |name| {
         request.headers().get(name).map(|value| value.as_bytes())
     });
+    // The connection's remote address, for a `SourceAllowlist`.
+    if let Some(peer) = request.peer_addr() {
+        head = head.with_peer(peer);
+    }
     let body = StreamBody::new(payload.map(|chunk| chunk.map(Frame::data)));
     let (status, headers, body, error) = webhook.handle(head, body).await.into_parts();
     let status = status.as_u16();
@@ -217,9 +221,12 @@ fn expect_service(
 > + Clone {
     fn_service(move |request: actix_http::Request| {
         let refusal = if request.path() == &*path {
-            let head = RequestHead::new(request.method().as_str(), |name| {
+            let mut head = RequestHead::new(request.method().as_str(), |name| {
                 request.headers().get(name).map(|value| value.as_bytes())
             });
+            if let Some(peer) = request.peer_addr() {
+                head = head.with_peer(peer);
+            }
             webhook.check_head(head)
         } else {
             None

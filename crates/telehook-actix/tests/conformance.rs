@@ -57,7 +57,9 @@ impl Harness for ActixHarness {
 fn test_request(parts: &http::request::Parts) -> test::TestRequest {
     let mut actix = test::TestRequest::default()
         .method(parts.method.as_str().parse().expect("method"))
-        .uri(&parts.uri.to_string());
+        .uri(&parts.uri.to_string())
+        // The connection's address, as a served request has it (`HttpRequest::peer_addr`).
+        .peer_addr(std::net::SocketAddr::from(([127, 0, 0, 1], 40_000)));
     for (name, value) in &parts.headers {
         actix = actix.insert_header((name.as_str(), value.as_bytes()));
     }

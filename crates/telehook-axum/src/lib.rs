@@ -17,7 +17,13 @@ pub trait RouterExt {
 
 impl<S: Clone + Send + Sync + 'static> RouterExt for Router<S> {
     fn telegram_webhook(self, path: &str, webhook: Webhook) -> Self {
-        self.route_service(path, webhook)
+        self.route(
+            path,
+            axum::routing::any(move |request: Request| {
+                let webhook = webhook.clone();
+                async move { handle(&webhook, request).await }
+            }),
+        )
     }
 }
 
@@ -29,7 +35,17 @@ pub fn router(path: &str, webhook: Webhook) -> Router {
 /// Handles one request from inside an axum handler of your own, for when the webhook is one
 /// step of a larger route.
 pub async fn handle(webhook: &Webhook, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    // Served with `into_make_service_with_connect_info::<SocketAddr>()`, axum knows the peer:
+    // pass it on for a `SourceAllowlist` (telehook_axum::serve inserts `PeerAddr` itself).
+    if parts.extensions.get::<telehook_core::PeerAddr>().is_none()
+        && let Some(axum::extract::ConnectInfo(peer)) = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .copied()
+    {
+        parts.extensions.insert(telehook_core::PeerAddr(peer));
+    }
     let head = telehook_core::RequestHead::from_http(&parts.method, &parts.headers);
     webhook
         .handle_with_extensions(head, parts.extensions, body)

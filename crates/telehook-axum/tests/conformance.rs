@@ -30,7 +30,14 @@ impl Harness for AxumHarness {
 
 impl Client for AxumClient {
     async fn send(&self, request: http::Request<Bytes>) -> http::Response<Bytes> {
-        let request = request.map(axum::body::Body::from);
+        let mut request = request.map(axum::body::Body::from);
+        // What `into_make_service_with_connect_info::<SocketAddr>()` puts in every request.
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                [127, 0, 0, 1],
+                40_000,
+            ))));
         let response = match self.0.clone().oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},

@@ -12,8 +12,8 @@ use futures_util::future::LocalBoxFuture;
 use http::{Method, Request, Response};
 use serde_json::{Value, json};
 use telehook_core::{
-    Context, ErrorPolicy, HandlerError, OnTimeout, TimeoutAction, Update, Webhook, WebhookBuilder,
-    WebhookReplyError,
+    Context, ErrorPolicy, ForwardedHeader, HandlerError, OnTimeout, SourceAllowlist, TimeoutAction,
+    Update, Webhook, WebhookBuilder, WebhookReplyError,
 };
 use tracing::Level;
 
@@ -57,6 +57,8 @@ cases![
     redelivery_after_a_throw_timeout_gets_the_late_reply,
     reused_update_id_with_another_body_is_a_new_update,
     different_updates_run_concurrently,
+    source_allowlist_refuses_strangers_with_403_before_secret_and_body,
+    source_allowlist_admits_listed_addresses_and_forwarding_from_trusted_proxies,
 ];
 
 /// Cases are generic over the harness; `case_names` needs some type to list them.
@@ -80,17 +82,23 @@ impl Harness for NoHarness {
 
 // --- helpers -----------------------------------------------------------------------------
 
-static SKIPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static SKIPPED: Mutex<Option<&'static str>> = Mutex::new(None);
 
-/// Notes that the running case could not be played on this harness.
+/// Notes that the running case could not be played on this harness: its client cannot stream
+/// a request body.
 fn skip() -> Result<(), String> {
-    SKIPPED.store(true, Ordering::SeqCst);
+    skip_because("the harness's Client::send_streaming is not implemented")
+}
+
+/// Notes that the running case could not be played on this harness, and why.
+fn skip_because(reason: &'static str) -> Result<(), String> {
+    *SKIPPED.lock().expect("lock") = Some(reason);
     Ok(())
 }
 
-/// True if the case that just ran was skipped; resets the flag.
-pub(crate) fn take_skipped() -> bool {
-    SKIPPED.swap(false, Ordering::SeqCst)
+/// Why the case that just ran was skipped, if it was; resets the note.
+pub(crate) fn take_skipped() -> Option<&'static str> {
+    SKIPPED.lock().expect("lock").take()
 }
 
 const GOOD_FIXTURES: &[&str] = &[
@@ -1123,5 +1131,170 @@ async fn different_updates_run_concurrently<H: Harness>(h: &H) -> Result<(), Str
     check_empty_ok(&rc).map_err(|e| format!("second: {e}"))?;
     ensure(order.lock().expect("lock").len() == 2, || {
         "both handlers did not finish".into()
+    })
+}
+
+// --- 13. source allowlist ---------------------------------------------------------------
+
+/// A forwarded address inside Telegram's 149.154.160.0/20.
+const TELEGRAM_ADDRESS: &str = "149.154.167.99";
+
+/// Loopback, where the harness's requests come from.
+const LOOPBACK: [&str; 2] = ["127.0.0.0/8", "::1"];
+
+/// Whether the harness passes the peer's address to the core: a webhook admitting every
+/// address answers 200 only if it does (without an address, an allowlist refuses all).
+async fn harness_passes_the_peer_address<H: Harness>(h: &H) -> Result<bool, String> {
+    let everyone = SourceAllowlist::new(["0.0.0.0/0", "::/0"]).map_err(|e| e.to_string())?;
+    let rec = Recorder::default();
+    let webhook = builder()
+        .source_allowlist(everyone)
+        .build(recording(&rec))
+        .map_err(|e| e.to_string())?;
+    let client = h.serve(webhook).await;
+    let response = client.send(post(text_update(fresh_id(), 1, "probe"))).await;
+    match response.status().as_u16() {
+        200 => Ok(true),
+        403 => Ok(false),
+        other => Err(format!(
+            "an allowlist of every address answered {other}, expected 200 (or 403 without a peer address)"
+        )),
+    }
+}
+
+fn with_header(mut request: Request<Bytes>, name: &'static str, value: &str) -> Request<Bytes> {
+    request.headers_mut().insert(
+        name,
+        http::HeaderValue::from_str(value).expect("header value"),
+    );
+    request
+}
+
+async fn source_allowlist_refuses_strangers_with_403_before_secret_and_body<H: Harness>(
+    h: &H,
+) -> Result<(), String> {
+    if !harness_passes_the_peer_address(h).await? {
+        return skip_because("the harness does not pass the peer address (PeerAddr)");
+    }
+    let rec = Recorder::default();
+    let webhook = builder()
+        .max_body_bytes(64)
+        .source_allowlist(SourceAllowlist::telegram())
+        .build(recording(&rec))
+        .map_err(|e| e.to_string())?;
+    let client = h.serve(webhook).await;
+    // Loopback is not Telegram: refused, whatever the secret, before the body is read.
+    let good = client.send(post(text_update(fresh_id(), 1, "x"))).await;
+    check_text(&good, 403, "forbidden").map_err(|e| format!("right secret: {e}"))?;
+    check_plain_text_headers(&good, &[])?;
+    let wrong = client
+        .send(request(
+            Method::POST,
+            text_update(fresh_id(), 1, "x"),
+            Some("wrong"),
+        ))
+        .await;
+    check_text(&wrong, 403, "forbidden").map_err(|e| format!("wrong secret: {e}"))?;
+    let huge = client.send(post(Bytes::from(vec![b'{'; 4096]))).await;
+    check_text(&huge, 403, "forbidden").map_err(|e| format!("body over the limit: {e}"))?;
+    // A stranger naming a Telegram address in a forwarding header is not believed: no proxy
+    // is trusted.
+    let claimed = client
+        .send(with_header(
+            post(text_update(fresh_id(), 1, "x")),
+            "x-forwarded-for",
+            TELEGRAM_ADDRESS,
+        ))
+        .await;
+    check_text(&claimed, 403, "forbidden").map_err(|e| format!("X-Forwarded-For: {e}"))?;
+    // GET stays 405: the method is checked first.
+    let get = client
+        .send(request(Method::GET, Bytes::new(), Some(SECRET)))
+        .await;
+    check_status(&get, 405)?;
+    ensure(rec.count() == 0, || "the handler was called".into())
+}
+
+async fn source_allowlist_admits_listed_addresses_and_forwarding_from_trusted_proxies<
+    H: Harness,
+>(
+    h: &H,
+) -> Result<(), String> {
+    if !harness_passes_the_peer_address(h).await? {
+        return skip_because("the harness does not pass the peer address (PeerAddr)");
+    }
+    let rec = Recorder::default();
+    let listed = builder()
+        .source_allowlist(SourceAllowlist::new(LOOPBACK).map_err(|e| e.to_string())?)
+        .build(recording(&rec))
+        .map_err(|e| e.to_string())?;
+    let response = h
+        .serve(listed)
+        .await
+        .send(post(text_update(fresh_id(), 1, "x")))
+        .await;
+    check_empty_ok(&response).map_err(|e| format!("loopback listed: {e}"))?;
+
+    let behind_proxy = |header| {
+        SourceAllowlist::telegram()
+            .trusted_proxies(LOOPBACK, header)
+            .map_err(|e| e.to_string())
+    };
+    let xff = h
+        .serve(
+            builder()
+                .source_allowlist(behind_proxy(ForwardedHeader::XForwardedFor)?)
+                .build(recording(&rec))
+                .map_err(|e| e.to_string())?,
+        )
+        .await;
+    let spoofed_then_telegram = format!("1.2.3.4, {TELEGRAM_ADDRESS}");
+    let telegram_then_stranger = format!("{TELEGRAM_ADDRESS}, 1.2.3.4");
+    for (value, status) in [
+        (Some(TELEGRAM_ADDRESS), 200),
+        (Some(spoofed_then_telegram.as_str()), 200),
+        (Some(telegram_then_stranger.as_str()), 403),
+        (Some("1.2.3.4"), 403),
+        (Some("not an address"), 403),
+        (None, 403),
+    ] {
+        let mut request = post(text_update(fresh_id(), 1, "x"));
+        if let Some(value) = value {
+            request = with_header(request, "x-forwarded-for", value);
+        }
+        let response = xff.send(request).await;
+        check_status(&response, status).map_err(|e| format!("X-Forwarded-For {value:?}: {e}"))?;
+    }
+    let rfc = h
+        .serve(
+            builder()
+                .source_allowlist(behind_proxy(ForwardedHeader::Forwarded)?)
+                .build(recording(&rec))
+                .map_err(|e| e.to_string())?,
+        )
+        .await;
+    for (value, status) in [
+        (format!("for={TELEGRAM_ADDRESS};proto=https"), 200),
+        (format!("for=\"{TELEGRAM_ADDRESS}:443\""), 200),
+        ("for=1.2.3.4".to_owned(), 403),
+        ("for=unknown".to_owned(), 403),
+    ] {
+        let request = with_header(post(text_update(fresh_id(), 1, "x")), "forwarded", &value);
+        let response = rfc.send(request).await;
+        check_status(&response, status).map_err(|e| format!("Forwarded {value:?}: {e}"))?;
+    }
+    // The X-Forwarded-For header does not count where the proxies write Forwarded.
+    let other_header = with_header(
+        post(text_update(fresh_id(), 1, "x")),
+        "x-forwarded-for",
+        TELEGRAM_ADDRESS,
+    );
+    check_status(&rfc.send(other_header).await, 403)
+        .map_err(|e| format!("X-Forwarded-For where Forwarded is trusted: {e}"))?;
+    ensure(rec.count() == 5, || {
+        format!(
+            "expected 5 handler calls (the admitted requests), got {}",
+            rec.count()
+        )
     })
 }

@@ -202,7 +202,11 @@ where
                 continue;
             }
         };
-        let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
+        let service = WithPeer {
+            inner: service.clone(),
+            peer,
+        };
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         connections.spawn(async move {
             if let Err(error) = connection.await {
@@ -374,4 +378,29 @@ pub async fn handle(
         .handle_with_extensions(head, parts.extensions, body)
         .await
         .into_http())
+}
+
+/// The served service with the connection's remote address added to each request as
+/// [`telehook_core::PeerAddr`], for a [`telehook_core::SourceAllowlist`] (and any route that
+/// wants it).
+#[derive(Clone)]
+struct WithPeer<S> {
+    inner: S,
+    peer: std::net::SocketAddr,
+}
+
+impl<S, R> hyper::service::Service<http::Request<R>> for WithPeer<S>
+where
+    S: hyper::service::Service<http::Request<R>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, mut request: http::Request<R>) -> Self::Future {
+        request
+            .extensions_mut()
+            .insert(telehook_core::PeerAddr(self.peer));
+        self.inner.call(request)
+    }
 }

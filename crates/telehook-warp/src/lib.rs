@@ -21,15 +21,33 @@ use warp::{Buf, Filter, Rejection};
 /// The filter rejects only if an earlier filter already took the body (warp's `500`).
 pub fn webhook(webhook: Webhook) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::method()
+        .and(warp::addr::remote())
+        .and(warp::ext::optional::<telehook_core::PeerAddr>())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
-        .then(move |method: Method, headers: HeaderMap, body| {
-            let webhook = webhook.clone();
-            async move { handle(&webhook, &method, &headers, body).await }
-        })
+        .then(
+            move |method: Method,
+                  remote: Option<std::net::SocketAddr>,
+                  inserted: Option<telehook_core::PeerAddr>,
+                  headers: HeaderMap,
+                  body| {
+                let webhook = webhook.clone();
+                // The peer for a `SourceAllowlist`: what `serve` inserted, else warp's own.
+                let peer = inserted
+                    .map(|telehook_core::PeerAddr(peer)| peer)
+                    .or(remote);
+                async move { handle(&webhook, &method, &headers, peer, body).await }
+            },
+        )
 }
 
-async fn handle<S, D>(webhook: &Webhook, method: &Method, headers: &HeaderMap, body: S) -> Response
+async fn handle<S, D>(
+    webhook: &Webhook,
+    method: &Method,
+    headers: &HeaderMap,
+    peer: Option<std::net::SocketAddr>,
+    body: S,
+) -> Response
 where
     S: futures_util::Stream<Item = Result<D, warp::Error>> + 'static,
     D: Buf,
@@ -37,9 +55,11 @@ where
     let body = StreamBody::new(
         body.map(|chunk| chunk.map(|mut data| Frame::data(data.copy_to_bytes(data.remaining())))),
     );
-    let response = webhook
-        .handle(RequestHead::from_http(method, headers), body)
-        .await;
+    let mut head = RequestHead::from_http(method, headers);
+    if let Some(peer) = peer {
+        head = head.with_peer(peer);
+    }
+    let response = webhook.handle(head, body).await;
     let (status, headers, body, error) = response.into_parts();
     let mut reply = telehook_core::http::Response::new(body);
     *reply.status_mut() = status;

@@ -42,7 +42,9 @@ fn request(request: http::Request<Bytes>) -> warp::test::RequestBuilder {
     let (parts, body) = request.into_parts();
     let mut warp = warp::test::request()
         .method(parts.method.as_str())
-        .path(&parts.uri.to_string());
+        .path(&parts.uri.to_string())
+        // The connection's address, as a served request has it (`warp::addr::remote`).
+        .remote_addr(std::net::SocketAddr::from(([127, 0, 0, 1], 40_000)));
     for (name, value) in &parts.headers {
         warp = warp.header(name.as_str(), value.as_bytes());
     }
