@@ -68,6 +68,7 @@ impl EmulatorBuilder {
             timing: self.timing,
             limits: self.limits,
             shutdown: tokio::sync::watch::Sender::new(false),
+            closed: tokio::sync::watch::Sender::new(false),
         });
         let emulator = Emulator {
             shared: Arc::clone(&shared),
@@ -79,6 +80,7 @@ impl EmulatorBuilder {
         }
         let router = crate::control::router(Arc::clone(&shared));
         let mut shutdown = shared.shutdown.subscribe();
+        let served = Arc::clone(&shared);
         tokio::spawn(async move {
             let stopped = async move {
                 let _ = shutdown.wait_for(|stop| *stop).await;
@@ -89,6 +91,7 @@ impl EmulatorBuilder {
             {
                 tracing::error!(%error, "the emulator's server stopped");
             }
+            served.closed.send_replace(true);
         });
         tracing::info!(%addr, "telehook emulator listening");
         Ok(emulator)
@@ -162,7 +165,10 @@ impl Emulator {
             .map(|bot| BotHandle::from_parts(Arc::clone(&self.shared), bot))
     }
 
-    /// Stops serving, ends long polls and cancels deliveries in flight.
+    /// Stops serving: no new connection is taken, every waiting request is answered — a
+    /// getUpdates long poll with its empty result, a `…/wait` (and every `wait_for_*`) with its
+    /// timeout answer — and deliveries in flight are cancelled. [`Emulator::closed`] resolves
+    /// once every open request has its answer.
     pub fn shutdown(&self) {
         self.shared.shutdown.send_replace(true);
     }
@@ -171,5 +177,13 @@ impl Emulator {
     pub async fn stopped(&self) {
         let mut shutdown = self.shared.shutdown.subscribe();
         let _ = shutdown.wait_for(|stop| *stop).await;
+    }
+
+    /// Resolves when the HTTP server has stopped after [`Emulator::shutdown`]: every open
+    /// request was answered and its connection closed. Bound it with a timeout: a client that
+    /// never reads its answer keeps its connection open.
+    pub async fn closed(&self) {
+        let mut closed = self.shared.closed.subscribe();
+        let _ = closed.wait_for(|closed| *closed).await;
     }
 }

@@ -260,6 +260,16 @@ impl BotHandle {
         self.bot.state().dropped_updates
     }
 
+    /// getUpdates calls parked in a long poll now.
+    pub fn long_polls_waiting(&self) -> usize {
+        self.bot.state().long_polls_waiting
+    }
+
+    /// `wait_for_*` calls, and `…/wait` requests of the test API, waiting now.
+    pub fn waits_waiting(&self) -> usize {
+        self.bot.state().waits_waiting
+    }
+
     /// Waits until at least `n` calls (of any method) have been recorded since the start;
     /// returns the recorded calls.
     pub async fn wait_for_calls(
@@ -345,6 +355,8 @@ impl BotHandle {
     ) -> Result<T, WaitTimeout> {
         let deadline = tokio::time::Instant::from_std(crate::config::instant_after(timeout));
         let mut changed = self.bot.subscribe();
+        let mut shutdown = self.shared.shutdown.subscribe();
+        let _waiting = Waiting::new(&self.bot);
         loop {
             changed.borrow_and_update();
             {
@@ -352,15 +364,24 @@ impl BotHandle {
                 if let Some(found) = check(&state) {
                     return Ok(found);
                 }
-                if tokio::time::Instant::now() >= deadline {
+                let stopping = *shutdown.borrow_and_update();
+                if stopping || tokio::time::Instant::now() >= deadline {
+                    let seen = summary(&state);
                     return Err(WaitTimeout {
                         waited_for: waited_for.to_owned(),
                         timeout,
-                        seen: summary(&state),
+                        seen: if stopping {
+                            format!("{seen}; the emulator is stopping")
+                        } else {
+                            seen
+                        },
                     });
                 }
             }
-            let _ = tokio::time::timeout_at(deadline, changed.changed()).await;
+            tokio::select! {
+                _ = tokio::time::timeout_at(deadline, changed.changed()) => {}
+                _ = shutdown.changed() => {}
+            }
         }
     }
 
@@ -405,6 +426,22 @@ impl BotHandle {
     /// Removes every planned fault.
     pub fn clear_faults(&self) {
         self.bot.state().faults.clear();
+    }
+}
+
+/// Counts a `wait_for_*` as waiting while it lives.
+struct Waiting<'a>(&'a BotCell);
+
+impl<'a> Waiting<'a> {
+    fn new(bot: &'a BotCell) -> Self {
+        bot.state().waits_waiting += 1;
+        Self(bot)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.state().waits_waiting -= 1;
     }
 }
 

@@ -22,6 +22,8 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     /// Becomes true when the emulator shuts down; every task watches it.
     pub(crate) shutdown: watch::Sender<bool>,
+    /// Becomes true when the HTTP server has stopped (every open request answered).
+    pub(crate) closed: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -141,6 +143,8 @@ pub(crate) struct BotState {
     pub(crate) poll_generation: u64,
     /// getUpdates calls parked in a long poll right now.
     pub(crate) long_polls_waiting: usize,
+    /// `wait_for_*` calls (and the test API's `…/wait` requests) waiting now.
+    pub(crate) waits_waiting: usize,
     pub(crate) in_flight: HashMap<Lane, u64>,
     pub(crate) retries: HashMap<u64, RetryState>,
     pub(crate) chats: HashMap<i64, KnownChat>,
@@ -175,6 +179,7 @@ impl Default for BotState {
             last_error: None,
             poll_generation: 0,
             long_polls_waiting: 0,
+            waits_waiting: 0,
             in_flight: HashMap::new(),
             retries: HashMap::new(),
             chats: HashMap::new(),

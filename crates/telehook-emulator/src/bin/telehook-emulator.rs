@@ -112,11 +112,48 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(base_url = %emulator.base_url(), "serving the Bot API; Ctrl-C stops");
+    tracing::info!(base_url = %emulator.base_url(), "serving the Bot API; Ctrl-C or SIGTERM stops");
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        () = stop_signal() => {}
         () = emulator.stopped() => {}
     }
+    tracing::info!("stopping");
     emulator.shutdown();
+    // Waiting requests are answered (getUpdates with [], a …/wait with its 408): give their
+    // answers time to go out, bounded (a second signal also ends it).
+    tokio::select! {
+        () = emulator.closed() => {}
+        () = tokio::time::sleep(STOP_DEADLINE) => {
+            tracing::warn!("connections still open after {STOP_DEADLINE:?}: leaving them");
+        }
+        () = stop_signal() => {}
+    }
     ExitCode::SUCCESS
+}
+
+/// How long a stop waits for open requests to get their answers.
+const STOP_DEADLINE: Duration = Duration::from_secs(5);
+
+/// SIGINT (Ctrl-C) or SIGTERM (what `docker stop`, systemd and Kubernetes send).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C still stops");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -190,6 +190,8 @@ pub(super) async fn state(
         "next_update_id": bot.next_update_id(),
         "pending_update_count": bot.pending_update_count(),
         "dropped_update_count": bot.dropped_update_count(),
+        "long_polls_waiting": bot.long_polls_waiting(),
+        "waits_waiting": bot.waits_waiting(),
     }))
 }
 
