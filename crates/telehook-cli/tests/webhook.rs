@@ -245,3 +245,20 @@ async fn the_token_comes_from_a_file_or_the_environment_and_is_never_shown() {
     assert_eq!(output.status.code(), Some(1));
     assert!(!stderr(&output).contains("not a token at all"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_is_not_in_trace_logs_either() {
+    let (emulator, _bot) = emulator().await;
+    for api_url in [emulator.base_url(), "http://127.0.0.1:9".to_owned()] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_telehook"))
+            .args(["webhook", "info"])
+            .env("TELEHOOK_API_URL", &api_url)
+            .env("TELEGRAM_BOT_TOKEN", TOKEN)
+            .env("RUST_LOG", "trace")
+            .output()
+            .await
+            .unwrap();
+        assert!(!output.stderr.is_empty(), "trace logs were written");
+        assert_no_token(&output);
+    }
+}
