@@ -28,5 +28,5 @@ pub use params::Upload;
 
 /// The header that carries a webhook's `secret_token` in every delivery (telehook-core's).
 pub use telehook_core::SECRET_TOKEN_HEADER;
-/// The queue key of a webhook delivery (telehook-core's), as [`DeliveryAttempt::sequence_key`].
+/// The `sequence_key` of a webhook delivery (telehook-core's), as [`DeliveryAttempt::sequence_key`].
 pub use telehook_core::SequenceKey;

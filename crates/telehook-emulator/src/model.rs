@@ -407,8 +407,9 @@ pub struct DeliveryAttempt {
     pub attempt: u32,
     /// How it ended.
     pub outcome: DeliveryOutcome,
-    /// From sending the request to the end of the response (real time, not scaled).
-    #[serde(serialize_with = "millis")]
+    /// From sending the request to the end of the response (real time, not scaled). In JSON:
+    /// `duration_ms`, milliseconds with microsecond precision (e.g. `5.57`).
+    #[serde(rename = "duration_ms", serialize_with = "millis")]
     pub duration: Duration,
 }
 
@@ -433,7 +434,11 @@ fn sequence_key<S: serde::Serializer>(
 }
 
 fn millis<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_f64(duration.as_secs_f64() * 1000.0)
+    // Whole microseconds, so the number is short and exact in decimal (`5.569`).
+    let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+    #[allow(clippy::cast_precision_loss)]
+    let millis = micros as f64 / 1000.0;
+    serializer.serialize_f64(millis)
 }
 
 /// A fault still planned by [`crate::BotHandle::inject_fault`].

@@ -220,6 +220,18 @@ async fn a_bot_in_any_language_can_be_driven_through_every_route() {
     assert_eq!(log.as_array().unwrap().len(), rust.len());
     assert_eq!(log[0]["update_id"], rust[0].update_id);
     assert_eq!(log[0]["sequence_key"], json!({ "type": "chat", "id": 42 }));
+    // The duration names its unit, in whole microseconds (no 5.5695440000000005).
+    assert!(log[0].get("duration").is_none(), "{}", log[0]);
+    let millis = log[0]["duration_ms"].as_f64().unwrap();
+    assert!(millis >= 0.0, "{}", log[0]);
+    let micros = millis * 1000.0;
+    assert!((micros - micros.round()).abs() < 1e-6, "{}", log[0]);
+    assert_eq!(
+        millis,
+        rust[0].duration.as_micros() as f64 / 1000.0,
+        "{}",
+        log[0]
+    );
     assert_eq!(
         http.get(&format!("{me}/webhook_info")).await,
         telegram.webhook_info()
