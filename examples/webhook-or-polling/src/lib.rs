@@ -42,6 +42,36 @@ pub async fn echo(bot: Bot, update: Update, ctx: Context) -> Result<(), HandlerE
     Ok(())
 }
 
+/// Installs SIGTERM and SIGINT handlers (Ctrl-C elsewhere than Unix) and returns a future that
+/// resolves on the first of them: pass it to [`run`] as `shutdown`.
+///
+/// Both signals must stop the bot gracefully, in both modes: a platform stops a process with
+/// SIGTERM (Docker, Kubernetes, systemd, Fly, Heroku), and a polling bot killed by it never
+/// sends its final `getUpdates` confirming the offset, so the updates it handled last are
+/// handled again after the restart.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            let name = tokio::select! {
+                _ = terminate.recv() => "SIGTERM",
+                _ = interrupt.recv() => "SIGINT",
+            };
+            tracing::info!(signal = name, "stopping gracefully");
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("Ctrl-C: stopping gracefully");
+        })
+    }
+}
+
 /// Runs the bot in `mode` until `shutdown` resolves.
 pub async fn run(
     bot: Bot,
@@ -55,7 +85,7 @@ pub async fn run(
             let report = telehook_polling::Polling::new(bot)
                 .run(handler, shutdown)
                 .await?;
-            tracing::info!(handled = report.handled, "polling stopped");
+            tracing::info!(?report, "polling stopped");
         }
         Mode::Webhook {
             listen,

@@ -42,21 +42,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         },
         other => return Err(format!("TELEHOOK_MODE={other:?}: use `webhook` or `polling`").into()),
     };
-    // SIGINT (Ctrl-C) or SIGTERM (a deploy) starts a graceful stop: polling finishes what it
-    // holds and confirms its offset, the webhook server drains, both within their deadline.
-    webhook_or_polling::run(bot.build(), mode, async {
-        #[cfg(unix)]
-        {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
+    // SIGINT (Ctrl-C) or SIGTERM (a deploy, `docker stop`, systemd) starts a graceful stop:
+    // polling finishes what it holds and confirms its offset (a final getUpdates), the webhook
+    // server drains, both within their deadline. The handlers are installed before anything
+    // starts, so a signal during start-up is not lost either.
+    let shutdown = webhook_or_polling::shutdown_signal()?;
+    webhook_or_polling::run(bot.build(), mode, shutdown).await
 }
