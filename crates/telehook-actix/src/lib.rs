@@ -145,7 +145,8 @@ pub struct ServerConfig {
     /// can expire before the request arrives, or be missed).
     pub client_request_timeout: Duration,
     /// Time a kept-alive connection may stay idle between requests (actix-web's `keep_alive`).
-    /// Default 30 s.
+    /// Default 30 s. A graceful stop ([`run_until`]) does not wait for it: idle connections
+    /// are closed once the handler runs are drained.
     pub keep_alive: Duration,
     /// Open connections at most, per worker (actix-web's `max_connections`). Default 256.
     pub max_connections: usize,
