@@ -4,16 +4,31 @@
 use super::RunnerConfig;
 
 /// What a run did, returned when it stops.
+///
+/// Every update the run took ends in exactly one of: `handled` (which includes `given_up`),
+/// `skipped`, `unfinished` or `not_started` — except a handler left running by
+/// [`HandlerTimeout::MoveOn`](super::HandlerTimeout::MoveOn) that is still running at the stop,
+/// which is in none of them. So `handled - given_up` is the number of updates whose handler
+/// succeeded. The counts are of this run only.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StopReport {
-    /// Updates whose handler finished (successfully or given up by the error policy).
+    /// Updates whose handling is over and whose position may be confirmed: the last attempt
+    /// succeeded, **or** the error policy gave the update up (those are also counted in
+    /// `given_up`). "Handled" means "done with", not "succeeded": successes are
+    /// `handled - given_up`. Skipped repeats and runs cancelled at the stop are not counted.
     pub handled: u64,
-    /// Updates given up after failing (counted in `handled` too).
+    /// Updates whose last attempt failed and which the error policy retries no more:
+    /// `BoundedRetry` after `max_attempts` failed attempts, `Acknowledge` after the first.
+    /// Each is also counted in `handled` (it is confirmed, Telegram will not send it again)
+    /// and logged at error with its `update_id`.
     pub given_up: u64,
-    /// Failed handler runs (errors and panics, retries included).
+    /// Failed handler attempts (an error returned, or a panic), counting every attempt: an
+    /// update that failed twice and then succeeded adds 2. A timeout
+    /// ([`RunnerConfig::handler_timeout`]) is not a failure; attempts of runs cancelled at the
+    /// stop are not counted.
     pub failures: u64,
-    /// Handler runs that panicked (counted in `failures` too).
+    /// Failed attempts that were panics (also counted in `failures`).
     pub panics: u64,
     /// Updates skipped because the same update (equal `update_id` and bytes) was taken
     /// before, or because it was in [`RunnerConfig::skip_update_ids`].
