@@ -8,16 +8,13 @@ use serde_json::{Value, json};
 
 use crate::error::{EmulatorError, WaitTimeout};
 use crate::model::{Chat, DeliveryAttempt, Fault, Injected, PlannedFault, RecordedCall, User};
-use crate::state::{BotCell, BotState, FaultRule, Shared, lock, unix_now};
+use crate::state::{BotCell, BotState, FaultRule, MAX_UPDATE_ID, Shared, lock, unix_now};
 
 /// Bots one emulator serves.
 const MAX_BOTS: usize = 1_000;
 
 /// Fault plans kept per bot (the oldest goes first).
 const MAX_PLANNED_FAULTS: usize = 1_000;
-
-/// Telegram's `update_id`s are 32-bit (tdlib `TQueue::EventId`).
-const MAX_UPDATE_ID: u64 = i32::MAX as u64;
 
 /// Serves a bot with `token` (the emulator's and the HTTP test API's `add_bot`).
 pub(crate) fn add_bot_to(shared: &Arc<Shared>, token: String) -> Result<BotHandle, EmulatorError> {
@@ -169,7 +166,8 @@ impl BotHandle {
     /// `update_id` is chosen at random instead of growing by one (Bot API, [Update]): a bot
     /// that kept its old offset then asks from "the future", and getUpdates answers from the
     /// head of the queue without confirming anything, as the official server does (see the
-    /// crate docs). Returns the `update_id` the next update would have had.
+    /// crate docs). Returns the `update_id` the next update would have had. Ids are at most
+    /// 2147483647; after that one the next update gets 1.
     ///
     /// [Update]: https://core.telegram.org/bots/api#update
     pub fn set_next_update_id(&self, update_id: u64) -> Result<u64, EmulatorError> {

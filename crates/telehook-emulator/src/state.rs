@@ -14,6 +14,9 @@ use crate::model::{
     DeliveryAttempt, Fault, Injected, Lane, OPT_IN_KINDS, RecordedCall, lane, lifetime,
 };
 
+/// The largest `update_id`: Telegram's are 32-bit (tdlib `TQueue::EventId`).
+pub(crate) const MAX_UPDATE_ID: u64 = i32::MAX as u64;
+
 /// Everything one emulator serves.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -219,7 +222,7 @@ impl BotState {
         }
     }
 
-    /// Queues an update of `kind`, giving it the next `update_id`.
+    /// Queues an update of `kind`, giving it the next `update_id` (1 after 2147483647).
     pub(crate) fn inject(
         &mut self,
         kind: &str,
@@ -228,7 +231,14 @@ impl BotState {
         limits: &Limits,
     ) -> Injected {
         let update_id = self.next_update_id;
-        self.next_update_id = self.next_update_id.saturating_add(1);
+        // update_ids are 32-bit (tdlib `TQueue::EventId`); past the top they start again
+        // from 1, as Telegram restarts them after a quiet week.
+        self.next_update_id = if update_id >= MAX_UPDATE_ID {
+            tracing::warn!(update_id, "update_id reached 2147483647: the next one is 1");
+            1
+        } else {
+            update_id + 1
+        };
         if let Some(chat) = payload
             .get("chat")
             .or_else(|| payload.pointer("/message/chat"))

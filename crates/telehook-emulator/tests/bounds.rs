@@ -66,3 +66,15 @@ async fn the_largest_long_poll_timeout_and_wait_do_not_overflow_the_clock() {
         .unwrap();
     assert_eq!(calls.len(), 1);
 }
+
+#[tokio::test]
+async fn update_ids_stay_within_the_bound_the_control_accepts() {
+    let (_emulator, telegram, _bot) = emulator(Timing::scaled(0.01)).await;
+    let top = 2_147_483_647;
+    telegram.set_next_update_id(top).unwrap();
+    let ann = User::new(7, "Ann");
+    assert_eq!(telegram.private_text(&ann, "a").update_id, top);
+    assert_eq!(telegram.next_update_id(), 1);
+    assert_eq!(telegram.private_text(&ann, "b").update_id, 1);
+    assert!(telegram.set_next_update_id(top + 1).is_err());
+}
