@@ -464,7 +464,8 @@ pub enum Fault {
     },
     /// Any Bot API error, e.g. `403` "Forbidden: bot was blocked by the user".
     Error {
-        /// `error_code`.
+        /// `error_code`, also the HTTP status: from 400 to 599 (the HTTP test API refuses
+        /// others; through the Rust API another is answered with HTTP status 400).
         error_code: u16,
         /// `description`.
         description: String,

@@ -341,3 +341,34 @@ async fn every_refusal_of_the_test_api_is_the_documented_json() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_planned_fault_is_a_bot_api_error_code() {
+    let (emulator, _telegram, _bot) = emulator(fast()).await;
+    let url = format!("{}/_emulator/{TOKEN}/faults", emulator.base_url());
+    let client = reqwest::Client::new();
+    for (code, status) in [
+        (0, 400),
+        (200, 400),
+        (65535, 400),
+        (399, 400),
+        (600, 400),
+        (403, 200),
+        (599, 200),
+    ] {
+        let response = client
+            .post(&url)
+            .json(&json!({ "method": "sendMessage", "times": 1, "fault": { "type": "error", "error_code": code, "description": "Forbidden: x" } }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "error_code {code}");
+        let body: Value = response.json().await.unwrap();
+        if status == 400 {
+            assert!(
+                body["description"].as_str().unwrap().contains("400 to 599"),
+                "{body}"
+            );
+        }
+    }
+}

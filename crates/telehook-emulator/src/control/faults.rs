@@ -112,6 +112,16 @@ pub(crate) async fn plan(
         Ok(plan) => plan,
         Err(problem) => return problem.into_response(),
     };
+    if let FaultSpec::Error { error_code, .. } = &plan.fault
+        && !(400..=599).contains(error_code)
+    {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "Bad Request: a fault's error_code must be from 400 to 599 (a Bot API error), not {error_code}"
+            ),
+        );
+    }
     bot.inject_fault(&plan.method, plan.times, plan.fault.into());
     planned(&bot)
 }
