@@ -94,6 +94,7 @@ pub(crate) async fn call(
     if method == "getUpdates" {
         return updates::get_updates(shared, bot, params).await;
     }
+    check_common(method, params)?;
     let mut state = bot.state();
     let limits = &shared.limits;
     let result = match method {
@@ -143,6 +144,68 @@ pub(crate) async fn call(
     drop(state);
     bot.bump();
     result
+}
+
+/// The most UTF-16 code units of a caption (Bot API, sendPhoto: "0-1024 characters").
+const MAX_CAPTION: usize = 1024;
+/// The most bytes of a button's `callback_data` (Bot API, InlineKeyboardButton: "1-64 bytes").
+const MAX_CALLBACK_DATA: usize = 64;
+
+/// Checks parameters many methods share, with the official server's texts: `reply_markup`
+/// must be a JSON object (tdlib/telegram-bot-api `Client::get_reply_markup`), a `caption` at
+/// most 1024 characters, a button's `callback_data` at most 64 bytes (Telegram's
+/// `BUTTON_DATA_INVALID`).
+fn check_common(method: &str, params: &Map<String, Value>) -> Result<(), Fail> {
+    if let Some(raw) = params.get("reply_markup").filter(|v| !v.is_null()) {
+        let markup = match raw {
+            Value::String(s) if s.trim().is_empty() => None,
+            Value::String(s) => Some(
+                serde_json::from_str::<Value>(s)
+                    .ok()
+                    .filter(Value::is_object)
+                    .ok_or_else(|| {
+                        Fail::bad_request("can't parse reply keyboard markup JSON object")
+                    })?,
+            ),
+            Value::Object(_) => Some(raw.clone()),
+            _ => {
+                return Err(Fail::bad_request(
+                    "can't parse reply keyboard markup JSON object",
+                ));
+            }
+        };
+        let too_long = markup
+            .as_ref()
+            .and_then(|m| m.get("inline_keyboard")?.as_array().cloned())
+            .into_iter()
+            .flatten()
+            .filter_map(|row| row.as_array().cloned())
+            .flatten()
+            .filter_map(|button| button.get("callback_data")?.as_str().map(str::len))
+            .any(|len| len > MAX_CALLBACK_DATA);
+        if too_long {
+            return Err(Fail::bad_request("BUTTON_DATA_INVALID"));
+        }
+    }
+    let takes_caption = matches!(
+        method,
+        "sendPhoto"
+            | "sendDocument"
+            | "sendAudio"
+            | "sendVoice"
+            | "sendVideo"
+            | "sendAnimation"
+            | "copyMessage"
+            | "copyMessages"
+            | "editMessageCaption"
+    );
+    if takes_caption
+        && let Some(caption) = params.get("caption").and_then(Value::as_str)
+        && caption.encode_utf16().count() > MAX_CAPTION
+    {
+        return Err(Fail::bad_request("message caption is too long"));
+    }
+    Ok(())
 }
 
 // ---- parameters: JSON values, or strings when form-encoded ------------------------------------
@@ -210,6 +273,19 @@ pub(crate) fn chat_of(
     params: &Map<String, Value>,
     key: &str,
 ) -> Result<i64, Fail> {
+    if let Some(value) = params.get(key)
+        && !(value.is_string() || value.is_i64() || value.is_u64() || value.is_null())
+    {
+        return Err(Fail::bad_request(&format!(
+            "{key} must be an Integer or a String, not {}",
+            match value {
+                Value::Bool(_) => "a Boolean",
+                Value::Number(_) => "a fractional number",
+                Value::Array(_) => "an Array",
+                _ => "an Object",
+            }
+        )));
+    }
     let Some(chat_id) = string(params, key).filter(|s| !s.is_empty()) else {
         return Err(Fail::bad_request(&format!("{key} is empty")));
     };
