@@ -8,6 +8,10 @@ use serde::Deserialize;
 
 /// Default largest accepted body: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Default byte budget of one answer: 2 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 2 * 1024 * 1024;
+/// Room kept in an answer's byte budget for its envelope (`{"ok":true,"ts":…,"updates":[…]}`).
+pub const RESPONSE_ENVELOPE_BYTES: usize = 128;
 /// Default updates kept per channel.
 pub const DEFAULT_RETAIN_UPDATES: u64 = 10_000;
 /// Default age after which an update is dropped: 24 h, as long as Telegram keeps one.
@@ -92,6 +96,13 @@ pub struct RelayConfig {
     pub max_sleep: Duration,
     /// Most updates in one long-poll answer (the client asks again with the returned `ts`).
     pub max_updates_per_response: usize,
+    /// Most bytes of one long-poll answer, and of one read from storage for an SSE or WebSocket
+    /// follower (and of the updates queued for one such stream). Updates are added to an answer
+    /// until the next would pass it; the client asks again with the returned `ts`. An answer
+    /// always holds at least one update, so this must be at least `max_body_bytes` plus
+    /// [`RESPONSE_ENVELOPE_BYTES`]. Memory held for answers is bounded by open connections ×
+    /// about 2 × this (a WebSocket: its subscriptions + 1, × this).
+    pub max_response_bytes: usize,
     /// Most clients waiting on one channel (long poll, SSE and WebSocket together).
     pub max_waiters_per_channel: usize,
     /// Messages buffered per WebSocket before the relay stops reading from storage for it.
@@ -124,6 +135,7 @@ impl Default for RelayConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_sleep: Duration::from_secs(60),
             max_updates_per_response: 100,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             max_waiters_per_channel: 10_000,
             ws_send_buffer: 64,
             ws_max_subscriptions: 16,
@@ -281,6 +293,15 @@ impl RelayConfig {
             self.max_updates_per_response,
             1,
             MAX_COUNT,
+        )?;
+        check_count(
+            "max_response_bytes",
+            "max-response-bytes",
+            self.max_response_bytes,
+            self.max_body_bytes
+                .saturating_add(RESPONSE_ENVELOPE_BYTES)
+                .min(MAX_MESSAGE_BYTES),
+            MAX_MESSAGE_BYTES,
         )?;
         check_count(
             "max_waiters_per_channel",
@@ -541,6 +562,10 @@ mod tests {
             (
                 "--max-waiters-per-channel",
                 Box::new(|c| c.max_waiters_per_channel = 0),
+            ),
+            (
+                "--max-response-bytes",
+                Box::new(|c| c.max_response_bytes = 1024),
             ),
             ("--ws-send-buffer", Box::new(|c| c.ws_send_buffer = 0)),
             (

@@ -51,6 +51,15 @@ struct Args {
         default_value_t = 100
     )]
     max_updates_per_response: usize,
+    /// Most bytes of one long-poll answer (and of one catch-up read, and of the updates queued,
+    /// for an SSE or WebSocket stream); at least --max-body-bytes + 128. Memory held for answers
+    /// is about open connections x 2 x this (a WebSocket: subscriptions + 1, x this).
+    #[arg(
+        long,
+        env = "TELEHOOK_RELAY_MAX_RESPONSE_BYTES",
+        default_value_t = 2 * 1024 * 1024
+    )]
+    max_response_bytes: usize,
     /// Most clients waiting on one channel (long poll, SSE and WebSocket together).
     #[arg(
         long,
@@ -182,6 +191,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         max_body_bytes: args.max_body_bytes,
         max_sleep: Duration::from_secs(args.max_sleep_secs),
         max_updates_per_response: args.max_updates_per_response,
+        max_response_bytes: args.max_response_bytes,
         max_waiters_per_channel: args.max_waiters_per_channel,
         ws_send_buffer: args.ws_send_buffer,
         ws_max_subscriptions: args.ws_max_subscriptions,

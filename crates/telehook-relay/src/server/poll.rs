@@ -130,6 +130,10 @@ async fn long_poll(
     sleep: Duration,
 ) -> Result<Response, RelayError> {
     let limit = shared.config.max_updates_per_response.max(1);
+    let budget = shared
+        .config
+        .max_response_bytes
+        .saturating_sub(crate::config::RESPONSE_ENVELOPE_BYTES);
     // Subscribe before reading, so a commit between the read and the wait still wakes us.
     let mut wake = shared.store.notifier().subscribe(channel)?;
     let mut shutdown = shared.shutdown.subscribe();
@@ -140,10 +144,18 @@ async fn long_poll(
         .unwrap_or_else(|| now + Duration::from_secs(86_400));
     // A client that is up to date (the common case: it comes back with the `ts` it was just
     // given) waits without a storage read when the notifier knows the exact count.
-    let known = wake.borrow_and_update().page_after(ts, limit);
+    let known = wake
+        .borrow_and_update()
+        .page_after(ts, limit)
+        .map(|p| p.within(budget));
     let mut page = match known {
         Some(page) => page,
-        None => shared.store.read(channel, ts, limit).await?,
+        None => {
+            shared
+                .store
+                .read_bounded(channel, ts, limit, budget)
+                .await?
+        }
     };
     loop {
         if ts > page.total || !page.updates.is_empty() || page.missed(ts) > 0 {
@@ -157,10 +169,18 @@ async fn long_poll(
             () = tokio::time::sleep_until(deadline) => break,
             _ = shutdown.changed() => break,
         }
-        let fast = wake.borrow_and_update().page_after(ts, limit);
+        let fast = wake
+            .borrow_and_update()
+            .page_after(ts, limit)
+            .map(|p| p.within(budget));
         page = match fast {
             Some(page) => page,
-            None => shared.store.read(channel, ts, limit).await?,
+            None => {
+                shared
+                    .store
+                    .read_bounded(channel, ts, limit, budget)
+                    .await?
+            }
         };
     }
     drop(wake);
@@ -171,7 +191,7 @@ async fn long_poll(
         let from_start = if page.total == 0 {
             page
         } else {
-            shared.store.read(channel, 0, limit).await?
+            shared.store.read_bounded(channel, 0, limit, budget).await?
         };
         page_body(0, &from_start, true)
     } else {

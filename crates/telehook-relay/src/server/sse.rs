@@ -7,7 +7,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 
-use super::follow::{Followed, follow};
+use super::follow::{Followed, follow, queue_budget};
 use super::state::Shared;
 use crate::channel::ChannelName;
 use crate::error::RelayError;
@@ -20,7 +20,8 @@ pub(crate) fn sse(
 ) -> Result<Response, RelayError> {
     let wake = shared.store.notifier().subscribe(&channel)?;
     let (tx, rx) = mpsc::channel(shared.config.ws_send_buffer.max(1));
-    tokio::spawn(follow(shared, channel, ts, wake, tx, |item| {
+    let budget = queue_budget(&shared);
+    tokio::spawn(follow(shared, channel, ts, wake, tx, budget, |item| {
         Ok::<_, Infallible>(match item {
             Followed::Update(update) => Event::default()
                 .id(update.seq.to_string())
@@ -36,7 +37,8 @@ pub(crate) fn sse(
         })
     }));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+        // The item's share of the byte budget is released once the event is handed on.
+        rx.recv().await.map(|queued| (queued.item, rx))
     });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())

@@ -11,7 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::follow::{Followed, follow};
+use super::follow::{Followed, Queued, follow, queue_budget};
 use super::state::{Access, Shared};
 use crate::channel::ChannelName;
 use crate::error::RelayError;
@@ -49,7 +49,9 @@ pub(crate) async fn ws_upgrade(
 
 async fn ws_session(shared: Arc<Shared>, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<String>(shared.config.ws_send_buffer.max(1));
+    let (tx, mut rx) = mpsc::channel::<Queued<String>>(shared.config.ws_send_buffer.max(1));
+    // One byte budget for the updates queued by all subscriptions of this socket.
+    let budget = queue_budget(&shared);
     let mut subscriptions: HashMap<ChannelName, tokio::task::JoinHandle<()>> = HashMap::new();
     let mut shutdown = shared.shutdown.subscribe();
     loop {
@@ -64,16 +66,18 @@ async fn ws_session(shared: Arc<Shared>, socket: WebSocket) {
                     Some(Ok(Message::Close(_)) | Err(_)) | None => break,
                     Some(Ok(_)) => continue,
                 };
-                let reply = ws_command(&shared, &text, &tx, &mut subscriptions);
+                let reply = ws_command(&shared, &text, &tx, &budget, &mut subscriptions);
                 let reply = reply.unwrap_or_else(|e| e.to_json());
                 if sink.send(Message::Text(reply.into())).await.is_err() {
                     break;
                 }
             }
             Some(out) = rx.recv() => {
-                if sink.send(Message::Text(out.into())).await.is_err() {
+                let held = out.bytes;
+                if sink.send(Message::Text(out.item.into())).await.is_err() {
                     break;
                 }
+                drop(held);
             }
             _ = shutdown.changed() => {}
         }
@@ -86,7 +90,8 @@ async fn ws_session(shared: Arc<Shared>, socket: WebSocket) {
 fn ws_command(
     shared: &Arc<Shared>,
     text: &str,
-    tx: &mpsc::Sender<String>,
+    tx: &mpsc::Sender<Queued<String>>,
+    budget: &Arc<tokio::sync::Semaphore>,
     subscriptions: &mut HashMap<ChannelName, tokio::task::JoinHandle<()>>,
 ) -> Result<String, RelayError> {
     let command: WsCommand = serde_json::from_str(text).map_err(RelayError::BadJson)?;
@@ -113,6 +118,7 @@ fn ws_command(
                 command.ts,
                 wake,
                 tx.clone(),
+                budget.clone(),
                 move |item| {
                     let name = serde_json::Value::String(name.clone());
                     match item {

@@ -59,6 +59,20 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> StoreFuture<'a, Page>;
 
+    /// Reads updates with `seq > after`: at most `limit`, and no more than fit in `max_bytes`
+    /// of JSON text ([`Page::within`]: always at least one, so a reader makes progress). The
+    /// default reads `limit` updates and drops what does not fit; stores override it to stop
+    /// reading at the budget, so a read never holds more than the budget in memory.
+    fn read_bounded<'a>(
+        &'a self,
+        channel: &'a ChannelName,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> StoreFuture<'a, Page> {
+        Box::pin(async move { Ok(self.read(channel, after, limit).await?.within(max_bytes)) })
+    }
+
     /// The wake-up signal of this store.
     fn notifier(&self) -> &Notifier;
 

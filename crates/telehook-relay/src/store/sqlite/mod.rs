@@ -134,6 +134,31 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    fn read_within<'a>(
+        &'a self,
+        channel: &'a ChannelName,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> StoreFuture<'a, Page> {
+        let pool = self.readers.clone();
+        let channel = channel.clone();
+        Box::pin(async move {
+            let _permit = pool
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| StoreError::WriterStopped)?;
+            let task_pool = pool.clone();
+            tokio::task::spawn_blocking(move || task_pool.read(&channel, after, limit, max_bytes))
+                .await
+                .map_err(|e| StoreError::Corrupt(format!("read task failed: {e}")))?
+        })
+    }
+}
+
 impl Store for SqliteStore {
     fn append(&self, channel: ChannelName, update: NewUpdate) -> StoreFuture<'_, Appended> {
         Box::pin(async move {
@@ -154,20 +179,17 @@ impl Store for SqliteStore {
         after: u64,
         limit: usize,
     ) -> StoreFuture<'a, Page> {
-        let pool = self.readers.clone();
-        let channel = channel.clone();
-        Box::pin(async move {
-            let _permit = pool
-                .permits
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| StoreError::WriterStopped)?;
-            let task_pool = pool.clone();
-            tokio::task::spawn_blocking(move || task_pool.read(&channel, after, limit))
-                .await
-                .map_err(|e| StoreError::Corrupt(format!("read task failed: {e}")))?
-        })
+        self.read_within(channel, after, limit, usize::MAX)
+    }
+
+    fn read_bounded<'a>(
+        &'a self,
+        channel: &'a ChannelName,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> StoreFuture<'a, Page> {
+        self.read_within(channel, after, limit, max_bytes)
     }
 
     fn notifier(&self) -> &Notifier {
@@ -220,7 +242,13 @@ impl ReaderPool {
         result
     }
 
-    fn read(&self, channel: &ChannelName, after: u64, limit: usize) -> Result<Page, StoreError> {
+    fn read(
+        &self,
+        channel: &ChannelName,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Page, StoreError> {
         let cutoff = super::cutoff_ms(self.max_age);
         self.with_conn(|conn| {
             let tx = conn.unchecked_transaction()?;
@@ -248,8 +276,14 @@ impl ReaderPool {
                 let rows = stmt.query_map(params![id, from as i64, limit as i64], |r| {
                     Ok(StoredUpdate { seq: r.get::<_, i64>(0)? as u64, json: Arc::from(r.get::<_, String>(1)?) })
                 })?;
+                let mut used = 0usize;
                 for row in rows {
-                    updates.push(row?);
+                    let row: StoredUpdate = row?;
+                    used = used.saturating_add(row.json.len().saturating_add(1));
+                    if !updates.is_empty() && used > max_bytes {
+                        break;
+                    }
+                    updates.push(row);
                 }
             }
             drop(tx);
