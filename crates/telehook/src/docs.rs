@@ -40,6 +40,9 @@ pub mod edge {}
 #[doc = include_str!("../../../docs/scaling.md")]
 pub mod scaling {}
 
+#[doc = include_str!("../../../docs/operations.md")]
+pub mod operations {}
+
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};

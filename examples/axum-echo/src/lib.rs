@@ -6,8 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
 use telehook::axum::RouterExt as _;
 use telehook::{BuildError, Context, HandlerError, Update, Webhook};
 
@@ -141,4 +143,28 @@ impl Signals {
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// The operations routes: `GET /metrics`, the dispatcher's metrics in Prometheus text format
+/// (`metrics` is the handle of the recorder installed with metrics-exporter-prometheus;
+/// the metrics are listed in `docs/operations.md`), and `GET /readyz`, `200` while `webhook`
+/// takes traffic and `503` once it drains ([`Webhook::is_ready`]). Merge it into the app.
+pub fn operations(webhook: &Webhook, metrics: PrometheusHandle) -> Router {
+    let webhook = webhook.clone();
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics.render())),
+        )
+        .route(
+            "/readyz",
+            get(move || {
+                let status = if webhook.is_ready() {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                std::future::ready(status)
+            }),
+        )
 }

@@ -37,6 +37,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..Default::default()
     };
     let (app, webhook) = axum_echo::build(state, secret.as_deref())?;
+    // The metrics recorder (Prometheus text at GET /metrics), and its upkeep: histograms are
+    // drained into their summaries every few seconds.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    let app = app.merge(axum_echo::operations(&webhook, metrics));
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
     tracing::info!(address = %listener.local_addr()?, path = axum_echo::WEBHOOK_PATH, "axum-echo listening");
     let report = telehook::axum::serve(
