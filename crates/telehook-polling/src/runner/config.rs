@@ -6,9 +6,6 @@ use std::time::Duration;
 
 use telehook_core::{ErrorPolicy, SequenceKey, Update};
 
-#[cfg(doc)]
-use super::StopReport;
-
 /// Telegram's largest `getUpdates` `limit`, and so the most updates the runner holds: an
 /// update is confirmed only once it and every earlier one are handled, so everything held must
 /// fit in one `getUpdates` answer starting at the confirmed offset.
@@ -60,7 +57,8 @@ pub struct RunnerConfig {
     /// then confirming the last position to the source. Default 10 s.
     pub stop_deadline: Duration,
     /// Updates (by `update_id`) an earlier run handled beyond its confirmed offset (its
-    /// [`StopReport::handled_beyond_offset`]): confirmed without running again.
+    /// [`StopReport::handled_beyond_offset`](super::StopReport::handled_beyond_offset)):
+    /// confirmed without running again.
     pub skip_update_ids: Vec<u64>,
     /// How many recently taken updates are remembered to skip a repeat: an update with the
     /// same `update_id` **and the same bytes** as one of them is not handled again (a relay
