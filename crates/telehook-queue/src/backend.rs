@@ -1,0 +1,147 @@
+//! The [`QueueBackend`] trait every queue engine implements, and what it hands out.
+
+use std::future::Future;
+use std::time::Duration;
+
+use telehook_core::Update;
+
+/// What [`QueueBackend::enqueue`] did with an update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Stored durably: the enqueue committed before returning.
+    Stored,
+    /// An update with this `update_id` is already queued, dead-lettered or completed (a
+    /// Telegram redelivery): nothing stored, nothing lost.
+    Duplicate,
+}
+
+/// One queued update, as a worker takes it.
+#[derive(Debug, Clone)]
+pub struct QueuedItem {
+    /// The item's position in the queue: grows in enqueue order.
+    pub seq: u64,
+    /// The update's `update_id`.
+    pub update_id: u64,
+    /// The update's bytes, exactly as Telegram sent them.
+    pub body: Vec<u8>,
+    /// Failed handler runs so far (kept across restarts).
+    pub failed_attempts: u32,
+}
+
+/// An update the workers gave up on, waiting in the dead-letter list.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The update's `update_id`.
+    pub update_id: u64,
+    /// The update's bytes.
+    pub body: Vec<u8>,
+    /// Failed handler runs.
+    pub failed_attempts: u32,
+    /// The last failure's message.
+    pub last_error: Option<String>,
+    /// When it was dead-lettered (Unix seconds).
+    pub dead_at: i64,
+}
+
+/// A queue error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// The queue holds `capacity` updates (queued and dead-lettered): the update was not
+    /// stored. Under a webhook this is an error answer, so Telegram delivers it again later.
+    #[error("the queue is full ({capacity} updates queued or dead-lettered); not stored")]
+    Full {
+        /// The configured capacity.
+        capacity: u64,
+    },
+    /// The storage failed.
+    #[error("queue storage error")]
+    Storage(#[source] rusqlite::Error),
+    /// The queue's writer stopped (the queue is being dropped).
+    #[error("the queue's writer stopped")]
+    Closed,
+    /// An `update_id` beyond what the store keeps (above `i64::MAX`).
+    #[error("update_id {0} is out of range for the queue")]
+    UpdateIdOutOfRange(u64),
+    /// The database was created with another number of partitions and still holds updates.
+    #[error(
+        "the queue was created with {stored} partitions and still holds updates; \
+         drain it before opening it with {asked}"
+    )]
+    PartitionsChanged {
+        /// Partitions recorded in the database.
+        stored: u32,
+        /// Partitions asked for.
+        asked: u32,
+    },
+}
+
+impl From<rusqlite::Error> for QueueError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Storage(e)
+    }
+}
+
+/// The partition an update belongs to: updates with equal [`SequenceKey`]s share one, so one
+/// worker per partition keeps each key in order. Keyless updates spread by `update_id`.
+///
+/// [`SequenceKey`]: telehook_core::SequenceKey
+pub fn partition_of(update: &Update, partitions: u32) -> u32 {
+    let partitions = partitions.max(1);
+    let hash = match update.sequence_key() {
+        Some(key) => xxhash_rust::xxh3::xxh3_64(key.to_string().as_bytes()),
+        None => update.update_id(),
+    };
+    (hash % u64::from(partitions)) as u32
+}
+
+/// A durable queue of updates, partitioned by sequence key. The embedded [`SqliteQueue`]
+/// implements it; a distributed engine (NATS JetStream, Redis Streams, Kafka, SQS FIFO) is
+/// another implementation — `docs/scaling.md` maps each method onto them.
+///
+/// Contract: `enqueue` returns only once the update is durable; `take` hands out a
+/// partition's items in enqueue order; an item stays queued until `ack` or `dead_letter`.
+///
+/// [`SqliteQueue`]: crate::SqliteQueue
+pub trait QueueBackend: Clone + Send + Sync + 'static {
+    /// The number of partitions (workers that can run at once, each keeping its keys in order).
+    fn partitions(&self) -> u32;
+
+    /// Stores `update` durably in its partition (bounded: [`QueueError::Full`]), or recognises
+    /// a duplicate `update_id`.
+    fn enqueue(&self, update: &Update)
+    -> impl Future<Output = Result<Enqueued, QueueError>> + Send;
+
+    /// Up to `limit` items of `partition` with `seq >= from`, in order, waiting up to `wait`
+    /// while there are none.
+    fn take(
+        &self,
+        partition: u32,
+        from: u64,
+        limit: usize,
+        wait: Duration,
+    ) -> impl Future<Output = Result<Vec<QueuedItem>, QueueError>> + Send;
+
+    /// The item was handled: remove it and remember its `update_id` as completed, so a
+    /// later delivery of the same `update_id` is skipped.
+    fn ack(&self, seq: u64, update_id: u64) -> impl Future<Output = Result<(), QueueError>> + Send;
+
+    /// A handler run failed: count it; returns the failed attempts so far.
+    fn fail(&self, seq: u64, error: &str) -> impl Future<Output = Result<u32, QueueError>> + Send;
+
+    /// Moves the item to the dead-letter list.
+    fn dead_letter(&self, seq: u64) -> impl Future<Output = Result<(), QueueError>> + Send;
+
+    /// Up to `limit` dead letters, oldest first.
+    fn dead_letters(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<DeadLetter>, QueueError>> + Send;
+
+    /// Puts dead letters back at the end of their partition with their attempt count reset:
+    /// those with the given `update_id`s, or all of them with `None`. Returns how many.
+    fn redrive(
+        &self,
+        update_ids: Option<Vec<u64>>,
+    ) -> impl Future<Output = Result<u64, QueueError>> + Send;
+}

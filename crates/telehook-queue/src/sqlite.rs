@@ -1,0 +1,615 @@
+//! The embedded queue: one SQLite file in WAL mode with `synchronous = FULL`; every write goes
+//! through one writer thread that commits whatever is waiting in one transaction (a group
+//! commit), so a burst of enqueues costs one `fsync`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use telehook_core::Update;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::backend::{DeadLetter, Enqueued, QueueBackend, QueueError, QueuedItem, partition_of};
+
+/// Writes waiting for the writer thread, at most (back-pressure beyond).
+const WRITE_BACKLOG: usize = 8_192;
+/// Writes committed in one transaction, at most.
+const BATCH: usize = 1_024;
+
+/// Builds a [`SqliteQueue`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct SqliteQueueBuilder {
+    path: PathBuf,
+    capacity: u64,
+    partitions: u32,
+    completed_retention: Duration,
+}
+
+impl SqliteQueueBuilder {
+    /// Updates held at most, queued and dead-lettered together; an enqueue beyond is refused
+    /// with [`QueueError::Full`]. Default 100,000.
+    pub fn capacity(mut self, capacity: u64) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// Partitions, each taken by one worker at a time. Default 1. A database keeps the
+    /// number it was created with while it holds updates.
+    pub fn partitions(mut self, partitions: u32) -> Self {
+        self.partitions = partitions.max(1);
+        self
+    }
+
+    /// How long a completed `update_id` is remembered, to skip a late duplicate. Default 24 h,
+    /// as long as Telegram keeps an update it could not deliver
+    /// ([getting updates](https://core.telegram.org/bots/api#getting-updates)); shorter than
+    /// the week after which Telegram may reuse ids.
+    pub fn completed_retention(mut self, retention: Duration) -> Self {
+        self.completed_retention = retention;
+        self
+    }
+
+    /// Opens (or creates) the database and starts its writer thread.
+    pub fn open(self) -> Result<SqliteQueue, QueueError> {
+        let conn = connect(&self.path)?;
+        conn.execute_batch(SCHEMA)?;
+        let stored: Option<i64> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'partitions'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let held: i64 = conn.query_row(
+            "SELECT (SELECT COUNT(*) FROM queue) + (SELECT COUNT(*) FROM dead)",
+            [],
+            |r| r.get(0),
+        )?;
+        if let Some(stored) = stored
+            && stored != i64::from(self.partitions)
+            && held > 0
+        {
+            return Err(QueueError::PartitionsChanged {
+                stored: stored as u32,
+                asked: self.partitions,
+            });
+        }
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('partitions', ?1)",
+            [i64::from(self.partitions)],
+        )?;
+        let (tx, rx) = mpsc::channel(WRITE_BACKLOG);
+        let notify = Arc::new(Notify::new());
+        let writer = Writer {
+            conn,
+            held: held as u64,
+            capacity: self.capacity,
+            retention: self.completed_retention,
+            last_prune: Instant::now(),
+            notify: Arc::clone(&notify),
+        };
+        std::thread::Builder::new()
+            .name("telehook-queue-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|_| QueueError::Closed)?;
+        Ok(SqliteQueue {
+            inner: Arc::new(Inner {
+                path: self.path,
+                partitions: self.partitions,
+                writes: tx,
+                notify,
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+}
+
+/// The embedded durable queue on one SQLite file: nothing to install, one host. Cheap to
+/// clone; the webhook side and the workers share one.
+#[derive(Clone)]
+pub struct SqliteQueue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    partitions: u32,
+    writes: mpsc::Sender<Write>,
+    notify: Arc<Notify>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteQueue")
+            .field("path", &self.inner.path)
+            .field("partitions", &self.inner.partitions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteQueue {
+    /// A builder for the queue in the database file at `path`.
+    pub fn builder(path: impl AsRef<Path>) -> SqliteQueueBuilder {
+        SqliteQueueBuilder {
+            path: path.as_ref().to_owned(),
+            capacity: 100_000,
+            partitions: 1,
+            completed_retention: Duration::from_secs(24 * 60 * 60),
+        }
+    }
+
+    /// Opens the queue at `path` with the default settings.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, QueueError> {
+        Self::builder(path).open()
+    }
+
+    /// Updates queued (not yet handled nor dead-lettered).
+    pub async fn queued(&self) -> Result<u64, QueueError> {
+        self.read(|c| c.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0)))
+            .await
+            .map(|n| n as u64)
+    }
+
+    async fn write<R>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<R, QueueError>>) -> Write,
+    ) -> Result<R, QueueError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .writes
+            .send(make(tx))
+            .await
+            .map_err(|_| QueueError::Closed)?;
+        rx.await.map_err(|_| QueueError::Closed)?
+    }
+
+    async fn read<R: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    ) -> Result<R, QueueError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner
+                .readers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => connect(&inner.path)?,
+            };
+            let result = query(&conn);
+            let mut readers = inner
+                .readers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if readers.len() < 8 {
+                readers.push(conn);
+            }
+            Ok(result?)
+        })
+        .await
+        .map_err(|_| QueueError::Closed)?
+    }
+}
+
+impl QueueBackend for SqliteQueue {
+    fn partitions(&self) -> u32 {
+        self.inner.partitions
+    }
+
+    async fn enqueue(&self, update: &Update) -> Result<Enqueued, QueueError> {
+        let update_id = to_i64(update.update_id())?;
+        let partition = partition_of(update, self.inner.partitions);
+        let body = update.raw().to_vec();
+        self.write(|reply| Write::Enqueue {
+            update_id,
+            partition,
+            body,
+            reply,
+        })
+        .await
+    }
+
+    async fn take(
+        &self,
+        partition: u32,
+        from: u64,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<Vec<QueuedItem>, QueueError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let from = i64::try_from(from).unwrap_or(i64::MAX);
+        let limit = limit.clamp(1, 10_000) as i64;
+        loop {
+            let notified = self.inner.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            let items = self
+                .read(move |c| {
+                    let mut stmt = c.prepare_cached(
+                        "SELECT seq, update_id, body, failed_attempts FROM queue \
+                         WHERE partition = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+                    )?;
+                    let rows = stmt.query_map(params![partition, from, limit], |r| {
+                        Ok(QueuedItem {
+                            seq: r.get::<_, i64>(0)? as u64,
+                            update_id: r.get::<_, i64>(1)? as u64,
+                            body: r.get(2)?,
+                            failed_attempts: r.get(3)?,
+                        })
+                    })?;
+                    rows.collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .await?;
+            if !items.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(items);
+            }
+            // Woken by an enqueue in this process; the deadline catches other processes.
+            let _ = tokio::time::timeout_at(deadline, notified).await;
+        }
+    }
+
+    async fn ack(&self, seq: u64, update_id: u64) -> Result<(), QueueError> {
+        let (seq, update_id) = (to_i64(seq)?, to_i64(update_id)?);
+        self.write(|reply| Write::Ack {
+            seq,
+            update_id,
+            reply,
+        })
+        .await
+    }
+
+    async fn fail(&self, seq: u64, error: &str) -> Result<u32, QueueError> {
+        let seq = to_i64(seq)?;
+        let error = error.chars().take(1_000).collect();
+        self.write(|reply| Write::Fail { seq, error, reply }).await
+    }
+
+    async fn dead_letter(&self, seq: u64) -> Result<(), QueueError> {
+        let seq = to_i64(seq)?;
+        self.write(|reply| Write::Dead { seq, reply }).await
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        let limit = limit.min(100_000) as i64;
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT update_id, body, failed_attempts, last_error, dead_at FROM dead \
+                 ORDER BY dead_at, seq LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit], |r| {
+                Ok(DeadLetter {
+                    update_id: r.get::<_, i64>(0)? as u64,
+                    body: r.get(1)?,
+                    failed_attempts: r.get(2)?,
+                    last_error: r.get(3)?,
+                    dead_at: r.get(4)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn redrive(&self, update_ids: Option<Vec<u64>>) -> Result<u64, QueueError> {
+        let update_ids = match update_ids {
+            Some(ids) => Some(ids.into_iter().map(to_i64).collect::<Result<Vec<_>, _>>()?),
+            None => None,
+        };
+        self.write(|reply| Write::Redrive { update_ids, reply })
+            .await
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS queue (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    update_id INTEGER NOT NULL UNIQUE,
+    partition INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    enqueued_at INTEGER NOT NULL,
+    failed_attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS queue_partition_seq ON queue (partition, seq);
+CREATE TABLE IF NOT EXISTS dead (
+    seq INTEGER PRIMARY KEY,
+    update_id INTEGER NOT NULL UNIQUE,
+    partition INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    enqueued_at INTEGER NOT NULL,
+    failed_attempts INTEGER NOT NULL,
+    last_error TEXT,
+    dead_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS completed (update_id INTEGER PRIMARY KEY, completed_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS completed_at ON completed (completed_at);
+";
+
+fn connect(path: &Path) -> Result<Connection, QueueError> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+fn to_i64(n: u64) -> Result<i64, QueueError> {
+    i64::try_from(n).map_err(|_| QueueError::UpdateIdOutOfRange(n))
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+type Reply<R> = oneshot::Sender<Result<R, QueueError>>;
+
+enum Write {
+    Enqueue {
+        update_id: i64,
+        partition: u32,
+        body: Vec<u8>,
+        reply: Reply<Enqueued>,
+    },
+    Ack {
+        seq: i64,
+        update_id: i64,
+        reply: Reply<()>,
+    },
+    Fail {
+        seq: i64,
+        error: String,
+        reply: Reply<u32>,
+    },
+    Dead {
+        seq: i64,
+        reply: Reply<()>,
+    },
+    Redrive {
+        update_ids: Option<Vec<i64>>,
+        reply: Reply<u64>,
+    },
+}
+
+/// A result waiting for its transaction's commit.
+enum Done {
+    Enqueue(Reply<Enqueued>, Result<Enqueued, QueueError>),
+    Unit(Reply<()>, Result<(), QueueError>),
+    Count(Reply<u32>, Result<u32, QueueError>),
+    Moved(Reply<u64>, Result<u64, QueueError>),
+}
+
+impl Done {
+    fn send(self, commit: Result<(), &rusqlite::Error>) {
+        fn pick<R>(
+            r: Result<R, QueueError>,
+            commit: Result<(), &rusqlite::Error>,
+        ) -> Result<R, QueueError> {
+            match commit {
+                Ok(()) => r,
+                Err(e) => Err(QueueError::Storage(clone_error(e))),
+            }
+        }
+        match self {
+            Self::Enqueue(tx, r) => drop(tx.send(pick(r, commit))),
+            Self::Unit(tx, r) => drop(tx.send(pick(r, commit))),
+            Self::Count(tx, r) => drop(tx.send(pick(r, commit))),
+            Self::Moved(tx, r) => drop(tx.send(pick(r, commit))),
+        }
+    }
+}
+
+fn clone_error(e: &rusqlite::Error) -> rusqlite::Error {
+    match e {
+        rusqlite::Error::SqliteFailure(code, msg) => {
+            rusqlite::Error::SqliteFailure(*code, msg.clone())
+        }
+        other => rusqlite::Error::ToSqlConversionFailure(other.to_string().into()),
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    /// Rows in `queue` and `dead`, for the capacity bound.
+    held: u64,
+    capacity: u64,
+    retention: Duration,
+    last_prune: Instant,
+    notify: Arc<Notify>,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Write>) {
+        let mut batch = Vec::with_capacity(BATCH);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(write) => batch.push(write),
+                    Err(_) => break,
+                }
+            }
+            self.commit(&mut batch);
+        }
+    }
+
+    fn commit(&mut self, batch: &mut Vec<Write>) {
+        let held_before = self.held;
+        let mut wake = false;
+        let mut done = Vec::with_capacity(batch.len());
+        let begin = self.conn.execute_batch("BEGIN IMMEDIATE");
+        if let Err(e) = begin {
+            tracing::error!(error = %e, "queue: cannot begin a transaction");
+            for write in batch.drain(..) {
+                fail_write(write, &e);
+            }
+            return;
+        }
+        for write in batch.drain(..) {
+            match write {
+                Write::Enqueue {
+                    update_id,
+                    partition,
+                    body,
+                    reply,
+                } => {
+                    let r = self.enqueue(update_id, partition, &body);
+                    wake |= matches!(r, Ok(Enqueued::Stored));
+                    done.push(Done::Enqueue(reply, r));
+                }
+                Write::Ack {
+                    seq,
+                    update_id,
+                    reply,
+                } => {
+                    done.push(Done::Unit(reply, self.ack(seq, update_id)));
+                }
+                Write::Fail { seq, error, reply } => {
+                    let r = self
+                        .conn
+                        .prepare_cached(
+                            "UPDATE queue SET failed_attempts = failed_attempts + 1, last_error = ?2 \
+                             WHERE seq = ?1 RETURNING failed_attempts",
+                        )
+                        .and_then(|mut s| s.query_row(params![seq, error], |r| r.get(0)).optional())
+                        .map(|n| n.unwrap_or(0))
+                        .map_err(QueueError::from);
+                    done.push(Done::Count(reply, r));
+                }
+                Write::Dead { seq, reply } => {
+                    let r = self
+                        .conn
+                        .execute(
+                            "INSERT OR IGNORE INTO dead SELECT seq, update_id, partition, body, enqueued_at, \
+                             failed_attempts, last_error, ?2 FROM queue WHERE seq = ?1",
+                            params![seq, now()],
+                        )
+                        .and_then(|_| self.conn.execute("DELETE FROM queue WHERE seq = ?1", [seq]))
+                        .map(drop)
+                        .map_err(QueueError::from);
+                    done.push(Done::Unit(reply, r));
+                }
+                Write::Redrive { update_ids, reply } => {
+                    let r = self.redrive(update_ids.as_deref());
+                    wake |= matches!(r, Ok(n) if n > 0);
+                    done.push(Done::Moved(reply, r));
+                }
+            }
+        }
+        if self.last_prune.elapsed() >= Duration::from_secs(10) {
+            self.last_prune = Instant::now();
+            let before = now() - self.retention.as_secs() as i64;
+            if let Err(e) = self
+                .conn
+                .execute("DELETE FROM completed WHERE completed_at < ?1", [before])
+            {
+                tracing::warn!(error = %e, "queue: pruning completed update_ids failed");
+            }
+        }
+        match self.conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                for d in done {
+                    d.send(Ok(()));
+                }
+                if wake {
+                    self.notify.notify_waiters();
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "queue: commit failed; nothing of this batch is stored");
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.held = held_before;
+                for d in done {
+                    d.send(Err(&e));
+                }
+            }
+        }
+    }
+
+    fn enqueue(
+        &mut self,
+        update_id: i64,
+        partition: u32,
+        body: &[u8],
+    ) -> Result<Enqueued, QueueError> {
+        let known: bool = self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM queue WHERE update_id = ?1) \
+                 OR EXISTS(SELECT 1 FROM completed WHERE update_id = ?1) \
+                 OR EXISTS(SELECT 1 FROM dead WHERE update_id = ?1)",
+            )?
+            .query_row([update_id], |r| r.get(0))?;
+        if known {
+            return Ok(Enqueued::Duplicate);
+        }
+        if self.held >= self.capacity {
+            return Err(QueueError::Full {
+                capacity: self.capacity,
+            });
+        }
+        self.conn
+            .prepare_cached(
+                "INSERT INTO queue (update_id, partition, body, enqueued_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![update_id, partition, body, now()])?;
+        self.held += 1;
+        Ok(Enqueued::Stored)
+    }
+
+    fn ack(&mut self, seq: i64, update_id: i64) -> Result<(), QueueError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO completed (update_id, completed_at) VALUES (?1, ?2)",
+            )?
+            .execute(params![update_id, now()])?;
+        let removed = self
+            .conn
+            .prepare_cached("DELETE FROM queue WHERE seq = ?1")?
+            .execute([seq])?;
+        self.held = self.held.saturating_sub(removed as u64);
+        Ok(())
+    }
+
+    fn redrive(&mut self, update_ids: Option<&[i64]>) -> Result<u64, QueueError> {
+        let ids: Vec<i64> = match update_ids {
+            Some(ids) => ids.to_vec(),
+            None => {
+                let mut stmt = self
+                    .conn
+                    .prepare("SELECT update_id FROM dead ORDER BY seq")?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            }
+        };
+        let mut moved = 0;
+        for id in ids {
+            let n = self.conn.execute(
+                "INSERT INTO queue (update_id, partition, body, enqueued_at, failed_attempts, last_error) \
+                 SELECT update_id, partition, body, enqueued_at, 0, last_error FROM dead WHERE update_id = ?1",
+                [id],
+            )?;
+            if n > 0 {
+                self.conn
+                    .execute("DELETE FROM dead WHERE update_id = ?1", [id])?;
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+}
+
+fn fail_write(write: Write, e: &rusqlite::Error) {
+    let err = || QueueError::Storage(clone_error(e));
+    match write {
+        Write::Enqueue { reply, .. } => drop(reply.send(Err(err()))),
+        Write::Ack { reply, .. } | Write::Dead { reply, .. } => drop(reply.send(Err(err()))),
+        Write::Fail { reply, .. } => drop(reply.send(Err(err()))),
+        Write::Redrive { reply, .. } => drop(reply.send(Err(err()))),
+    }
+}

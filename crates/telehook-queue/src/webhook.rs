@@ -1,0 +1,56 @@
+//! The webhook side of queue mode: a handler whose run is a durable enqueue.
+
+use telehook_core::{Context, HandlerError, Update, UpdateHandler};
+
+use crate::backend::{Enqueued, QueueBackend};
+
+/// An [`UpdateHandler`] that stores the update in the queue and returns once it is durable,
+/// so the dispatcher answers Telegram's `200` only after the enqueue committed. A refused
+/// enqueue (a full queue, a storage error) is the handler's error: the dispatcher answers an
+/// error status and Telegram delivers the update again later
+/// ([`setWebhook`](https://core.telegram.org/bots/api#setwebhook): Telegram retries a
+/// delivery that did not get a `2xx`).
+///
+/// Build the webhook with `ErrorPolicy::Retry`, so that no number of refused enqueues ever
+/// turns into a `200` (the default `BoundedRetry` acknowledges after its last attempt, which
+/// here would lose the update), and keep the default `OnTimeout` (`Return` acknowledges early):
+///
+/// ```no_run
+/// use telehook_core::{ErrorPolicy, Webhook};
+/// use telehook_queue::{EnqueueHandler, SqliteQueue};
+///
+/// let queue = SqliteQueue::open("bot-queue.sqlite3").unwrap();
+/// let webhook = Webhook::builder()
+///     .error_policy(ErrorPolicy::Retry)
+///     .build(EnqueueHandler::new(queue))
+///     .unwrap();
+/// # drop(webhook);
+/// ```
+#[derive(Debug, Clone)]
+pub struct EnqueueHandler<B> {
+    backend: B,
+}
+
+impl<B: QueueBackend> EnqueueHandler<B> {
+    /// A handler enqueueing into `backend`.
+    pub fn new(backend: B) -> Self {
+        Self { backend }
+    }
+}
+
+impl<B: QueueBackend> UpdateHandler<Update> for EnqueueHandler<B> {
+    async fn handle(&self, update: Update, _ctx: Context) -> Result<(), HandlerError> {
+        let update_id = update.update_id();
+        match self.backend.enqueue(&update).await {
+            Ok(Enqueued::Stored) => Ok(()),
+            Ok(Enqueued::Duplicate) => {
+                tracing::debug!(update_id, "queue: already stored, not enqueued again");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(update_id, error = %e, "queue: enqueue refused; Telegram will deliver again");
+                Err(Box::new(e))
+            }
+        }
+    }
+}
