@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod bots;
 mod context;
 pub mod guard;
 mod handler;
@@ -10,6 +11,7 @@ mod service;
 mod update;
 mod webhook;
 
+pub use bots::{Bots, BotsError};
 pub use context::{
     Context, Source, WebhookReplyError, is_ignored_in_webhook_reply, is_valid_method_name,
 };

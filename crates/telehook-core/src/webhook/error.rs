@@ -51,6 +51,9 @@ pub enum Rejection {
     /// come from an allowed address (or its address cannot be told).
     #[error("forbidden: not from an allowed source address")]
     ForbiddenSource,
+    /// `404`: [`Bots`](crate::Bots) has no bot of the name in the path.
+    #[error("not found: no bot of that name")]
+    UnknownBot,
     /// `400`: the `Content-Length` header is not a number.
     #[error("bad request: invalid Content-Length")]
     InvalidContentLength,
@@ -85,6 +88,7 @@ impl Rejection {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::WrongSecretToken => StatusCode::UNAUTHORIZED,
             Self::ForbiddenSource => StatusCode::FORBIDDEN,
+            Self::UnknownBot => StatusCode::NOT_FOUND,
             Self::InvalidContentLength | Self::BodyUnreadable { .. } | Self::NotAnUpdate(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -100,6 +104,7 @@ impl Rejection {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::WrongSecretToken => "wrong_secret_token",
             Self::ForbiddenSource => "forbidden_source",
+            Self::UnknownBot => "unknown_bot",
             Self::InvalidContentLength => "invalid_content_length",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BodyTimeout { .. } => "body_timeout",

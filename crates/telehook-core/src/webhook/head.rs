@@ -95,6 +95,11 @@ impl<'a> RequestHead<'a> {
         }
     }
 
+    /// The `X-Telegram-Bot-Api-Secret-Token` header's value, if the request has one.
+    pub(crate) fn secret_token(&self) -> Option<&'a [u8]> {
+        self.secret_token
+    }
+
     /// The contract's checks, in its order: method, then secret, then declared length.
     pub(super) fn check(
         &self,
@@ -149,4 +154,18 @@ pub(super) fn too_large(limit: usize) -> Rejection {
         "webhook request refused: body larger than max_body_bytes"
     );
     Rejection::PayloadTooLarge { limit }
+}
+
+impl super::Webhook {
+    /// The configured `secret_token`, for [`Bots`](crate::Bots)' routing.
+    pub(crate) fn secret_token_bytes(&self) -> Option<&[u8]> {
+        self.inner.secret_token.as_deref()
+    }
+
+    /// The answer to a request refused before any webhook was chosen ([`Bots`](crate::Bots)),
+    /// counted like the webhook's own refusals.
+    pub(crate) fn refusal(rejection: Rejection) -> super::WebhookResponse {
+        super::telemetry::refused(&rejection);
+        super::WebhookResponse::rejected(rejection)
+    }
 }
