@@ -27,6 +27,10 @@ pub enum ChannelNameError {
         /// The first character refused.
         found: char,
     },
+    /// The name is `.` or `..`, which URL resolution removes or turns into "parent"
+    /// ([RFC 3986 §5.2.4](https://www.rfc-editor.org/rfc/rfc3986#section-5.2.4)).
+    #[error("channel name may not be {0:?} (a dot segment)")]
+    DotSegment(&'static str),
     /// The path segment is not valid UTF-8 once percent-decoded.
     #[error("channel name is not valid UTF-8")]
     NotUtf8,
@@ -34,9 +38,12 @@ pub enum ChannelNameError {
 
 /// A validated channel name: 1–256 bytes of printable UTF-8 without `/`, i.e. any one
 /// percent-decoded URL path segment, as the reference (`lua-long-polling`) accepts it
-/// (`my.bot`, `SomeS3cretP@th`, `café`), minus control characters.
+/// (`my.bot`, `SomeS3cretP@th`, `café`), minus control characters, invisible formatting
+/// characters (bidirectional overrides such as U+202E, zero-width characters such as U+200B,
+/// the line and paragraph separators U+2028/U+2029) and the dot segments `.` and `..`.
 ///
-/// The bound keeps names safe to use as database keys, Redis key parts and log fields.
+/// The bound keeps names safe to use as database keys, Redis key parts and log fields: a name
+/// shows in a log as what it is.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChannelName(Arc<str>);
 
@@ -50,8 +57,14 @@ impl ChannelName {
         if name.len() > MAX_CHANNEL_NAME_LEN {
             return Err(ChannelNameError::TooLong { len: name.len() });
         }
-        if let Some(found) = name.chars().find(|c| *c == '/' || c.is_control()) {
+        if let Some(found) = name
+            .chars()
+            .find(|c| *c == '/' || c.is_control() || is_invisible(*c))
+        {
             return Err(ChannelNameError::Character { found });
+        }
+        if let Some(dots) = [".", ".."].into_iter().find(|d| *d == name) {
+            return Err(ChannelNameError::DotSegment(dots));
         }
         Ok(Self(Arc::from(name)))
     }
@@ -74,6 +87,30 @@ impl ChannelName {
         }
         out
     }
+}
+
+/// Characters that print as nothing or reorder or break the text around them: Unicode's
+/// format characters (category Cf) and the line/paragraph separators (Zl, Zp).
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{AD}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61C}'
+            | '\u{6DD}'
+            | '\u{70F}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
 }
 
 impl fmt::Display for ChannelName {
@@ -109,7 +146,20 @@ mod tests {
 
     #[test]
     fn rejects_empty_long_slash_and_control_characters() {
-        for bad in ["", "a/b", "a\nb", "\u{7f}", "\u{85}", &"a".repeat(257)] {
+        for bad in [
+            "",
+            "a/b",
+            "a\nb",
+            "\u{7f}",
+            "\u{85}",
+            &"a".repeat(257),
+            "bot\u{202E}gnp.exe",
+            "bo\u{200B}t",
+            "a\u{2028}b",
+            "\u{FEFF}bot",
+            ".",
+            "..",
+        ] {
             assert!(ChannelName::parse(bad).is_err(), "{bad:?} was accepted");
         }
     }
