@@ -1,0 +1,111 @@
+//! End-to-end throughput of the embedded queue: `N` updates over 1,000 chats enqueued by 64
+//! concurrent "deliveries" (each waits for its durable commit, as a webhook does) while the
+//! workers drain them with a trivial handler; on 1 and 3 workers (partitions). Also the
+//! latency of one durable enqueue (what a webhook's acknowledgement waits for) under that load.
+//!
+//! `cargo run --release -p telehook-queue --example throughput -- [N]` (default 20,000)
+
+#![allow(clippy::print_stdout, reason = "a benchmark prints its table")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use telehook_core::{Context, HandlerError, Update};
+use telehook_polling::RunnerConfig;
+use telehook_queue::{QueueBackend, SqliteQueue, run_workers};
+
+fn message(update_id: u64, chat: u64) -> Update {
+    Update::from_bytes(format!(
+        r#"{{"update_id":{update_id},"message":{{"message_id":{update_id},"date":1,"chat":{{"id":{chat},"type":"private"}},"text":"hi"}}}}"#
+    ))
+    .expect("valid update")
+}
+
+async fn measure(partitions: u32, total: u64) -> (Duration, Duration, Vec<Duration>) {
+    let dir = std::env::temp_dir().join(format!(
+        "telehook-queue-bench-{}-{partitions}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let queue = SqliteQueue::builder(dir.join("q.sqlite3"))
+        .partitions(partitions)
+        .capacity(total + 1)
+        .open()
+        .expect("open");
+    let handled = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(tokio::sync::Notify::new());
+    let handler = {
+        let (handled, done) = (Arc::clone(&handled), Arc::clone(&done));
+        move |_update: Update, _ctx: Context| {
+            if handled.fetch_add(1, Ordering::Relaxed) + 1 == total {
+                done.notify_one();
+            }
+            async { Ok::<_, HandlerError>(()) }
+        }
+    };
+    let start = Instant::now();
+    let workers = tokio::spawn({
+        let (queue, done) = (queue.clone(), Arc::clone(&done));
+        let mut config = RunnerConfig::default();
+        config.concurrency = 64;
+        run_workers(queue, handler, config, async move { done.notified().await })
+    });
+    let next = Arc::new(AtomicU64::new(1));
+    let producers: Vec<_> = (0..64)
+        .map(|_| {
+            let (queue, next) = (queue.clone(), Arc::clone(&next));
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let id = next.fetch_add(1, Ordering::Relaxed);
+                    if id > total {
+                        break latencies;
+                    }
+                    let asked = Instant::now();
+                    queue
+                        .enqueue(&message(id, id % 1_000))
+                        .await
+                        .expect("enqueue");
+                    latencies.push(asked.elapsed());
+                }
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(total as usize);
+    for p in producers {
+        latencies.extend(p.await.expect("producer"));
+    }
+    latencies.sort();
+    let enqueued = start.elapsed();
+    workers.await.expect("workers").expect("run");
+    let all = start.elapsed();
+    drop(queue);
+    let _ = std::fs::remove_dir_all(&dir);
+    (enqueued, all, latencies)
+}
+
+#[tokio::main]
+async fn main() {
+    let total: u64 = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
+    println!(
+        "| workers | updates | all enqueued after | all handled after | end to end | enqueue p50 | enqueue p99 |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for partitions in [1, 3] {
+        let (enqueued, all, latencies) = measure(partitions, total).await;
+        let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
+        println!(
+            "| {partitions} | {total} | {:.2} s | {:.2} s | {:.0} updates/s | {:.2} ms | {:.2} ms |",
+            enqueued.as_secs_f64(),
+            all.as_secs_f64(),
+            total as f64 / all.as_secs_f64(),
+            pct(50).as_secs_f64() * 1e3,
+            pct(99).as_secs_f64() * 1e3,
+        );
+    }
+}
