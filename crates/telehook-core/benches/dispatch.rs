@@ -119,9 +119,10 @@ fn bench(c: &mut Criterion) {
             );
         });
         stop.store(true, Ordering::Relaxed);
+        // With a filter that skips the recorder variant, nothing was recorded.
         let rendered = upkeep.join().expect("upkeep thread");
         assert!(
-            rendered.contains("telehook_updates_received_total"),
+            rendered.is_empty() || rendered.contains("telehook_updates_received_total"),
             "the recorder saw the dispatches"
         );
         group.bench_function("parse_only", |b| {
