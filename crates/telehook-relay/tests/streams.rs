@@ -235,3 +235,36 @@ async fn websocket_bad_commands_get_json_errors_and_the_socket_stays_open() {
         .unwrap();
     assert_eq!(ws_next(&mut socket).await["ok"], true);
 }
+
+#[tokio::test]
+async fn websocket_binary_frames_get_an_error_and_oversized_messages_a_1009_close() {
+    let relay = TestRelay::sqlite(RelayConfig {
+        ws_max_message_bytes: 1024,
+        ..test_config()
+    })
+    .await;
+    let mut socket = ws_connect(&relay).await;
+    socket
+        .send(Message::Binary(b"{}".to_vec().into()))
+        .await
+        .unwrap();
+    let error = ws_next(&mut socket).await;
+    assert_eq!(error["ok"], false, "{error}");
+    assert_eq!(error["error_code"], 400, "{error}");
+    socket
+        .send(Message::Text("x".repeat(4096).into()))
+        .await
+        .unwrap();
+    let close = loop {
+        let message = tokio::time::timeout(Duration::from_secs(20), socket.next())
+            .await
+            .expect("close in time")
+            .expect("a close frame before the end")
+            .unwrap();
+        if let Message::Close(frame) = message {
+            break frame;
+        }
+    };
+    let frame = close.expect("close frame with a code");
+    assert_eq!(u16::from(frame.code), 1009, "{frame:?}");
+}

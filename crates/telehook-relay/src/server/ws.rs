@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -15,6 +15,11 @@ use super::follow::{Followed, Queued, follow, queue_budget};
 use super::state::{Access, Shared};
 use crate::channel::ChannelName;
 use crate::error::RelayError;
+
+/// Close code: a message was larger than the relay accepts (RFC 6455 §7.4.1).
+const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code: the peer broke the protocol (RFC 6455 §7.4.1).
+const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 
 /// A command sent by a WebSocket client.
 #[derive(Debug, Deserialize)]
@@ -63,7 +68,41 @@ async fn ws_session(shared: Arc<Shared>, socket: WebSocket) {
             incoming = stream.next() => {
                 let text = match incoming {
                     Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                    Some(Ok(Message::Binary(_))) => {
+                        let reply = RelayError::BadParameter {
+                            name: "message",
+                            reason: "binary messages are not commands; send JSON as a text message"
+                                .to_owned(),
+                        }
+                        .to_json();
+                        if sink.send(Message::Text(reply.into())).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    Some(Err(e)) => {
+                        // Say why the socket ends: 1009 for a message over the limit (RFC 6455
+                        // §7.4.1), 1002 for anything else the protocol refused.
+                        let text = e.to_string();
+                        let code = if text.contains("too long") || text.contains("Space limit") {
+                            CLOSE_TOO_BIG
+                        } else {
+                            CLOSE_PROTOCOL_ERROR
+                        };
+                        let reason = if code == CLOSE_TOO_BIG {
+                            format!("message over {} bytes", shared.config.ws_max_message_bytes)
+                        } else {
+                            "protocol error".to_owned()
+                        };
+                        let _ = sink
+                            .send(Message::Close(Some(CloseFrame {
+                                code,
+                                reason: reason.into(),
+                            })))
+                            .await;
+                        break;
+                    }
+                    Some(Ok(Message::Close(_))) | None => break,
                     Some(Ok(_)) => continue,
                 };
                 let reply = ws_command(&shared, &text, &tx, &budget, &mut subscriptions);
