@@ -12,7 +12,7 @@ use futures_util::FutureExt as _;
 use telehook_core::{
     Context, ErasedHandler, ErrorPolicy, HandlerError, Update, UpdateHandler, UpdateType,
 };
-use telehook_polling::{Delivery, RunnerConfig, StopReport, UpdateSource};
+use telehook_polling::{Backoff, Delivery, RunnerConfig, StopReport, UpdateSource};
 
 use crate::backend::{QueueBackend, QueueError};
 
@@ -61,11 +61,28 @@ impl<B: QueueBackend> UpdateSource for QueueSource<B> {
         limit: usize,
     ) -> Result<Vec<Delivery>, QueueError> {
         let from = offset.unwrap_or(0);
+        let mut backoff: Option<Backoff> = None;
         loop {
-            let items = self
+            let items = match self
                 .backend
                 .take(self.partition, from, limit, TAKE_WAIT)
-                .await?;
+                .await
+            {
+                Ok(items) => items,
+                Err(QueueError::Closed) => return Err(QueueError::Closed),
+                Err(e) => {
+                    // A busy or failing disk: retried; the runner keeps what it holds.
+                    let delay = backoff
+                        .get_or_insert_with(|| {
+                            Backoff::new(Duration::from_millis(50), Duration::from_secs(5))
+                        })
+                        .next_delay();
+                    tracing::warn!(partition = self.partition, error = %e, retry_in_ms = delay.as_millis() as u64, "queue: reading failed");
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+            };
+            backoff = None;
             if items.is_empty() {
                 continue;
             }
@@ -170,7 +187,7 @@ pub struct Worker<B> {
 }
 
 impl<B: QueueBackend> Worker<B> {
-    /// A worker on `partition` of `backend`, with the runner's default settings.
+    /// A worker on `partition` (`0..backend.partitions()`) of `backend`, with the runner's default settings.
     pub fn new(backend: B, partition: u32) -> Self {
         Self {
             backend,

@@ -74,6 +74,21 @@ impl Recorder {
             self.done.notify_one();
         }
     }
+    /// Records the run unless `limit` runs are recorded already (checked and recorded at once).
+    fn record_below(&self, limit: usize, update: &Update) -> bool {
+        if self.runs.lock().unwrap().len() >= limit {
+            return false;
+        }
+        let mut runs = self.runs.lock().unwrap();
+        if runs.len() >= limit {
+            return false;
+        }
+        runs.push((update.chat_id().unwrap_or(0), update.update_id()));
+        if runs.len() >= self.expect {
+            self.done.notify_one();
+        }
+        true
+    }
     fn runs(&self) -> Vec<(i64, u64)> {
         self.runs.lock().unwrap().clone()
     }
@@ -156,14 +171,14 @@ async fn a_crash_mid_run_loses_nothing() {
     let first = Recorder::new(20);
     {
         let queue = SqliteQueue::open(dir.db()).unwrap();
+        let queue_probe = queue.clone();
         let r = first.clone();
         let handler = move |update: Update, _ctx: Context| {
             let r = r.clone();
             async move {
-                if r.runs().len() >= 20 {
+                if !r.record_below(20, &update) {
                     std::future::pending::<()>().await;
                 }
-                r.record(&update);
                 Ok::<_, HandlerError>(())
             }
         };
@@ -173,8 +188,11 @@ async fn a_crash_mid_run_loses_nothing() {
                 .run(handler, std::future::pending()),
         );
         first.done.notified().await;
-        // Let the acks of the 20 commit, then crash: the task is dropped mid-run.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Wait until the 20 acks committed (the others hang), then crash: the task is dropped
+        // mid-run.
+        while queue_probe.queued().await.unwrap() > total - 20 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         worker.abort();
         let _ = worker.await;
     }
