@@ -86,6 +86,7 @@ impl std::fmt::Debug for dyn Store {
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "redis"))]
 /// Unix time in milliseconds.
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -93,18 +94,20 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, millis)
 }
 
+#[cfg(any(feature = "sqlite", feature = "redis"))]
 /// A duration in whole milliseconds, saturating at `i64::MAX` instead of wrapping.
 pub(crate) fn millis(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+#[cfg(feature = "sqlite")]
 /// The creation time (Unix ms) before which an update is older than `max_age`; saturates, so
 /// an age longer than the clock's past keeps everything instead of wrapping into the future.
 pub(crate) fn cutoff_ms(max_age: std::time::Duration) -> i64 {
     now_ms().saturating_sub(millis(max_age))
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sqlite"))]
 mod tests {
     use std::time::Duration;
 
