@@ -121,7 +121,10 @@ impl Server {
         let until = Instant::now() + BOUND;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                // Read to the end of both pipes: the reader threads drop their senders at EOF,
+                // so the channel disconnects once every line the process wrote is here. (A
+                // pause of a fixed length lost the last lines on a loaded machine.)
+                while let Ok(line) = self.lines.recv_timeout(BOUND) {
                     self.log.push(line);
                 }
                 return status;
