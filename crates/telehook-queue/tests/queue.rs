@@ -383,3 +383,21 @@ async fn a_duplicate_update_id_is_handled_once() {
         Enqueued::Duplicate
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopening_with_other_partitions_while_updates_are_queued_is_refused() {
+    let dir = TempDir::new("partitions");
+    let queue = SqliteQueue::builder(dir.db()).partitions(3).open().unwrap();
+    queue.enqueue(&message(1, 1)).await.unwrap();
+    drop(queue);
+    // The chats' partitions were fixed at enqueue: another count would strand updates.
+    assert!(matches!(
+        SqliteQueue::builder(dir.db()).partitions(1).open(),
+        Err(QueueError::PartitionsChanged {
+            stored: 3,
+            asked: 1
+        })
+    ));
+    let queue = SqliteQueue::builder(dir.db()).partitions(3).open().unwrap();
+    assert_eq!(queue.queued().await.unwrap(), 1);
+}
