@@ -6,10 +6,11 @@ mod common;
 
 use std::time::Duration;
 
+use common::redis_server::RedisServer;
 use common::{Http, SseReader, TestRelay, test_config};
 use futures_util::{SinkExt, StreamExt};
-use telehook_relay::RelayConfig;
 use telehook_relay::config::RESPONSE_ENVELOPE_BYTES;
+use telehook_relay::{RelayConfig, StoreLimits};
 use tokio_tungstenite::tungstenite::Message;
 
 const BODY: usize = 4096;
@@ -41,8 +42,19 @@ async fn post_all(http: &Http, relay: &TestRelay) {
 #[tokio::test]
 async fn long_poll_answers_stay_within_the_budget_and_deliver_everything() {
     let relay = TestRelay::sqlite(config()).await;
+    long_poll_everything(&relay).await;
+}
+
+#[tokio::test]
+async fn redis_reads_stop_at_the_budget_too() {
+    let redis = RedisServer::start().await;
+    let relay = redis.relay_with(StoreLimits::default(), config()).await;
+    long_poll_everything(&relay).await;
+}
+
+async fn long_poll_everything(relay: &TestRelay) {
     let http = Http::new();
-    post_all(&http, &relay).await;
+    post_all(&http, relay).await;
     let mut ts = 0u64;
     let mut seen = Vec::new();
     let mut answers = 0;

@@ -83,7 +83,8 @@ redis.call('PUBLISH', ARGV[6], n .. ' ' .. ARGV[1])
 return {n, 0}
 ";
 
-/// Reads a page. KEYS: counter, stream, floor. ARGV: after, limit, max age (ms).
+/// Reads a page. KEYS: counter, stream, floor. ARGV: after, limit, max age (ms), max bytes
+/// (bodies + one separator each; at least one body is returned).
 /// Returns {total, first_retained, seqs, bodies}.
 const READ: &str = r"
 local t = redis.call('TIME')
@@ -96,11 +97,15 @@ local seqs, bodies = {}, {}
 local start = math.max(tonumber(ARGV[1]), first - 1)
 if start < total then
   local entries = redis.call('XRANGE', KEYS[2], (start + 1) .. '-0', '+', 'COUNT', tonumber(ARGV[2]))
+  local budget = tonumber(ARGV[4])
+  local used = 0
   for _, e in ipairs(entries) do
     local seq = tonumber(string.match(e[1], '^(%d+)'))
     if tonumber(e[2][2]) < cutoff then
       first = seq + 1
     else
+      used = used + #e[2][4] + 1
+      if #bodies > 0 and used > budget then break end
       table.insert(seqs, seq)
       table.insert(bodies, e[2][4])
     end
@@ -252,6 +257,50 @@ async fn listen(
     }
 }
 
+impl RedisStore {
+    fn read_within<'a>(
+        &'a self,
+        channel: &'a ChannelName,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> StoreFuture<'a, Page> {
+        Box::pin(async move {
+            let (count_key, stream_key) = self.keys(channel);
+            let mut conn = self.conn.clone();
+            let (total, first_retained, seqs, bodies): (u64, u64, Vec<u64>, Vec<String>) = self
+                .read
+                .key(&count_key)
+                .key(&stream_key)
+                .key(self.key("floor"))
+                .arg(after)
+                .arg(limit)
+                .arg(super::millis(self.limits.retention.max_age))
+                .arg(u64::try_from(max_bytes).unwrap_or(u64::MAX))
+                .invoke_async(&mut conn)
+                .await?;
+            if seqs.len() != bodies.len() {
+                return Err(StoreError::Corrupt(format!(
+                    "stream {stream_key} returned unpaired entries"
+                )));
+            }
+            let updates = seqs
+                .into_iter()
+                .zip(bodies)
+                .map(|(seq, body)| StoredUpdate {
+                    seq,
+                    json: Arc::from(body),
+                })
+                .collect();
+            Ok(Page {
+                total,
+                first_retained,
+                updates,
+            })
+        })
+    }
+}
+
 impl Store for RedisStore {
     fn append(&self, channel: ChannelName, update: NewUpdate) -> StoreFuture<'_, Appended> {
         Box::pin(async move {
@@ -318,40 +367,19 @@ impl Store for RedisStore {
         after: u64,
         limit: usize,
     ) -> StoreFuture<'a, Page> {
-        Box::pin(async move {
-            let (count_key, stream_key) = self.keys(channel);
-            let mut conn = self.conn.clone();
-            let (total, first_retained, seqs, bodies): (u64, u64, Vec<u64>, Vec<String>) = self
-                .read
-                .key(&count_key)
-                .key(&stream_key)
-                .key(self.key("floor"))
-                .arg(after)
-                .arg(limit)
-                .arg(super::millis(self.limits.retention.max_age))
-                .invoke_async(&mut conn)
-                .await?;
-            if seqs.len() != bodies.len() {
-                return Err(StoreError::Corrupt(format!(
-                    "stream {stream_key} returned unpaired entries"
-                )));
-            }
-            let updates = seqs
-                .into_iter()
-                .zip(bodies)
-                .map(|(seq, body)| StoredUpdate {
-                    seq,
-                    json: Arc::from(body),
-                })
-                .collect();
-            Ok(Page {
-                total,
-                first_retained,
-                updates,
-            })
-        })
+        self.read_within(channel, after, limit, usize::MAX)
     }
 
+    /// Stops reading at the byte budget inside Redis, so a page never holds more than it.
+    fn read_bounded<'a>(
+        &'a self,
+        channel: &'a ChannelName,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> StoreFuture<'a, Page> {
+        self.read_within(channel, after, limit, max_bytes)
+    }
     fn notifier(&self) -> &Notifier {
         &self.notifier
     }

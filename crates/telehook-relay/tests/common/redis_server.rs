@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use telehook_relay::store::redis::{RedisOptions, RedisStore};
-use telehook_relay::{Notifier, StoreLimits};
+use telehook_relay::{Notifier, RelayConfig, StoreLimits};
 
 use super::{TempDir, TestRelay, test_config};
 
@@ -79,6 +79,10 @@ impl RedisServer {
     }
 
     pub async fn relay(&self, limits: StoreLimits) -> TestRelay {
+        self.relay_with(limits, test_config()).await
+    }
+
+    pub async fn relay_with(&self, limits: StoreLimits, config: RelayConfig) -> TestRelay {
         let notifier = Arc::new(Notifier::new(1_000, 1_000));
         let options = RedisOptions {
             url: self.url.clone(),
@@ -86,7 +90,7 @@ impl RedisServer {
             limits,
         };
         let store = RedisStore::connect(options, notifier).await.unwrap();
-        TestRelay::serve(Arc::new(store), test_config()).await
+        TestRelay::serve(Arc::new(store), config).await
     }
 }
 
