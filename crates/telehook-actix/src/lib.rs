@@ -1,19 +1,23 @@
 #![doc = include_str!("../README.md")]
 
+use std::cell::RefCell;
+use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_http::{HttpMessage as _, HttpService};
 use actix_service::{
     IntoServiceFactory, ServiceFactory, ServiceFactoryExt as _, fn_service, map_config,
 };
-use actix_web::body::{BoxBody, MessageBody};
+use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{AppConfig, Server};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, Resource, ResponseError, web};
-use futures_util::StreamExt as _;
+use futures_util::{Stream, StreamExt as _};
 use http_body::Frame;
 use http_body_util::StreamBody;
 use telehook_core::http::HeaderMap;
@@ -46,11 +50,14 @@ pub async fn handle(
     if let Some(peer) = request.peer_addr() {
         head = head.with_peer(peer);
     }
-    let body = StreamBody::new(payload.map(|chunk| chunk.map(Frame::data)));
+    let payload = RequestBody::new(payload.into_inner());
+    let body = StreamBody::new(payload.clone().map(|chunk| chunk.map(Frame::data)));
     let (status, headers, body, error) = webhook.handle(head, body).await.into_parts();
     let status = status.as_u16();
     match error {
-        None => Ok(build(status, &headers, body)),
+        // The answer keeps the request's body alive until it is sent (see `RequestBody`): a
+        // refusal sent before the body was read then closes the connection.
+        None => Ok(build(status, &headers, body, Some(payload))),
         Some(error) => Err(WebhookResponseError {
             error,
             status,
@@ -104,7 +111,8 @@ impl ResponseError for WebhookResponseError {
     }
 
     fn error_response(&self) -> HttpResponse<BoxBody> {
-        build(self.status, &self.headers, self.body.clone())
+        // A failure comes after the body was read to its end: nothing to hold.
+        build(self.status, &self.headers, self.body.clone(), None)
     }
 }
 
@@ -113,12 +121,75 @@ fn actix_status(status: u16) -> StatusCode {
     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-fn build(status: u16, headers: &HeaderMap, body: Bytes) -> HttpResponse {
+fn build(
+    status: u16,
+    headers: &HeaderMap,
+    body: Bytes,
+    request_body: Option<RequestBody>,
+) -> HttpResponse {
     let mut response = HttpResponse::build(actix_status(status));
     for (name, value) in headers {
         response.append_header((name.as_str(), value.as_bytes()));
     }
-    response.body(body)
+    match request_body {
+        None => response.body(body),
+        Some(request_body) => response.body(Answer {
+            body,
+            _request_body: request_body,
+        }),
+    }
+}
+
+/// The request's body, shared by the dispatcher (which reads it) and the answer (which holds
+/// it until it is sent).
+///
+/// Why the answer holds it: actix-http's HTTP/1 dispatcher decides whether to keep the
+/// connection when the answer has been written. If the body was not read to its end and its
+/// reader is still alive, it answers with `Connection: close` and closes the connection
+/// (after at most `client_disconnect_timeout` of discarding what still arrives). If the
+/// reader was dropped and the body is chunked, it instead keeps the connection to read the
+/// rest of the body, with no time limit: a client without the secret that sends a chunked
+/// head, part of a chunk and then nothing would hold the connection (and a slot of
+/// `max_connections`) forever after its `401`. So a refusal sent before the body was read
+/// (`401`, `403`, `405`, `408`, `413`) must still own the body when it is written.
+#[derive(Clone)]
+struct RequestBody(Rc<RefCell<actix_web::dev::Payload>>);
+
+impl RequestBody {
+    fn new(payload: actix_web::dev::Payload) -> Self {
+        Self(Rc::new(RefCell::new(payload)))
+    }
+}
+
+impl Stream for RequestBody {
+    type Item = Result<Bytes, actix_web::error::PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.borrow_mut().poll_next_unpin(cx)
+    }
+}
+
+/// A response body that holds the request's body until it has been sent (see [`RequestBody`]).
+struct Answer {
+    body: Bytes,
+    /// Held, never read: dropped with the answer, once it has been sent.
+    _request_body: RequestBody,
+}
+
+impl MessageBody for Answer {
+    type Error = Infallible;
+
+    fn size(&self) -> BodySize {
+        BodySize::Sized(self.body.len() as u64)
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let body = std::mem::take(&mut self.get_mut().body);
+        Poll::Ready((!body.is_empty()).then_some(Ok(body)))
+    }
 }
 
 /// Default [`ServerConfig::client_request_timeout`].
@@ -220,7 +291,7 @@ fn expect_service(
     Error = actix_http::Response<BoxBody>,
     InitError = (),
 > + Clone {
-    fn_service(move |request: actix_http::Request| {
+    fn_service(move |mut request: actix_http::Request| {
         let refusal = if request.path() == &*path {
             let mut head = RequestHead::new(request.method().as_str(), |name| {
                 request.headers().get(name).map(|value| value.as_bytes())
@@ -236,8 +307,11 @@ fn expect_service(
             None => Ok(request),
             Some(refusal) => {
                 let (status, headers, body, _) = refusal.into_parts();
+                // The refusal holds the unread body, so the connection is closed after it
+                // (see `RequestBody`): the client may not send its body after a refusal.
+                let request_body = RequestBody::new(request.take_payload());
                 let response: actix_http::Response<BoxBody> =
-                    build(status.as_u16(), &headers, body).into();
+                    build(status.as_u16(), &headers, body, Some(request_body)).into();
                 Err(response)
             }
         })
@@ -294,6 +368,11 @@ where
                 async move { stopping.notified().await }
             })
             .client_request_timeout(http.client_request_timeout)
+            // After an answer sent before the request's body was read (a refusal), discard
+            // what still arrives for at most this long, then close: the client gets the
+            // answer instead of a reset, and cannot keep the connection (actix-web's
+            // `HttpServer` default; actix-http's own default, zero, closes at once).
+            .client_disconnect_timeout(LINGER_AFTER_REFUSAL)
             .keep_alive(http.keep_alive)
             .local_addr(address)
             .expect(expect_service(webhook.clone(), Rc::from(path.as_str())))
@@ -302,6 +381,10 @@ where
     })?;
     Ok(builder.run())
 }
+
+/// How long [`server`] discards the rest of a request whose body it did not read (after a
+/// refusal) before it closes the connection.
+const LINGER_AFTER_REFUSAL: Duration = Duration::from_secs(1);
 
 /// What a graceful shutdown left behind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
