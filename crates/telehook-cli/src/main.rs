@@ -2,7 +2,9 @@
 // A command-line tool: stdout and stderr are its user interface.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod deliver;
 mod dev;
+mod relay_forward;
 mod servers;
 mod token;
 mod webhook;
@@ -49,6 +51,10 @@ enum Command {
     /// each to a local webhook as Telegram would (secret header, per-chat order, retries),
     /// executing the webhook reply in the answer.
     Dev(dev::DevArgs),
+    /// Deliver the updates stored in a relay channel to a local webhook, as `dev` does (secret
+    /// header, per-chat order, retries, webhook replies executed when a bot token is given):
+    /// for a bot behind NAT whose webhook points at the relay.
+    RelayForward(relay_forward::RelayForwardArgs),
     /// Run the Telegram Bot API emulator (the telehook-emulator server) until Ctrl-C.
     Emulator(servers::EmulatorArgs),
     /// Run the relay (the telehook-relay server, SQLite store) until Ctrl-C or SIGTERM.
@@ -89,7 +95,7 @@ pub(crate) enum CliError {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Webhook { .. } | Command::Dev(_) => "warn",
+        Command::Webhook { .. } | Command::Dev(_) | Command::RelayForward(_) => "warn",
         Command::Emulator(_) | Command::Relay(_) => "info",
     };
     tracing_subscriber::fmt()
@@ -124,6 +130,15 @@ fn main() -> ExitCode {
                 let token = token::load(cli.token_file.as_deref())?;
                 known_token = Some(token.clone());
                 dev::run(args, &token, &cli.api_url).await
+            }
+            Command::RelayForward(args) => {
+                let token = match token::load(cli.token_file.as_deref()) {
+                    Ok(token) => Some(token),
+                    Err(token::TokenError::Missing) => None,
+                    Err(error) => return Err(error.into()),
+                };
+                known_token.clone_from(&token);
+                relay_forward::run(args, token.as_deref(), &cli.api_url).await
             }
             Command::Emulator(args) => servers::emulator(args).await,
             Command::Relay(args) => servers::relay(args).await,
