@@ -44,7 +44,14 @@ impl Endpoint for WebhookEndpoint {
 /// step of a larger route. The body is streamed to the dispatcher, which applies its limit.
 pub async fn handle(webhook: &Webhook, mut request: Request) -> Response {
     let body: BoxBody<Bytes, std::io::Error> = request.take_body().into();
-    let extensions = std::mem::take(request.extensions_mut());
+    let mut extensions = std::mem::take(request.extensions_mut());
+    // The connection's peer, for a `SourceAllowlist` (poem's `RemoteAddr`; none on a Unix
+    // socket or a custom listener, where an allowlist refuses with 403).
+    if extensions.get::<telehook_core::PeerAddr>().is_none()
+        && let Some(peer) = request.remote_addr().as_socket_addr()
+    {
+        extensions.insert(telehook_core::PeerAddr(*peer));
+    }
     let head = RequestHead::from_http(request.method(), request.headers());
     let (status, headers, body, _error) = webhook
         .handle_with_extensions(head, extensions, body)

@@ -63,11 +63,17 @@ async fn send_body(
     request: http::Request<poem::Body>,
 ) -> http::Response<Bytes> {
     let (parts, body) = request.into_parts();
-    let mut builder = poem::Request::builder().method(parts.method).uri(parts.uri);
-    for (name, value) in &parts.headers {
-        builder = builder.header(name, value);
-    }
-    let response = endpoint.get_response(builder.body(body)).await;
+    // As poem's server does: the connection's peer is the request's `RemoteAddr`.
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40000));
+    let parts = poem::RequestParts::from((
+        parts,
+        poem::web::LocalAddr::default(),
+        poem::web::RemoteAddr(poem::Addr::SocketAddr(peer)),
+        http::uri::Scheme::HTTP,
+    ));
+    let response = endpoint
+        .get_response(poem::Request::from_parts(parts, body))
+        .await;
     let mut converted = http::Response::builder().status(response.status());
     for (name, value) in response.headers() {
         converted = converted.header(name, value);

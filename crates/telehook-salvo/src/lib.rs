@@ -40,7 +40,14 @@ impl Handler for WebhookHandler {
 /// step of a larger route. The body is streamed to the dispatcher, which applies its limit.
 pub async fn handle(webhook: &Webhook, request: &mut Request, response: &mut Response) {
     let body = request.take_body();
-    let extensions = request.extensions().clone();
+    let mut extensions = request.extensions().clone();
+    // The connection's peer, for a `SourceAllowlist` (none on a Unix socket, where an
+    // allowlist refuses with 403).
+    if extensions.get::<telehook_core::PeerAddr>().is_none()
+        && let Some(peer) = request.remote_addr().clone().into_std()
+    {
+        extensions.insert(telehook_core::PeerAddr(peer));
+    }
     let head = RequestHead::from_http(request.method(), request.headers());
     let (status, headers, body, _error) = webhook
         .handle_with_extensions(head, extensions, body)

@@ -89,7 +89,10 @@ async fn send_body(
     for (name, value) in &parts.headers {
         builder = builder.add_header(name, value, false);
     }
-    let mut response = builder.body(body).send(service).await;
+    let mut request = builder.body(body).build();
+    // As salvo's server does: the connection's peer is the request's `remote_addr`.
+    *request.remote_addr_mut() = std::net::SocketAddr::from(([127, 0, 0, 1], 40000)).into();
+    let mut response = service.handle(request).await;
     let mut converted =
         http::Response::builder().status(response.status_code.unwrap_or(StatusCode::OK));
     for (name, value) in response.headers() {
