@@ -62,9 +62,15 @@ pub async fn handle<'r>(
     let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|chunk| (chunk, rx))
     });
-    let head = RequestHead::new(request.method().as_str(), |name| {
+    let mut head = RequestHead::new(request.method().as_str(), |name| {
         request.headers().get_one(name).map(str::as_bytes)
     });
+    // The connection's peer, for a `SourceAllowlist`: `Request::remote`, never
+    // `client_ip` (which believes Rocket's `ip_header` from anyone; the allowlist reads
+    // forwarding headers only from its trusted proxies).
+    if let Some(peer) = request.remote() {
+        head = head.with_peer(peer);
+    }
     let mut answer = pin!(webhook.handle(head, StreamBody::new(chunks)));
     let pump = pin!(async move {
         let mut stream = data.open(ByteUnit::max_value());

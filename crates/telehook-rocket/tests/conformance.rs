@@ -94,7 +94,11 @@ impl Client for RocketClient {
     async fn send(&self, request: http::Request<Bytes>) -> http::Response<Bytes> {
         let (parts, body) = request.into_parts();
         let method: Method = parts.method.as_str().parse().expect("method");
-        let mut local = self.0.req(method, parts.uri.to_string());
+        // As Rocket's server does: the connection's peer is the request's `remote`.
+        let mut local = self
+            .0
+            .req(method, parts.uri.to_string())
+            .remote(std::net::SocketAddr::from(([127, 0, 0, 1], 40000)));
         for (name, value) in &parts.headers {
             let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
             local.add_header(Header::new(name.as_str().to_owned(), value));
