@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod backoff;
+pub mod metric_names;
 pub mod runner;
 mod source;
 #[cfg(feature = "telegram")]

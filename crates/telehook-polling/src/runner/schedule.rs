@@ -4,6 +4,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
+use tokio::time::Instant;
 
 use telehook_core::{ErasedHandler, SequenceKey};
 use tokio::sync::mpsc;
@@ -48,6 +49,9 @@ pub(super) struct State {
     /// Handler runs in flight, including ones whose key moved on after a timeout.
     pub(super) runs: HashMap<u64, Run>,
     pub(super) skip: HashSet<u64>,
+    /// When each held, not yet started delivery was fetched (for the lag histogram); bounded
+    /// by the held updates.
+    pub(super) fetched_at: HashMap<u64, Instant>,
     pub(super) recent: Recent,
     pub(super) events_tx: mpsc::Sender<Event>,
     pub(super) events: mpsc::Receiver<Event>,
@@ -72,6 +76,7 @@ impl State {
             busy: HashMap::new(),
             ready: VecDeque::new(),
             runs: HashMap::new(),
+            fetched_at: HashMap::new(),
             events_tx,
             events,
             report: StopReport::default(),
@@ -84,6 +89,7 @@ impl State {
 
     /// Takes a fetched batch; returns how many deliveries were new.
     pub(super) fn on_fetched(&mut self, asked: Option<u64>, deliveries: Vec<Delivery>) -> usize {
+        let fetched = Instant::now();
         let mut fresh = 0;
         let mut reset_seen = false;
         for delivery in deliveries {
@@ -140,6 +146,7 @@ impl State {
                 done: false,
             });
             self.held_count += 1;
+            self.fetched_at.insert(position, fetched);
             let key = (self.config.key_fn)(delivery.update());
             match key {
                 Some(key) => match self.busy.entry(key) {
@@ -170,6 +177,10 @@ impl State {
 
     pub(super) fn spawn(&mut self, delivery: Delivery, key: Option<SequenceKey>) {
         let position = delivery.position();
+        if let Some(fetched) = self.fetched_at.remove(&position) {
+            metrics::histogram!(crate::metric_names::POLLING_LAG)
+                .record(fetched.elapsed().as_secs_f64());
+        }
         let update = delivery.into_update();
         let update_id = update.update_id();
         let handler = self.handler.clone();
