@@ -17,7 +17,10 @@ use telehook_core::{
 };
 use tracing::Level;
 
-use crate::{Client, Harness, PATH, SECRET, StreamingBody, capture, fixture};
+use crate::{
+    BOTS_BY_SECRET_PATH, BOTS_PATH, Bots, Client, Harness, PATH, SECRET, StreamingBody, capture,
+    fixture,
+};
 
 type Case<H> = fn(&H) -> LocalBoxFuture<'_, Result<(), String>>;
 
@@ -59,6 +62,8 @@ cases![
     different_updates_run_concurrently,
     source_allowlist_refuses_strangers_with_403_before_secret_and_body,
     source_allowlist_admits_listed_addresses_and_forwarding_from_trusted_proxies,
+    bots_by_path_each_update_reaches_only_its_bot_and_unknown_names_get_404,
+    bots_by_secret_token_each_update_reaches_only_its_bot_and_unknown_secrets_get_401,
 ];
 
 /// Cases are generic over the harness; `case_names` needs some type to list them.
@@ -1297,4 +1302,133 @@ async fn source_allowlist_admits_listed_addresses_and_forwarding_from_trusted_pr
             rec.count()
         )
     })
+}
+
+// --- several bots in one server ----------------------------------------------------------
+
+/// The second bot's secret (the first one's is [`SECRET`]).
+const OTHER_SECRET: &str = "an0ther-s3cret_for-the-second-bot";
+
+/// Two bots, `alpha` (secret [`SECRET`]) and `beta` ([`OTHER_SECRET`]), each recording into its
+/// own recorder, mounted by the harness; `None` when the harness cannot mount [`Bots`].
+async fn serve_two_bots<H: Harness>(
+    h: &H,
+) -> Result<Option<(H::Client, Recorder, Recorder)>, String> {
+    let (alpha, beta) = (Recorder::default(), Recorder::default());
+    let bots = Bots::new()
+        .bot(
+            "alpha",
+            builder()
+                .build(recording(&alpha))
+                .map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?
+        .bot(
+            "beta",
+            Webhook::builder()
+                .secret_token(OTHER_SECRET)
+                .build(recording(&beta))
+                .map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+    Ok(h.serve_bots(bots).await.map(|client| (client, alpha, beta)))
+}
+
+fn post_to(path: &str, body: Bytes, secret: Option<&str>) -> Request<Bytes> {
+    let mut request = request(Method::POST, body, secret);
+    *request.uri_mut() = path.parse().expect("uri");
+    request
+}
+
+fn check_calls(rec: &Recorder, bot: &str, expected: &[u64]) -> Result<(), String> {
+    let got: Vec<u64> = rec.calls().iter().map(|(id, _)| *id).collect();
+    ensure(got == expected, || {
+        format!("bot {bot}'s handler got update_ids {got:?}, expected {expected:?}")
+    })
+}
+
+async fn bots_by_path_each_update_reaches_only_its_bot_and_unknown_names_get_404<H: Harness>(
+    h: &H,
+) -> Result<(), String> {
+    let Some((client, alpha, beta)) = serve_two_bots(h).await? else {
+        return skip_because("the harness does not mount Bots (Harness::serve_bots)");
+    };
+    let (to_alpha, to_beta, shared) = (fresh_id(), fresh_id(), fresh_id());
+    let alpha_path = format!("{BOTS_PATH}/alpha");
+    let beta_path = format!("{BOTS_PATH}/beta");
+    for (path, id, secret) in [
+        (&alpha_path, to_alpha, SECRET),
+        (&beta_path, to_beta, OTHER_SECRET),
+        // The same update_id for both: each bot has its own redelivery guard.
+        (&alpha_path, shared, SECRET),
+        (&beta_path, shared, OTHER_SECRET),
+    ] {
+        let response = client
+            .send(post_to(path, text_update(id, 1, "x"), Some(secret)))
+            .await;
+        check_empty_ok(&response).map_err(|e| format!("{path}: {e}"))?;
+    }
+    // A known bot with the other bot's secret, or none: 401 from that bot.
+    for secret in [Some(OTHER_SECRET), None] {
+        let response = client
+            .send(post_to(
+                &alpha_path,
+                text_update(fresh_id(), 1, "x"),
+                secret,
+            ))
+            .await;
+        check_status(&response, 401).map_err(|e| format!("{alpha_path} with {secret:?}: {e}"))?;
+    }
+    // An unknown bot: 404, whatever the secret.
+    for secret in [SECRET, OTHER_SECRET] {
+        let path = format!("{BOTS_PATH}/gamma");
+        let response = client
+            .send(post_to(
+                &path,
+                text_update(fresh_id(), 1, "x"),
+                Some(secret),
+            ))
+            .await;
+        check_status(&response, 404).map_err(|e| format!("{path}: {e}"))?;
+    }
+    check_calls(&alpha, "alpha", &[to_alpha, shared])?;
+    check_calls(&beta, "beta", &[to_beta, shared])
+}
+
+async fn bots_by_secret_token_each_update_reaches_only_its_bot_and_unknown_secrets_get_401<
+    H: Harness,
+>(
+    h: &H,
+) -> Result<(), String> {
+    let Some((client, alpha, beta)) = serve_two_bots(h).await? else {
+        return skip_because("the harness does not mount Bots (Harness::serve_bots)");
+    };
+    let (to_alpha, to_beta, shared) = (fresh_id(), fresh_id(), fresh_id());
+    for (id, secret) in [
+        (to_alpha, SECRET),
+        (to_beta, OTHER_SECRET),
+        (shared, OTHER_SECRET),
+        (shared, SECRET),
+    ] {
+        let response = client
+            .send(post_to(
+                BOTS_BY_SECRET_PATH,
+                text_update(id, 1, "x"),
+                Some(secret),
+            ))
+            .await;
+        check_empty_ok(&response).map_err(|e| format!("secret of {id}: {e}"))?;
+    }
+    for secret in [Some("wrong"), Some(""), None] {
+        let response = client
+            .send(post_to(
+                BOTS_BY_SECRET_PATH,
+                text_update(fresh_id(), 1, "x"),
+                secret,
+            ))
+            .await;
+        check_status(&response, 401).map_err(|e| format!("secret {secret:?}: {e}"))?;
+    }
+    check_calls(&alpha, "alpha", &[to_alpha, shared])?;
+    check_calls(&beta, "beta", &[to_beta, shared])
 }

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::path::PathBuf;
 
 use bytes::Bytes;
-pub use telehook_core::Webhook;
+pub use telehook_core::{Bots, Webhook};
 
 pub use capture::{LogEvent, install as install_log_capture};
 pub use streaming::StreamingBody;
@@ -18,6 +18,14 @@ pub const PATH: &str = "/webhook";
 
 /// The secret token the cases configure and send.
 pub const SECRET: &str = "s3cr3t_T0ken-for-tests";
+
+/// Where [`Harness::serve_bots`] routes by path: a request to `{BOTS_PATH}/{name}` goes to
+/// [`Bots::handle_by_name`] with `name`.
+pub const BOTS_PATH: &str = "/bot";
+
+/// Where [`Harness::serve_bots`] routes by the secret token header: a request to this path
+/// goes to [`Bots::handle_by_secret_token`].
+pub const BOTS_BY_SECRET_PATH: &str = "/bots";
 
 /// Mounts a webhook in one framework.
 pub trait Harness {
@@ -29,6 +37,15 @@ pub trait Harness {
     /// ([`telehook_core::PeerAddr`]) as it does in production; where there is none (an
     /// in-memory client, a platform without one) the source-allowlist cases report skipped.
     fn serve(&self, webhook: Webhook) -> impl Future<Output = Self::Client>;
+
+    /// Mounts several bots: `{BOTS_PATH}/{name}` routed by [`Bots::handle_by_name`] and
+    /// [`BOTS_BY_SECRET_PATH`] routed by [`Bots::handle_by_secret_token`] (both for `POST` at
+    /// least). `None` (the default) means the harness cannot: the multi-bot cases are reported
+    /// as skipped.
+    fn serve_bots(&self, bots: Bots) -> impl Future<Output = Option<Self::Client>> {
+        drop(bots);
+        std::future::ready(None)
+    }
 }
 
 /// Sends requests through a framework to the mounted webhook.
