@@ -5,7 +5,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use telehook_axum::RouterExt as _;
-use telehook_conformance::{Client, Harness, PATH, StreamingBody};
+use telehook_conformance::{BOTS_BY_SECRET_PATH, BOTS_PATH, Client, Harness, PATH, StreamingBody};
 use telehook_core::Webhook;
 use tower::ServiceExt as _;
 
@@ -25,6 +25,39 @@ impl Harness for AxumHarness {
             .telegram_webhook(PATH, webhook)
             .with_state("ok");
         AxumClient(app)
+    }
+
+    async fn serve_bots(&self, bots: telehook_core::Bots) -> Option<AxumClient> {
+        use axum::extract::{Path, Request};
+        use axum::response::IntoResponse as _;
+        use telehook_core::RequestHead;
+        let by_secret = bots.clone();
+        let app = Router::new()
+            .route(
+                &format!("{BOTS_PATH}/{{name}}"),
+                axum::routing::any(move |Path(name): Path<String>, request: Request| {
+                    let bots = bots.clone();
+                    async move {
+                        let (parts, body) = request.into_parts();
+                        let head = RequestHead::from_http(&parts.method, &parts.headers);
+                        let answer = bots.handle_by_name(&name, head, parts.extensions, body);
+                        answer.await.into_http().into_response()
+                    }
+                }),
+            )
+            .route(
+                BOTS_BY_SECRET_PATH,
+                axum::routing::any(move |request: Request| {
+                    let bots = by_secret.clone();
+                    async move {
+                        let (parts, body) = request.into_parts();
+                        let head = RequestHead::from_http(&parts.method, &parts.headers);
+                        let answer = bots.handle_by_secret_token(head, parts.extensions, body);
+                        answer.await.into_http().into_response()
+                    }
+                }),
+            );
+        Some(AxumClient(app))
     }
 }
 
