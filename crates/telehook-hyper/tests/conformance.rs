@@ -8,7 +8,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use telehook_conformance::{Client, Harness, StreamingBody};
+use telehook_conformance::{BOTS_BY_SECRET_PATH, BOTS_PATH, Client, Harness, StreamingBody};
 use telehook_core::{Context, HandlerError, Update, Webhook};
 
 struct HyperHarness;
@@ -42,6 +42,58 @@ impl Harness for HyperHarness {
             client,
             _stop: stop,
         }
+    }
+
+    async fn serve_bots(&self, bots: telehook_core::Bots) -> Option<LoopbackClient> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // One `service_fn` routing by path, as an own hyper router would.
+        let drained = bots.get("alpha").expect("the cases add alpha").clone();
+        let service =
+            hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let bots = bots.clone();
+                async move {
+                    let (parts, body) = request.into_parts();
+                    let head = telehook_core::RequestHead::from_http(&parts.method, &parts.headers);
+                    let path = parts.uri.path();
+                    let answer = if path == BOTS_BY_SECRET_PATH {
+                        bots.handle_by_secret_token(head, parts.extensions, body)
+                            .await
+                    } else if let Some(name) = path
+                        .strip_prefix(BOTS_PATH)
+                        .and_then(|rest| rest.strip_prefix('/'))
+                    {
+                        bots.handle_by_name(name, head, parts.extensions, body)
+                            .await
+                    } else {
+                        let mut not_found = http::Response::new(Full::new(Bytes::new()));
+                        *not_found.status_mut() = http::StatusCode::NOT_FOUND;
+                        return Ok::<_, std::convert::Infallible>(not_found);
+                    };
+                    Ok(answer.into_http())
+                }
+            });
+        tokio::spawn(async move {
+            telehook_hyper::serve_with(
+                listener,
+                service,
+                &drained,
+                async move {
+                    let _ = stopped.await;
+                },
+                Duration::from_secs(1),
+            )
+            .await
+        });
+        let client = HyperClient::builder(TokioExecutor::new()).build_http();
+        Some(LoopbackClient {
+            base,
+            client,
+            _stop: stop,
+        })
     }
 }
 
