@@ -8,6 +8,8 @@ pub mod config;
 #[cfg(feature = "server")]
 pub mod error;
 #[cfg(feature = "server")]
+pub mod metric_names;
+#[cfg(feature = "server")]
 pub mod ratelimit;
 #[cfg(feature = "server")]
 mod server;

@@ -123,6 +123,23 @@ pub(crate) async fn get_updates(
     long_poll(&shared, &channel, params.ts, params.sleep).await
 }
 
+/// One long poll counted in [`RELAY_QUEUE_DEPTH`](crate::metric_names::RELAY_QUEUE_DEPTH)
+/// while it lives (dropped when it answers, or when the client disconnects).
+struct WaitingPoll;
+
+impl WaitingPoll {
+    fn start() -> Self {
+        metrics::gauge!(crate::metric_names::RELAY_QUEUE_DEPTH).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for WaitingPoll {
+    fn drop(&mut self) {
+        metrics::gauge!(crate::metric_names::RELAY_QUEUE_DEPTH).decrement(1.0);
+    }
+}
+
 async fn long_poll(
     shared: &Shared,
     channel: &ChannelName,
@@ -157,6 +174,8 @@ async fn long_poll(
                 .await?
         }
     };
+    // Counted in the queue-depth gauge from its first wait until it answers or the client goes.
+    let mut waiting: Option<WaitingPoll> = None;
     loop {
         if ts > page.total || !page.updates.is_empty() || page.missed(ts) > 0 {
             break;
@@ -164,6 +183,7 @@ async fn long_poll(
         if *shutdown.borrow_and_update() {
             break;
         }
+        waiting.get_or_insert_with(WaitingPoll::start);
         tokio::select! {
             changed = wake.changed() => if changed.is_err() { break },
             () = tokio::time::sleep_until(deadline) => break,
