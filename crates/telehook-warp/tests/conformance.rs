@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use telehook_conformance::{Client, Harness, PATH, StreamingBody};
+use telehook_conformance::{BOTS_BY_SECRET_PATH, BOTS_PATH, Client, Harness, PATH, StreamingBody};
 use telehook_core::{Context, HandlerError, Update, Webhook};
 use warp::Filter;
 use warp::reply::Response;
@@ -35,6 +35,48 @@ impl Harness for WarpHarness {
 
     async fn serve(&self, webhook: Webhook) -> WarpClient {
         WarpClient(routes(webhook, Arc::default()))
+    }
+
+    async fn serve_bots(&self, bots: telehook_core::Bots) -> Option<WarpClient> {
+        use telehook_core::{RequestHead, WebhookResponse};
+        fn reply(answer: WebhookResponse) -> Response {
+            let (status, headers, body, _error) = answer.into_parts();
+            let mut reply = http::Response::new(body);
+            *reply.status_mut() = status;
+            *reply.headers_mut() = headers;
+            warp::reply::Reply::into_response(reply)
+        }
+        let by_secret = bots.clone();
+        let by_name = warp::path(BOTS_PATH.trim_start_matches('/'))
+            .and(warp::path::param::<String>())
+            .and(warp::path::end())
+            .and(warp::method())
+            .and(warp::header::headers_cloned())
+            .and(warp::body::bytes())
+            .then(move |name: String, method, headers, body: Bytes| {
+                let bots = bots.clone();
+                async move {
+                    let head = RequestHead::from_http(&method, &headers);
+                    reply(bots.handle_bytes_by_name(&name, head, body).await)
+                }
+            });
+        let by_header = warp::path(BOTS_BY_SECRET_PATH.trim_start_matches('/'))
+            .and(warp::path::end())
+            .and(warp::method())
+            .and(warp::header::headers_cloned())
+            .and(warp::body::bytes())
+            .then(move |method, headers, body: Bytes| {
+                let bots = by_secret.clone();
+                async move {
+                    let head = RequestHead::from_http(&method, &headers);
+                    let body = http_body_util::Full::new(body);
+                    reply(
+                        bots.handle_by_secret_token(head, http::Extensions::new(), body)
+                            .await,
+                    )
+                }
+            });
+        Some(WarpClient(by_name.or(by_header).unify().boxed()))
     }
 }
 
