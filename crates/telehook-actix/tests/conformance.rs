@@ -11,7 +11,7 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::{App, HttpResponse, test, web};
 use bytes::Bytes;
 use telehook_actix::WebhookResponseError;
-use telehook_conformance::{Client, Harness, PATH, StreamingBody};
+use telehook_conformance::{BOTS_BY_SECRET_PATH, BOTS_PATH, Client, Harness, PATH, StreamingBody};
 use telehook_core::{Context, HandlerError, Update, Webhook, WebhookError};
 
 struct ActixHarness;
@@ -52,6 +52,60 @@ impl Harness for ActixHarness {
             Box::pin(async move { service.call(request).await.expect("actix service") })
         }))
     }
+
+    async fn serve_bots(&self, bots: telehook_core::Bots) -> Option<ActixClient> {
+        let app = App::new()
+            .app_data(web::Data::new(bots))
+            .route(
+                &format!("{BOTS_PATH}/{{name}}"),
+                web::route().to(
+                    |request: actix_web::HttpRequest,
+                     name: web::Path<String>,
+                     body: web::Bytes,
+                     bots: web::Data<telehook_core::Bots>| async move {
+                        let head = actix_head(&request);
+                        into_actix(bots.handle_bytes_by_name(&name, head, body).await)
+                    },
+                ),
+            )
+            .route(
+                BOTS_BY_SECRET_PATH,
+                web::route().to(
+                    |request: actix_web::HttpRequest,
+                     body: web::Bytes,
+                     bots: web::Data<telehook_core::Bots>| async move {
+                        let head = actix_head(&request);
+                        let body = http_body_util::Full::new(body);
+                        into_actix(
+                            bots.handle_by_secret_token(head, http::Extensions::new(), body)
+                                .await,
+                        )
+                    },
+                ),
+            );
+        let service = Rc::new(test::init_service(app).await);
+        Some(ActixClient(Rc::new(move |request| {
+            let service = Rc::clone(&service);
+            Box::pin(async move { service.call(request).await.expect("actix service") })
+        })))
+    }
+}
+
+fn actix_head(request: &actix_web::HttpRequest) -> telehook_core::RequestHead<'_> {
+    telehook_core::RequestHead::new(request.method().as_str(), |name| {
+        request.headers().get(name).map(|value| value.as_bytes())
+    })
+}
+
+fn into_actix(answer: telehook_core::WebhookResponse) -> HttpResponse {
+    let (status, headers, body, _error) = answer.into_parts();
+    let mut response = HttpResponse::build(
+        actix_web::http::StatusCode::from_u16(status.as_u16()).expect("status"),
+    );
+    for (name, value) in &headers {
+        response.append_header((name.as_str(), value.as_bytes()));
+    }
+    response.body(body)
 }
 
 fn test_request(parts: &http::request::Parts) -> test::TestRequest {
