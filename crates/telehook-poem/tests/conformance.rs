@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use poem::{Endpoint as _, EndpointExt as _, Route, get, handler, web::Data};
-use telehook_conformance::{Client, Harness, PATH};
+use telehook_conformance::{BOTS_BY_SECRET_PATH, BOTS_PATH, Client, Harness, PATH};
 use telehook_core::{Context, HandlerError, Update, Webhook};
 use telehook_poem::RouteExt as _;
 
@@ -31,6 +31,61 @@ impl Harness for PoemHarness {
     async fn serve(&self, webhook: Webhook) -> PoemClient {
         PoemClient(app(webhook).map_to_response().boxed())
     }
+
+    async fn serve_bots(&self, bots: telehook_core::Bots) -> Option<PoemClient> {
+        let by_secret = bots.clone();
+        let route = Route::new()
+            .at(
+                format!("{BOTS_PATH}/:name"),
+                poem::endpoint::make(move |mut request: poem::Request| {
+                    let bots = bots.clone();
+                    async move {
+                        let name = request.raw_path_param("name").unwrap_or("").to_owned();
+                        let (head_parts, extensions, body) = split(&mut request);
+                        let head =
+                            telehook_core::RequestHead::from_http(&head_parts.0, &head_parts.1);
+                        into_poem(bots.handle_by_name(&name, head, extensions, body).await)
+                    }
+                }),
+            )
+            .at(
+                BOTS_BY_SECRET_PATH,
+                poem::endpoint::make(move |mut request: poem::Request| {
+                    let bots = by_secret.clone();
+                    async move {
+                        let (head_parts, extensions, body) = split(&mut request);
+                        let head =
+                            telehook_core::RequestHead::from_http(&head_parts.0, &head_parts.1);
+                        into_poem(bots.handle_by_secret_token(head, extensions, body).await)
+                    }
+                }),
+            );
+        Some(PoemClient(route.map_to_response().boxed()))
+    }
+}
+
+type Split = (
+    (http::Method, http::HeaderMap),
+    http::Extensions,
+    http_body_util::combinators::BoxBody<Bytes, std::io::Error>,
+);
+
+fn split(request: &mut poem::Request) -> Split {
+    let body = request.take_body().into();
+    let extensions = std::mem::take(request.extensions_mut());
+    (
+        (request.method().clone(), request.headers().clone()),
+        extensions,
+        body,
+    )
+}
+
+fn into_poem(answer: telehook_core::WebhookResponse) -> poem::Response {
+    let (status, headers, body, _error) = answer.into_parts();
+    let mut response = poem::Response::from(body);
+    response.set_status(status);
+    *response.headers_mut() = headers;
+    response
 }
 
 impl Client for PoemClient {
