@@ -9,7 +9,7 @@ use salvo::affix_state;
 use salvo::http::ReqBody;
 use salvo::prelude::*;
 use salvo::test::{RequestBuilder, ResponseExt as _};
-use telehook_conformance::{Client, Harness, PATH};
+use telehook_conformance::{BOTS_BY_SECRET_PATH, BOTS_PATH, Client, Harness, PATH};
 use telehook_core::{Context, HandlerError, Update, Webhook};
 
 #[handler]
@@ -37,6 +37,47 @@ impl Harness for SalvoHarness {
 
     async fn serve(&self, webhook: Webhook) -> SalvoClient {
         SalvoClient(Arc::new(Service::new(app(webhook))))
+    }
+
+    async fn serve_bots(&self, bots: telehook_core::Bots) -> Option<SalvoClient> {
+        let router = Router::new()
+            .push(
+                Router::with_path(format!("{}/{{name}}", BOTS_PATH.trim_start_matches('/')))
+                    .goal(BotsHandler(bots.clone(), true)),
+            )
+            .push(
+                Router::with_path(BOTS_BY_SECRET_PATH.trim_start_matches('/'))
+                    .goal(BotsHandler(bots, false)),
+            );
+        Some(SalvoClient(Arc::new(Service::new(router))))
+    }
+}
+
+/// Routes to one of several bots: by the `name` path parameter (`true`) or by the secret header.
+struct BotsHandler(telehook_core::Bots, bool);
+
+#[async_trait]
+impl Handler for BotsHandler {
+    async fn handle(
+        &self,
+        request: &mut Request,
+        _depot: &mut Depot,
+        response: &mut Response,
+        _ctrl: &mut FlowCtrl,
+    ) {
+        let body = request.take_body();
+        let extensions = request.extensions().clone();
+        let head = telehook_core::RequestHead::from_http(request.method(), request.headers());
+        let answer = if self.1 {
+            let name = request.param::<String>("name").unwrap_or_default();
+            self.0.handle_by_name(&name, head, extensions, body).await
+        } else {
+            self.0.handle_by_secret_token(head, extensions, body).await
+        };
+        let (status, headers, body, _error) = answer.into_parts();
+        response.status_code(status);
+        response.set_headers(headers);
+        response.replace_body(salvo::http::ResBody::Once(body));
     }
 }
 
