@@ -45,7 +45,10 @@ pub(crate) async fn run(args: DevArgs, token: &str, api_url: &str) -> Result<(),
         args.delivery.to
     ));
     let handler = delivery.handler();
+    // Without --take-over, polling must not delete a webhook set after the check above (a
+    // deploy in between): getUpdates then fails with 409 Conflict and `dev` stops, saying so.
     let report = Polling::new(bot)
+        .delete_webhook_at_start(args.take_over)
         .timeout(Duration::from_secs(args.poll_timeout_secs))
         .runner_config(config)
         .run(handler, crate::servers::shutdown_signal())

@@ -90,6 +90,47 @@ async fn dev_refuses_while_a_webhook_is_set() {
     assert_eq!(bot.webhook_info()["url"], "http://127.0.0.1:9/prod");
 }
 
+/// Without --take-over, dev never calls deleteWebhook (so a webhook set between its check and
+/// its polling is not deleted): a webhook set while it runs stops it with the 409 Conflict,
+/// and stays set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_never_deletes_a_webhook_set_after_its_check() {
+    let (emulator, bot) = emulator().await;
+    let url = emulator.base_url();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_telehook"))
+        .args(["dev", "--to", "http://127.0.0.1:9/local"])
+        .args(["--poll-timeout-secs", "30"])
+        .env("TELEHOOK_API_URL", &url)
+        .env("TELEGRAM_BOT_TOKEN", TOKEN)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    bot.wait_for_long_poll(WAIT).await.unwrap();
+    assert!(
+        bot.calls_to("deleteWebhook").is_empty(),
+        "dev called deleteWebhook without --take-over"
+    );
+    telehook(
+        &url,
+        Some(TOKEN),
+        &["webhook", "set", "http://127.0.0.1:9/prod"],
+    )
+    .await;
+    let output = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("dev stops")
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("409 Conflict"), "{err}");
+    assert_no_token(&output);
+    assert!(bot.calls_to("deleteWebhook").is_empty(), "nothing deleted");
+    assert_eq!(bot.webhook_info()["url"], "http://127.0.0.1:9/prod");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_bridges_updates_like_telegram() {
     let (emulator, bot) = emulator().await;

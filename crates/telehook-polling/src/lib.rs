@@ -17,8 +17,8 @@ pub use telegram::{GetUpdatesSource, Polling};
 #[cfg(feature = "telegram")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConflictCause {
-    /// A webhook is set for the bot: call `deleteWebhook` (polling does it at start), or stop
-    /// whatever sets it again.
+    /// A webhook is set for the bot: call `deleteWebhook` (polling does it at start unless
+    /// `delete_webhook_at_start(false)`), or stop whatever sets it again.
     WebhookActive,
     /// Another process is calling `getUpdates` with the same token: run only one instance.
     OtherInstance,
@@ -36,7 +36,7 @@ pub enum PollingError {
     Unauthorized,
     /// `409 Conflict`.
     #[error("{}: {description}", match cause {
-        ConflictCause::WebhookActive => "a webhook is set for this bot (409 Conflict); polling deletes it at start, so something set it again: stop that, or use the webhook instead",
+        ConflictCause::WebhookActive => "a webhook is set for this bot (409 Conflict): getUpdates is refused while it is; polling deletes it at start unless told not to (delete_webhook_at_start(false)), so either that was asked or something set it again: delete it, stop what sets it, or use the webhook instead",
         ConflictCause::OtherInstance => "another getUpdates is running for this bot (409 Conflict): make sure only one instance polls",
     })]
     Conflict {

@@ -203,6 +203,7 @@ pub struct Polling {
     timeout: Duration,
     allowed_updates: Option<Vec<String>>,
     drop_pending_updates: bool,
+    delete_webhook: bool,
     backoff: (Duration, Duration),
     runner: RunnerConfig,
 }
@@ -216,6 +217,7 @@ impl Polling {
             timeout: Duration::from_secs(30),
             allowed_updates: None,
             drop_pending_updates: false,
+            delete_webhook: true,
             backoff: (Duration::from_secs(1), Duration::from_secs(60)),
             runner: RunnerConfig::default(),
         }
@@ -237,6 +239,18 @@ impl Polling {
     /// Drop the updates that are pending when polling starts.
     pub fn drop_pending_updates(mut self, drop: bool) -> Self {
         self.drop_pending_updates = drop;
+        self
+    }
+
+    /// Whether `run` calls `deleteWebhook` before polling (default `true`). With `false`, a
+    /// webhook that is set stays set and `run` stops with [`PollingError::Conflict`]
+    /// ([`ConflictCause::WebhookActive`]) at the first `getUpdates`, which Telegram refuses
+    /// while a webhook is set (<https://core.telegram.org/bots/api#getupdates>): for a tool
+    /// that must never remove a production webhook (`telehook dev` without `--take-over`),
+    /// without a window between checking `getWebhookInfo` and polling. `drop_pending_updates`
+    /// then has no effect.
+    pub fn delete_webhook_at_start(mut self, delete: bool) -> Self {
+        self.delete_webhook = delete;
         self
     }
 
@@ -308,7 +322,8 @@ impl Polling {
         self
     }
 
-    /// Deletes any webhook, then polls and runs `handler` until `shutdown` resolves (then
+    /// Deletes any webhook (unless [`delete_webhook_at_start`](Self::delete_webhook_at_start)
+    /// is `false`), then polls and runs `handler` until `shutdown` resolves (then
     /// finishes what it holds and confirms the offset, all within the stop deadline) or a fatal
     /// error.
     pub async fn run<U, H>(
@@ -323,9 +338,11 @@ impl Polling {
         let mut source =
             GetUpdatesSource::new(self.bot, self.timeout, self.allowed_updates, self.backoff);
         let mut shutdown = std::pin::pin!(shutdown);
-        tokio::select! {
-            result = source.delete_webhook(self.drop_pending_updates) => result?,
-            () = &mut shutdown => return Ok(StopReport::default()),
+        if self.delete_webhook {
+            tokio::select! {
+                result = source.delete_webhook(self.drop_pending_updates) => result?,
+                () = &mut shutdown => return Ok(StopReport::default()),
+            }
         }
         tracing::info!(
             timeout_s = self.timeout.as_secs(),

@@ -316,6 +316,42 @@ async fn a_second_poller_stops_the_first_with_other_instance_conflict() {
         .expect("the second poller stops cleanly");
 }
 
+/// `delete_webhook_at_start(false)`: a webhook that is set stays set, and `run` stops at once
+/// with the webhook conflict (what `telehook dev` relies on without `--take-over`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_delete_at_start_a_set_webhook_is_kept_and_polling_stops_with_conflict() {
+    let (emu, _tg) = emulator().await;
+    let bot = Bot::builder(TOKEN).base_url(emu.base_url()).build();
+    bot.set_webhook(&telehook_api::SetWebhook::new("http://127.0.0.1:9/prod"))
+        .await
+        .expect("setWebhook");
+    let error = tokio::time::timeout(
+        Duration::from_secs(10),
+        polling(&emu).delete_webhook_at_start(false).run(
+            |_: Update, _: Context| async { Ok::<_, HandlerError>(()) },
+            std::future::pending(),
+        ),
+    )
+    .await
+    .expect("polling stops")
+    .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            PollingError::Conflict {
+                cause: ConflictCause::WebhookActive,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let info = bot.get_webhook_info().await.expect("getWebhookInfo");
+    assert_eq!(
+        info.url, "http://127.0.0.1:9/prod",
+        "the webhook was deleted"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_set_while_polling_stops_with_webhook_conflict() {
     let (emu, tg) = emulator().await;
