@@ -7,7 +7,7 @@ use bytes::Bytes;
 use rocket::http::{Header, Method};
 use rocket::local::asynchronous::Client as LocalClient;
 use rocket::{Build, Rocket, State, get, routes};
-use telehook_conformance::{Client, Harness, PATH, StreamingBody};
+use telehook_conformance::{BOTS_BY_SECRET_PATH, BOTS_PATH, Client, Harness, PATH, StreamingBody};
 use telehook_core::{Context, HandlerError, Update, Webhook};
 
 #[get("/health")]
@@ -46,6 +46,68 @@ impl Harness for RocketHarness {
             .await
             .expect("rocket");
         RocketClient(client, webhook)
+    }
+
+    async fn serve_bots(&self, bots: telehook_core::Bots) -> Option<RocketClient> {
+        use rocket::route::Route;
+        let streaming = bots.get("alpha").expect("the cases add alpha").clone();
+        let quiet = rocket::Config::figment().merge(("log_level", "off"));
+        let by_name = Route::new(Method::Post, "/<name>", BotsHandler(bots.clone(), true));
+        let by_secret = Route::new(Method::Post, "/", BotsHandler(bots, false));
+        // Without Shield's headers, as in `app_with`.
+        let rocket = rocket::custom(quiet)
+            .attach(rocket::shield::Shield::new())
+            .mount(BOTS_PATH, vec![by_name])
+            .mount(BOTS_BY_SECRET_PATH, vec![by_secret]);
+        let client = LocalClient::untracked(rocket).await.expect("rocket");
+        Some(RocketClient(client, streaming))
+    }
+}
+
+/// Routes to one of several bots: by the `<name>` segment (`true`) or by the secret header.
+#[derive(Clone)]
+struct BotsHandler(telehook_core::Bots, bool);
+
+#[rocket::async_trait]
+impl rocket::route::Handler for BotsHandler {
+    async fn handle<'r>(
+        &self,
+        request: &'r rocket::Request<'_>,
+        data: rocket::Data<'r>,
+    ) -> rocket::route::Outcome<'r> {
+        let body = match data
+            .open(rocket::data::ByteUnit::Mebibyte(1))
+            .into_bytes()
+            .await
+        {
+            Ok(body) => Bytes::from(body.into_inner()),
+            Err(_) => return rocket::route::Outcome::Error(rocket::http::Status::BadRequest),
+        };
+        let head = telehook_core::RequestHead::new(request.method().as_str(), |name| {
+            request.headers().get_one(name).map(str::as_bytes)
+        });
+        let answer = if self.1 {
+            let name = request
+                .param::<&str>(0)
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            self.0.handle_bytes_by_name(name, head, body).await
+        } else {
+            let body = http_body_util::Full::new(body);
+            self.0
+                .handle_by_secret_token(head, http::Extensions::new(), body)
+                .await
+        };
+        let (status, headers, body, _error) = answer.into_parts();
+        let mut response = rocket::Response::build();
+        response.status(rocket::http::Status::new(status.as_u16()));
+        for (name, value) in &headers {
+            if let Ok(value) = value.to_str() {
+                response.raw_header_adjoin(name.as_str().to_owned(), value.to_owned());
+            }
+        }
+        response.sized_body(body.len(), std::io::Cursor::new(body));
+        rocket::route::Outcome::Success(response.finalize())
     }
 }
 
