@@ -200,7 +200,13 @@ pub async fn handle_with(
             invoked_function_arn: context.invoked_function_arn.clone(),
         }
     });
+    let peer = source_ip(&request);
     let (mut parts, body) = request.into_parts();
+    if let Some(peer) = peer
+        && parts.extensions.get::<telehook_core::PeerAddr>().is_none()
+    {
+        parts.extensions.insert(telehook_core::PeerAddr(peer));
+    }
     if let Some(invocation) = invocation {
         // Already past the deadline (or within the margin): answer at once.
         let now = Instant::now();
@@ -230,6 +236,22 @@ pub async fn handle_with(
     *out.status_mut() = status;
     *out.headers_mut() = headers;
     out
+}
+
+/// The caller's address as API Gateway reports it (`requestContext.identity.sourceIp` for REST
+/// APIs, `requestContext.http.sourceIp` for HTTP APIs and Function URLs), for a
+/// `SourceAllowlist`: the gateway is the direct peer and it reports the client it saw (port 0,
+/// unknown). ALB events carry no source address (only the `X-Forwarded-For` the load balancer
+/// appends, with no peer to trust it by), so an allowlist refuses every ALB request.
+fn source_ip(request: &Request) -> Option<std::net::SocketAddr> {
+    use lambda_http::request::RequestContext;
+    let ip = match request.request_context_ref()? {
+        RequestContext::ApiGatewayV1(context) => context.identity.source_ip.as_deref(),
+        RequestContext::ApiGatewayV2(context) => context.http.source_ip.as_deref(),
+        _ => None,
+    }?;
+    let ip: std::net::IpAddr = ip.trim().parse().ok()?;
+    Some(std::net::SocketAddr::new(ip, 0))
 }
 
 #[cfg(test)]

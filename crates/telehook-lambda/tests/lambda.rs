@@ -22,6 +22,8 @@ fn event_for(request: &http::Request<Bytes>) -> lambda_http::Request {
     );
     event["headers"] = Value::Object(headers);
     event["requestContext"]["http"]["method"] = json!(request.method().as_str());
+    // The caller API Gateway saw, passed on as the peer: loopback, as the cases expect.
+    event["requestContext"]["http"]["sourceIp"] = json!("127.0.0.1");
     event["rawPath"] = json!(request.uri().path());
     event["body"] = json!(base64::engine::general_purpose::STANDARD.encode(request.body()));
     event["isBase64Encoded"] = json!(true);
@@ -274,4 +276,40 @@ async fn outside_lambda_run_returns_an_error_saying_what_to_do() {
         debug.contains("not running on AWS Lambda") && debug.contains("cargo lambda watch"),
         "{debug}"
     );
+}
+
+#[tokio::test]
+async fn the_gateways_source_ip_is_the_peer_for_the_source_allowlist() {
+    let webhook = |list: telehook_core::SourceAllowlist| {
+        Webhook::builder()
+            .secret_token("s3cr3t_T0ken-for-tests")
+            .source_allowlist(list)
+            .build(|_: Update, _: Context| async { Ok::<_, HandlerError>(()) })
+            .unwrap()
+    };
+    let telegram = webhook(telehook_core::SourceAllowlist::telegram());
+    let others = webhook(telehook_core::SourceAllowlist::new(["192.0.2.0/24"]).unwrap());
+    // Every fixture event comes from 149.154.167.220, a Telegram address.
+    for name in [
+        "apigw_v1_post.json",
+        "apigw_v2_post.json",
+        "function_url_post.json",
+    ] {
+        let event = || {
+            let text = fixture(&format!("lambda/{name}"));
+            lambda_http::request::from_str(std::str::from_utf8(&text).unwrap()).unwrap()
+        };
+        let admitted = telehook_lambda::handle(&telegram, event()).await;
+        assert_ne!(
+            admitted.status(),
+            403,
+            "{name}: a Telegram source was refused"
+        );
+        let refused = telehook_lambda::handle(&others, event()).await;
+        assert_eq!(
+            refused.status(),
+            403,
+            "{name}: a source outside the list was admitted"
+        );
+    }
 }
