@@ -85,6 +85,11 @@ where
     let (mut parts, body) = request.into_parts();
     let mut extensions = std::mem::take(&mut parts.extensions);
     extensions.insert(InvocationDeadline(deadline));
+    if extensions.get::<telehook_core::PeerAddr>().is_none()
+        && let Some(peer) = client_address(&parts.headers)
+    {
+        extensions.insert(telehook_core::PeerAddr(peer));
+    }
     let head = RequestHead::from_http(&parts.method, &parts.headers);
     let answer = webhook.handle_with_extensions(head, extensions, body).await;
     if webhook.in_flight() > 0 {
@@ -101,4 +106,13 @@ where
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
+}
+
+/// The caller's address for a `SourceAllowlist`: the runtime gets its requests from Vercel's
+/// proxy, which sets `X-Real-IP` to the client's public address and overwrites whatever a
+/// client sent (<https://vercel.com/docs/headers/request-headers>); the port is unknown (0).
+fn client_address(headers: &http::HeaderMap) -> Option<std::net::SocketAddr> {
+    let value = headers.get("x-real-ip")?.to_str().ok()?;
+    let ip: std::net::IpAddr = value.trim().parse().ok()?;
+    Some(std::net::SocketAddr::new(ip, 0))
 }

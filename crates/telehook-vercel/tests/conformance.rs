@@ -35,9 +35,18 @@ impl Harness for VercelHarness {
     }
 }
 
+/// What Vercel's proxy does to every request: `X-Real-IP` is the client's address (loopback
+/// here, as the cases expect), whatever the client sent.
+fn from_vercels_proxy<B>(mut request: http::Request<B>) -> http::Request<B> {
+    request
+        .headers_mut()
+        .insert("x-real-ip", http::HeaderValue::from_static("127.0.0.1"));
+    request
+}
+
 impl Client for VercelClient {
     async fn send(&self, request: http::Request<Bytes>) -> http::Response<Bytes> {
-        let request = request.map(http_body_util::Full::new);
+        let request = from_vercels_proxy(request).map(http_body_util::Full::new);
         into_bytes(telehook_vercel::handle(&self.0, &state(), request, MAX_DURATION).await).await
     }
 
@@ -45,6 +54,7 @@ impl Client for VercelClient {
         &self,
         request: http::Request<StreamingBody>,
     ) -> Option<http::Response<Bytes>> {
+        let request = from_vercels_proxy(request);
         Some(
             into_bytes(telehook_vercel::handle(&self.0, &state(), request, MAX_DURATION).await)
                 .await,
@@ -113,4 +123,30 @@ async fn a_max_duration_below_the_timeout_answers_503_before_vercel_would() {
     )
     .await;
     assert_eq!(response.status(), 503);
+}
+
+#[tokio::test]
+async fn the_client_address_vercel_sets_is_the_peer_for_the_source_allowlist() {
+    let webhook = Webhook::builder()
+        .source_allowlist(telehook_core::SourceAllowlist::telegram())
+        .build(|_: Update, _: Context| async { Ok::<_, HandlerError>(()) })
+        .unwrap();
+    let send = |real_ip: Option<&'static str>| {
+        let mut request = post(r#"{"update_id":1,"message":{"chat":{"id":1}}}"#);
+        if let Some(ip) = real_ip {
+            request
+                .headers_mut()
+                .insert("x-real-ip", http::HeaderValue::from_static(ip));
+        }
+        let webhook = webhook.clone();
+        async move {
+            telehook_vercel::handle(&webhook, &state(), request, MAX_DURATION)
+                .await
+                .status()
+        }
+    };
+    assert_eq!(send(Some("149.154.167.99")).await, 200);
+    assert_eq!(send(Some("1.2.3.4")).await, 403);
+    assert_eq!(send(Some("not an address")).await, 403);
+    assert_eq!(send(None).await, 403);
 }
