@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
-use telehook_conformance::{Client, Harness, StreamingBody};
+use telehook_conformance::{BOTS_BY_SECRET_PATH, BOTS_PATH, Client, Harness, StreamingBody};
 use telehook_core::{Context, HandlerError, Update, Webhook};
 use vercel_runtime::{AppState, LogContext};
 
@@ -25,13 +25,76 @@ async fn into_bytes(
 
 struct VercelHarness;
 
-struct VercelClient(Webhook);
+enum VercelClient {
+    One(Webhook),
+    /// Several bots behind one function: the route picks the bot, then `telehook_vercel::handle`
+    /// serves it; a request for no bot gets the core's refusal.
+    Bots(telehook_core::Bots),
+}
 
 impl Harness for VercelHarness {
     type Client = VercelClient;
 
     async fn serve(&self, webhook: Webhook) -> VercelClient {
-        VercelClient(webhook)
+        VercelClient::One(webhook)
+    }
+
+    async fn serve_bots(&self, bots: telehook_core::Bots) -> Option<VercelClient> {
+        Some(VercelClient::Bots(bots))
+    }
+}
+
+impl VercelClient {
+    async fn handle<B>(&self, request: http::Request<B>) -> http::Response<Bytes>
+    where
+        B: http_body::Body + 'static,
+        B::Error: std::fmt::Display,
+    {
+        let bots = match self {
+            Self::One(webhook) => {
+                return into_bytes(
+                    telehook_vercel::handle(webhook, &state(), request, MAX_DURATION).await,
+                )
+                .await;
+            }
+            Self::Bots(bots) => bots,
+        };
+        let path = request.uri().path().to_owned();
+        let by_secret = path == BOTS_BY_SECRET_PATH;
+        let name = path
+            .strip_prefix(BOTS_PATH)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .unwrap_or_default();
+        let chosen = if by_secret {
+            let secret = request
+                .headers()
+                .get("x-telegram-bot-api-secret-token")
+                .map(http::HeaderValue::as_bytes);
+            bots.by_secret_token(secret).cloned()
+        } else {
+            bots.get(name).cloned()
+        };
+        if let Some(webhook) = chosen {
+            return into_bytes(
+                telehook_vercel::handle(&webhook, &state(), request, MAX_DURATION).await,
+            )
+            .await;
+        }
+        // No such bot: the core's refusal (404 by path, 401 by secret).
+        let (parts, body) = request.into_parts();
+        let head = telehook_core::RequestHead::from_http(&parts.method, &parts.headers);
+        let answer = if by_secret {
+            bots.handle_by_secret_token(head, parts.extensions, body)
+                .await
+        } else {
+            bots.handle_by_name(name, head, parts.extensions, body)
+                .await
+        };
+        let (status, headers, body, _error) = answer.into_parts();
+        let mut response = http::Response::new(body);
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        response
     }
 }
 
@@ -47,18 +110,14 @@ fn from_vercels_proxy<B>(mut request: http::Request<B>) -> http::Request<B> {
 impl Client for VercelClient {
     async fn send(&self, request: http::Request<Bytes>) -> http::Response<Bytes> {
         let request = from_vercels_proxy(request).map(http_body_util::Full::new);
-        into_bytes(telehook_vercel::handle(&self.0, &state(), request, MAX_DURATION).await).await
+        self.handle(request).await
     }
 
     async fn send_streaming(
         &self,
         request: http::Request<StreamingBody>,
     ) -> Option<http::Response<Bytes>> {
-        let request = from_vercels_proxy(request);
-        Some(
-            into_bytes(telehook_vercel::handle(&self.0, &state(), request, MAX_DURATION).await)
-                .await,
-        )
+        Some(self.handle(from_vercels_proxy(request)).await)
     }
 }
 
