@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{Value, json};
-use telehook_conformance::{Client, Harness, fixture};
+use telehook_conformance::{BOTS_BY_SECRET_PATH, BOTS_PATH, Client, Harness, fixture};
 use telehook_core::{Context, HandlerError, OnTimeout, Update, Webhook};
 
 /// Builds a Function URL event carrying `request` (body base64-encoded, as Lambda does for
@@ -45,18 +45,68 @@ fn into_bytes_response(
 
 struct LambdaHarness;
 
-struct LambdaClient(Webhook);
+enum LambdaClient {
+    One(Webhook),
+    /// Several bots behind one function: the route picks the bot, then `telehook_lambda::handle`
+    /// serves it; a request for no bot gets the core's refusal.
+    Bots(telehook_core::Bots),
+}
 
 impl Harness for LambdaHarness {
     type Client = LambdaClient;
     async fn serve(&self, webhook: Webhook) -> LambdaClient {
-        LambdaClient(webhook)
+        LambdaClient::One(webhook)
+    }
+    async fn serve_bots(&self, bots: telehook_core::Bots) -> Option<LambdaClient> {
+        Some(LambdaClient::Bots(bots))
     }
 }
 
 impl Client for LambdaClient {
     async fn send(&self, request: http::Request<Bytes>) -> http::Response<Bytes> {
-        into_bytes_response(telehook_lambda::handle(&self.0, event_for(&request)).await)
+        let bots = match self {
+            Self::One(webhook) => {
+                return into_bytes_response(
+                    telehook_lambda::handle(webhook, event_for(&request)).await,
+                );
+            }
+            Self::Bots(bots) => bots,
+        };
+        let path = request.uri().path();
+        let by_secret = path == BOTS_BY_SECRET_PATH;
+        let name = path
+            .strip_prefix(BOTS_PATH)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .unwrap_or_default();
+        let chosen = if by_secret {
+            let secret = request
+                .headers()
+                .get("x-telegram-bot-api-secret-token")
+                .map(http::HeaderValue::as_bytes);
+            bots.by_secret_token(secret)
+        } else {
+            bots.get(name)
+        };
+        if let Some(webhook) = chosen {
+            return into_bytes_response(
+                telehook_lambda::handle(webhook, event_for(&request)).await,
+            );
+        }
+        // No such bot: the core's refusal (404 by path, 401 by secret).
+        let head = telehook_core::RequestHead::from_http(request.method(), request.headers());
+        let body = request.body().clone();
+        let answer = if by_secret {
+            let body = lambda_http::Body::Binary(body.to_vec());
+            bots.handle_by_secret_token(head, http::Extensions::new(), body)
+                .await
+        } else {
+            bots.handle_bytes_by_name(name, head, body).await
+        };
+        let (status, headers, body, _error) = answer.into_parts();
+        let mut response = http::Response::new(body);
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        response
     }
 }
 
