@@ -16,7 +16,7 @@ use crate::deliver::{Delivery, DeliveryArgs};
 #[derive(Debug, Args)]
 pub(crate) struct RelayForwardArgs {
     /// The relay channel: the relay's URL followed by the channel name, e.g.
-    /// http://relay.example:8080/my.bot (plain HTTP, as the relay client speaks).
+    /// `http://relay.example:8080/my.bot` (plain HTTP, as the relay client speaks).
     #[arg(long, value_name = "URL")]
     from: String,
     #[command(flatten)]
