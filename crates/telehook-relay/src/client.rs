@@ -170,7 +170,7 @@ impl RelayClient {
     }
 
     /// Pause after a failure: starts at `min`, doubles per failure up to `max`, with jitter
-    /// (telehook-polling's [`Backoff`]); a `Retry-After` from the relay is waited in full.
+    /// ([`telehook_polling::Backoff`]); a `Retry-After` from the relay is waited in full.
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
         self.min_backoff = min;
         self.max_backoff = max.max(min);
