@@ -163,8 +163,11 @@ mod tests {
                     }
                 }
             }
-            if text.contains("../shared") {
-                broken.push(format!("{}: cites ../shared", file.display()));
+            // The sibling folder the project once read its fixtures and facts from; spelled in
+            // two parts so that this check is not itself a citation of it.
+            let sibling = concat!("..", "/shared");
+            if text.contains(sibling) {
+                broken.push(format!("{}: cites {sibling}", file.display()));
             }
         }
         assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
