@@ -57,6 +57,10 @@ pub enum QueueError {
     /// The storage failed.
     #[error("queue storage error")]
     Storage(#[source] rusqlite::Error),
+    /// A queue engine other than SQLite failed (a NATS JetStream or Redis client error, a
+    /// timeout talking to the engine...): the source says what.
+    #[error("queue engine error")]
+    Engine(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The queue's writer stopped (the queue is being dropped).
     #[error("the queue's writer stopped")]
     Closed,
@@ -102,7 +106,28 @@ pub fn partition_of(update: &Update, partitions: u32) -> u32 {
 /// Contract: `enqueue` returns only once the update is durable; `take` hands out a
 /// partition's items in enqueue order; an item stays queued until `ack` or `dead_letter`.
 ///
+/// # Partition leases
+///
+/// Per-chat order needs each partition taken by one worker at a time. Inside one process
+/// [`run_workers`] guarantees that by itself; across processes the workers hold **leases**
+/// ([`acquire`](Self::acquire), [`release`](Self::release)) and find each other through
+/// [`members`](Self::members). The provided methods mean "one process owns
+/// every partition": `acquire` always succeeds, `release` does nothing, `members` is 1. A
+/// backend shared by several processes overrides all three, so that:
+///
+/// - at any instant at most one `owner` holds a partition's lease (a lease runs out `lease`
+///   after the owner's last successful `acquire`, unless released earlier);
+/// - `acquire` by the holder renews; by another owner it fails (`Ok(false)`) while the lease runs;
+/// - `take` with `from == 0` on a partition just acquired hands out again, in enqueue order,
+///   whatever a previous owner left unacked (taken but neither acked nor dead-lettered), so a
+///   dead or deposed worker's updates run again in per-chat order.
+///
+/// A worker stops taking from a partition before its lease runs out unless renewed (it renews
+/// every third of the lease); the engine's clock decides when a lease ran out.
+///
 /// [`SqliteQueue`]: crate::SqliteQueue
+/// [`run_workers`]: crate::run_workers
+///
 pub trait QueueBackend: Clone + Send + Sync + 'static {
     /// The number of partitions (workers that can run at once, each keeping its keys in order).
     fn partitions(&self) -> u32;
@@ -144,4 +169,40 @@ pub trait QueueBackend: Clone + Send + Sync + 'static {
         &self,
         update_ids: Option<Vec<u64>>,
     ) -> impl Future<Output = Result<u64, QueueError>> + Send;
+
+    /// Claims or renews the lease on `partition` for `owner`: `Ok(true)` when `owner` holds it
+    /// until `lease` from now, `Ok(false)` when another owner holds an unexpired lease. The
+    /// default (one process owns every partition) always returns `Ok(true)`.
+    fn acquire(
+        &self,
+        partition: u32,
+        owner: &str,
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool, QueueError>> + Send {
+        let _ = (partition, owner, lease);
+        std::future::ready(Ok(true))
+    }
+
+    /// Gives up `owner`'s lease on `partition` (nothing if `owner` does not hold it), so
+    /// another worker can take the partition at once. The default does nothing.
+    fn release(
+        &self,
+        partition: u32,
+        owner: &str,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send {
+        let _ = (partition, owner);
+        std::future::ready(Ok(()))
+    }
+
+    /// Heartbeats worker `owner` (alive until `lease` from now) and returns the number of live
+    /// workers, `owner` included (at least 1). Each worker holds a fair share,
+    /// `ceil(partitions / members)`, of the partitions. The default returns 1.
+    fn members(
+        &self,
+        owner: &str,
+        lease: Duration,
+    ) -> impl Future<Output = Result<u32, QueueError>> + Send {
+        let _ = (owner, lease);
+        std::future::ready(Ok(1))
+    }
 }
