@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::{Context, Update, UpdateType};
+use crate::{Context, ErrorPolicy, Update, UpdateType};
 
 /// The error a handler returns. Anything that converts into it works, `anyhow::Error` included.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -37,6 +37,16 @@ pub trait UpdateHandler<U = Update>: Send + Sync + 'static {
         update: U,
         ctx: Context,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// The [`ErrorPolicy`] this handler only works under, if any: a handler that hands each
+    /// update on to a queue and must not lose it (telehook-queue's `EnqueueHandler`) needs
+    /// [`ErrorPolicy::Retry`], say. [`WebhookBuilder::build`](crate::WebhookBuilder::build)
+    /// uses it when no policy was set, and refuses a different one
+    /// ([`BuildError::ErrorPolicyConflict`](crate::BuildError::ErrorPolicyConflict)).
+    /// `None` (the default): any policy will do.
+    fn required_error_policy(&self) -> Option<ErrorPolicy> {
+        None
+    }
 }
 
 impl<F, Fut, U, E> UpdateHandler<U> for F
@@ -82,12 +92,14 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> +
 pub struct ErasedHandler {
     call: Arc<dyn Fn(Update, Context) -> HandlerFuture + Send + Sync>,
     type_name: &'static str,
+    required_error_policy: Option<ErrorPolicy>,
 }
 
 impl fmt::Debug for ErasedHandler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ErasedHandler")
             .field("update_type", &self.type_name)
+            .field("required_error_policy", &self.required_error_policy)
             .finish_non_exhaustive()
     }
 }
@@ -96,6 +108,7 @@ impl ErasedHandler {
     /// Erases `handler`'s update type. An update that does not fit `U` becomes the handler's
     /// error (naming the update and the type), so the caller's error policy applies to it.
     pub fn new<U: UpdateType, H: UpdateHandler<U>>(handler: H) -> Self {
+        let required_error_policy = handler.required_error_policy();
         let handler = Arc::new(handler);
         Self {
             call: Arc::new(move |update: Update, ctx: Context| -> HandlerFuture {
@@ -113,6 +126,7 @@ impl ErasedHandler {
                 })
             }),
             type_name: std::any::type_name::<U>(),
+            required_error_policy,
         }
     }
 
@@ -125,6 +139,11 @@ impl ErasedHandler {
     pub fn update_type_name(&self) -> &'static str {
         self.type_name
     }
+
+    /// The erased handler's [`UpdateHandler::required_error_policy`].
+    pub fn required_error_policy(&self) -> Option<ErrorPolicy> {
+        self.required_error_policy
+    }
 }
 
 impl UpdateHandler<Update> for ErasedHandler {
@@ -134,5 +153,9 @@ impl UpdateHandler<Update> for ErasedHandler {
         ctx: Context,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send {
         self.call(update, ctx)
+    }
+
+    fn required_error_policy(&self) -> Option<ErrorPolicy> {
+        self.required_error_policy
     }
 }

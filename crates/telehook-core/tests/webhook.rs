@@ -79,6 +79,69 @@ fn zero_limits_are_build_errors() {
     assert_eq!(zero_attempts, BuildError::Zero("error_policy max_attempts"));
 }
 
+/// A handler that fails every update and only works under `Acknowledge`.
+struct NeedsAcknowledge;
+
+impl telehook_core::UpdateHandler for NeedsAcknowledge {
+    async fn handle(&self, _: Update, _: Context) -> Result<(), HandlerError> {
+        Err("always fails".into())
+    }
+
+    fn required_error_policy(&self) -> Option<telehook_core::ErrorPolicy> {
+        Some(telehook_core::ErrorPolicy::Acknowledge)
+    }
+}
+
+#[tokio::test]
+async fn a_handlers_required_error_policy_applies_when_none_is_set() {
+    let webhook = Webhook::builder().build(NeedsAcknowledge).unwrap();
+    // Under the default (bounded retry) the first failure would be a 500.
+    let response = post(&webhook, r#"{"update_id":1,"message":{"chat":{"id":1}}}"#).await;
+    assert_eq!(response.status(), 200, "acknowledged on the first failure");
+    // Setting the same policy explicitly is fine.
+    let same = Webhook::builder()
+        .error_policy(telehook_core::ErrorPolicy::Acknowledge)
+        .build(NeedsAcknowledge);
+    assert!(same.is_ok());
+    // The erased handler (as polling and the relay hold it) says the same.
+    let erased = telehook_core::ErasedHandler::new(NeedsAcknowledge);
+    assert_eq!(
+        erased.required_error_policy(),
+        Some(telehook_core::ErrorPolicy::Acknowledge)
+    );
+    assert_eq!(
+        telehook_core::ErasedHandler::new(ok_handler).required_error_policy(),
+        None
+    );
+}
+
+#[test]
+fn another_error_policy_than_the_handler_requires_is_a_build_error() {
+    use telehook_core::ErrorPolicy;
+    let err = Webhook::builder()
+        .error_policy(ErrorPolicy::Retry)
+        .build(NeedsAcknowledge)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        BuildError::ErrorPolicyConflict {
+            configured: ErrorPolicy::Retry,
+            required: ErrorPolicy::Acknowledge,
+        }
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("Retry") && text.contains("Acknowledge"),
+        "{text}"
+    );
+    // Through an ErasedHandler too.
+    let err = Webhook::builder()
+        .error_policy(ErrorPolicy::default())
+        .build(telehook_core::ErasedHandler::new(NeedsAcknowledge))
+        .unwrap_err();
+    assert!(matches!(err, BuildError::ErrorPolicyConflict { .. }));
+}
+
 #[test]
 fn debug_output_never_shows_the_secret() {
     let builder = Webhook::builder().secret_token("TopSecretValue_123");

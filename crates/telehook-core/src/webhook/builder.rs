@@ -38,7 +38,8 @@ pub struct WebhookBuilder {
     on_timeout: OnTimeout,
     max_body_bytes: usize,
     body_read_timeout: Duration,
-    error_policy: ErrorPolicy,
+    /// `None` until set: the handler's required policy, or the default, applies then.
+    error_policy: Option<ErrorPolicy>,
     max_in_flight: usize,
     guard_capacity: usize,
     guard_retention: Duration,
@@ -77,7 +78,7 @@ impl Default for WebhookBuilder {
             on_timeout: OnTimeout::Throw,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
-            error_policy: ErrorPolicy::default(),
+            error_policy: None,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             guard_capacity: guard::DEFAULT_CAPACITY,
             guard_retention: guard::DEFAULT_RETENTION,
@@ -135,10 +136,12 @@ impl WebhookBuilder {
         self
     }
 
-    /// What to do when the handler returns `Err`. Default: [`ErrorPolicy::BoundedRetry`] with
-    /// 3 attempts.
+    /// What to do when the handler returns `Err`. Default: the handler's
+    /// [`UpdateHandler::required_error_policy`] if it has one, else
+    /// [`ErrorPolicy::BoundedRetry`] with 3 attempts. A policy other than the one the handler
+    /// requires makes [`WebhookBuilder::build`] fail ([`BuildError::ErrorPolicyConflict`]).
     pub fn error_policy(mut self, policy: ErrorPolicy) -> Self {
-        self.error_policy = policy;
+        self.error_policy = Some(policy);
         self
     }
 
@@ -174,6 +177,10 @@ impl WebhookBuilder {
     }
 
     /// Builds the dispatcher around `handler`, checking the configuration.
+    ///
+    /// The error policy is the one set with [`WebhookBuilder::error_policy`], else the one
+    /// the handler requires, else the default; a set policy that differs from the handler's
+    /// required one is refused ([`BuildError::ErrorPolicyConflict`]).
     pub fn build<U, H>(self, handler: H) -> Result<Webhook, BuildError>
     where
         U: UpdateType,
@@ -182,6 +189,17 @@ impl WebhookBuilder {
         if let Some(token) = &self.secret_token {
             validate_secret_token(token)?;
         }
+        let required = UpdateHandler::<U>::required_error_policy(&handler);
+        let error_policy = match (self.error_policy, required) {
+            (Some(configured), Some(required)) if configured != required => {
+                return Err(BuildError::ErrorPolicyConflict {
+                    configured,
+                    required,
+                });
+            }
+            (Some(policy), _) | (None, Some(policy)) => policy,
+            (None, None) => ErrorPolicy::default(),
+        };
         for (name, zero) in [
             ("timeout", self.timeout.is_zero()),
             ("max_body_bytes", self.max_body_bytes == 0),
@@ -190,7 +208,7 @@ impl WebhookBuilder {
             ("redelivery_guard capacity", self.guard_capacity == 0),
             (
                 "error_policy max_attempts",
-                self.error_policy == ErrorPolicy::BoundedRetry { max_attempts: 0 },
+                error_policy == ErrorPolicy::BoundedRetry { max_attempts: 0 },
             ),
         ] {
             if zero {
@@ -209,7 +227,7 @@ impl WebhookBuilder {
                 on_timeout: self.on_timeout,
                 max_body_bytes: self.max_body_bytes,
                 body_read_timeout: self.body_read_timeout,
-                error_policy: self.error_policy,
+                error_policy,
                 max_in_flight: self.max_in_flight,
                 in_flight: Arc::new(Semaphore::new(self.max_in_flight)),
                 idle: Notify::new(),

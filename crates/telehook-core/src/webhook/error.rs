@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use super::policy::ErrorPolicy;
 use crate::guard::StoreError;
 use crate::invalid::InvalidUpdate;
 
@@ -29,6 +30,21 @@ pub enum BuildError {
          timer and spawn with `WebhookBuilder::runtime` (see docs/edge.md)"
     )]
     NoRuntime,
+    /// The handler only works under one error policy
+    /// ([`UpdateHandler::required_error_policy`](crate::UpdateHandler::required_error_policy))
+    /// and the builder was given another. Leave
+    /// [`WebhookBuilder::error_policy`](crate::WebhookBuilder::error_policy) unset (the
+    /// handler's is then used) or set it to the handler's.
+    #[error(
+        "error_policy {configured:?} was set, but the handler requires {required:?} (it could \
+         lose updates otherwise): leave error_policy unset or set it to {required:?}"
+    )]
+    ErrorPolicyConflict {
+        /// The policy given to the builder.
+        configured: ErrorPolicy,
+        /// The policy the handler requires.
+        required: ErrorPolicy,
+    },
 }
 
 /// Why a request was refused before the handler ran. [`Rejection::status`] and
