@@ -51,27 +51,27 @@ pub trait Store: Send + Sync + 'static {
     /// redelivery, the `seq` of the copy already stored).
     fn append(&self, channel: ChannelName, update: NewUpdate) -> StoreFuture<'_, Appended>;
 
-    /// Reads up to `limit` updates with `seq > after`.
+    /// Reads up to `limit` updates with `seq > after`, however many bytes they take. Provided:
+    /// [`Store::read_bounded`] without a byte budget.
     fn read<'a>(
         &'a self,
         channel: &'a ChannelName,
         after: u64,
         limit: usize,
-    ) -> StoreFuture<'a, Page>;
+    ) -> StoreFuture<'a, Page> {
+        self.read_bounded(channel, after, limit, usize::MAX)
+    }
 
     /// Reads updates with `seq > after`: at most `limit`, and no more than fit in `max_bytes`
-    /// of JSON text ([`Page::within`]: always at least one, so a reader makes progress). The
-    /// default reads `limit` updates and drops what does not fit; stores override it to stop
-    /// reading at the budget, so a read never holds more than the budget in memory.
+    /// of JSON text ([`Page::within`]: always at least one, so a reader makes progress). A store
+    /// stops reading at the budget, so a read never holds more than the budget in memory.
     fn read_bounded<'a>(
         &'a self,
         channel: &'a ChannelName,
         after: u64,
         limit: usize,
         max_bytes: usize,
-    ) -> StoreFuture<'a, Page> {
-        Box::pin(async move { Ok(self.read(channel, after, limit).await?.within(max_bytes)) })
-    }
+    ) -> StoreFuture<'a, Page>;
 
     /// The wake-up signal of this store.
     fn notifier(&self) -> &Notifier;

@@ -361,15 +361,6 @@ impl Store for RedisStore {
         })
     }
 
-    fn read<'a>(
-        &'a self,
-        channel: &'a ChannelName,
-        after: u64,
-        limit: usize,
-    ) -> StoreFuture<'a, Page> {
-        self.read_within(channel, after, limit, usize::MAX)
-    }
-
     /// Stops reading at the byte budget inside Redis, so a page never holds more than it.
     fn read_bounded<'a>(
         &'a self,
@@ -380,6 +371,7 @@ impl Store for RedisStore {
     ) -> StoreFuture<'a, Page> {
         self.read_within(channel, after, limit, max_bytes)
     }
+
     fn notifier(&self) -> &Notifier {
         &self.notifier
     }

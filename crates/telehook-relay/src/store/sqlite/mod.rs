@@ -173,15 +173,6 @@ impl Store for SqliteStore {
         })
     }
 
-    fn read<'a>(
-        &'a self,
-        channel: &'a ChannelName,
-        after: u64,
-        limit: usize,
-    ) -> StoreFuture<'a, Page> {
-        self.read_within(channel, after, limit, usize::MAX)
-    }
-
     fn read_bounded<'a>(
         &'a self,
         channel: &'a ChannelName,
