@@ -382,3 +382,56 @@ async fn a_panicking_handler_follows_the_error_policy_and_the_others_go_on() {
     assert_eq!(report.handled, 5);
     assert_eq!(report.confirmed_offset, Some(6));
 }
+
+/// A handler that fails its first five runs and requires `ErrorPolicy::Retry` (as
+/// telehook-queue's `EnqueueHandler` does: giving up would confirm an update it never stored).
+struct NeedsRetry {
+    runs: Arc<AtomicUsize>,
+    handled: Handled,
+}
+
+impl telehook_core::UpdateHandler<Update> for NeedsRetry {
+    async fn handle(&self, update: Update, _ctx: Context) -> Result<(), HandlerError> {
+        if self.runs.fetch_add(1, Ordering::SeqCst) < 5 {
+            return Err("the queue is full".into());
+        }
+        self.handled.record(update.update_id());
+        Ok(())
+    }
+
+    fn required_error_policy(&self) -> Option<ErrorPolicy> {
+        Some(ErrorPolicy::Retry)
+    }
+}
+
+/// The configured `BoundedRetry { max_attempts: 2 }` would give the update up after two
+/// failures and confirm it; the handler's required `Retry` keeps it until it succeeds.
+#[tokio::test(start_paused = true)]
+async fn a_handler_that_requires_retry_is_never_given_up_whatever_the_config_says() {
+    let handled = Handled::default();
+    let stop = handled.clone();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut config = RunnerConfig::default();
+    config.error_policy = ErrorPolicy::BoundedRetry { max_attempts: 2 };
+    config.retry_delay = Duration::from_millis(10);
+    let report = telehook_polling::run(
+        telehook_polling::MemorySource::new([update(1, 1, "x")]),
+        NeedsRetry {
+            runs: runs.clone(),
+            handled: handled.clone(),
+        },
+        config,
+        async move { stop.wait_for(1).await },
+    )
+    .await
+    .unwrap();
+    assert_eq!(handled.ids(), [1]);
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        6,
+        "five failures, then the run that worked"
+    );
+    assert_eq!(report.given_up, 0);
+    assert_eq!(report.failures, 5);
+    assert_eq!(report.confirmed_offset, Some(2));
+}

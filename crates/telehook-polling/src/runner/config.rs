@@ -47,6 +47,8 @@ pub struct RunnerConfig {
     pub on_handler_timeout: HandlerTimeout,
     /// What a failing (or panicking) handler means: `BoundedRetry` retries in place (its key
     /// waits), then gives up; `Retry` retries until it succeeds; `Acknowledge` moves on at once.
+    /// A handler's [`UpdateHandler::required_error_policy`](telehook_core::UpdateHandler::required_error_policy)
+    /// takes its place (logged at warn when it differs).
     pub error_policy: ErrorPolicy,
     /// First delay between retries of a failing handler (doubling with jitter, up to 30 s).
     /// Default 500 ms.

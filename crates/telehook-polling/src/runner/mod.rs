@@ -78,6 +78,20 @@ where
     let concurrency = config.concurrency.max(1);
     let max_held = config.max_held.clamp(1, MAX_HELD);
     let handler = ErasedHandler::new(handler);
+    // A handler that only works under one error policy (telehook-queue's `EnqueueHandler`
+    // needs `Retry`: confirming an update it failed to enqueue would lose it) gets it.
+    let mut config = config;
+    if let Some(required) = handler.required_error_policy()
+        && required != config.error_policy
+    {
+        tracing::warn!(
+            configured = ?config.error_policy,
+            required = ?required,
+            update_type = handler.update_type_name(),
+            "the handler requires its own error policy; the configured one is not used"
+        );
+        config.error_policy = required;
+    }
     let mut idle = Backoff::new(
         Duration::from_millis(50),
         config.idle_backoff_max.max(Duration::from_millis(50)),
