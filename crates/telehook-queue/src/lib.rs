@@ -8,4 +8,4 @@ mod worker;
 pub use backend::{DeadLetter, Enqueued, QueueBackend, QueueError, QueuedItem, partition_of};
 pub use sqlite::{SqliteQueue, SqliteQueueBuilder};
 pub use webhook::EnqueueHandler;
-pub use worker::{QueueSource, Worker, run_workers};
+pub use worker::{DEFAULT_LEASE, QueueSource, Worker, Workers, WorkersReport, run_workers};

@@ -25,6 +25,7 @@ pub struct SqliteQueueBuilder {
     capacity: u64,
     partitions: u32,
     completed_retention: Duration,
+    poll_interval: Duration,
 }
 
 impl SqliteQueueBuilder {
@@ -51,38 +52,72 @@ impl SqliteQueueBuilder {
         self
     }
 
-    /// Opens (or creates) the database and starts its writer thread.
+    /// How often a worker waiting for updates looks at the file again, to see what other
+    /// processes enqueued (an enqueue through the same [`SqliteQueue`] wakes it at once).
+    /// Default 100 ms; at least 1 ms.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Opens (or creates) the database and starts its writer thread. Several processes (or
+    /// several `SqliteQueue`s in one process) may open the same file: they must agree on
+    /// `partitions`.
     pub fn open(self) -> Result<SqliteQueue, QueueError> {
         let conn = connect(&self.path)?;
-        conn.execute_batch(SCHEMA)?;
-        let stored: Option<i64> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'partitions'", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        let held: i64 = conn.query_row(
-            "SELECT (SELECT COUNT(*) FROM queue) + (SELECT COUNT(*) FROM dead)",
-            [],
-            |r| r.get(0),
-        )?;
-        if let Some(stored) = stored
-            && stored != i64::from(self.partitions)
-            && held > 0
-        {
-            return Err(QueueError::PartitionsChanged {
-                stored: stored as u32,
-                asked: self.partitions,
-            });
+        // One transaction holding the write lock: another process opening or writing the
+        // same file at once sees all of it or none.
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let checked = (|| {
+            conn.execute_batch(SCHEMA)?;
+            let stored: Option<i64> = conn
+                .query_row("SELECT value FROM meta WHERE key = 'partitions'", [], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let held: i64 = conn.query_row(
+                "SELECT (SELECT COUNT(*) FROM queue) + (SELECT COUNT(*) FROM dead)",
+                [],
+                |r| r.get(0),
+            )?;
+            let live_members: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM members WHERE expires_at > ?1",
+                [now_ms()],
+                |r| r.get(0),
+            )?;
+            if let Some(stored) = stored
+                && stored != i64::from(self.partitions)
+                && (held > 0 || live_members > 0)
+            {
+                return Err(QueueError::PartitionsChanged {
+                    stored: stored as u32,
+                    asked: self.partitions,
+                });
+            }
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('partitions', ?1)",
+                [i64::from(self.partitions)],
+            )?;
+            // The count the capacity bound uses, kept in the file so every process sees the
+            // others' enqueues and acks; recounted here.
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('held', ?1)",
+                [held],
+            )?;
+            Ok(())
+        })();
+        match checked {
+            Ok(()) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
         }
-        conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('partitions', ?1)",
-            [i64::from(self.partitions)],
-        )?;
         let (tx, rx) = mpsc::channel(WRITE_BACKLOG);
         let notify = Arc::new(Notify::new());
         let writer = Writer {
             conn,
-            held: held as u64,
+            held: 0,
             capacity: self.capacity,
             retention: self.completed_retention,
             last_prune: Instant::now(),
@@ -96,6 +131,7 @@ impl SqliteQueueBuilder {
             inner: Arc::new(Inner {
                 path: self.path,
                 partitions: self.partitions,
+                poll_interval: self.poll_interval,
                 writes: tx,
                 notify,
                 readers: Mutex::new(Vec::new()),
@@ -114,6 +150,7 @@ pub struct SqliteQueue {
 struct Inner {
     path: PathBuf,
     partitions: u32,
+    poll_interval: Duration,
     writes: mpsc::Sender<Write>,
     notify: Arc<Notify>,
     readers: Mutex<Vec<Connection>>,
@@ -136,6 +173,7 @@ impl SqliteQueue {
             capacity: 100_000,
             partitions: 1,
             completed_retention: Duration::from_secs(24 * 60 * 60),
+            poll_interval: Duration::from_millis(100),
         }
     }
 
@@ -246,8 +284,10 @@ impl QueueBackend for SqliteQueue {
             if !items.is_empty() || tokio::time::Instant::now() >= deadline {
                 return Ok(items);
             }
-            // Woken by an enqueue in this process; the deadline catches other processes.
-            let _ = tokio::time::timeout_at(deadline, notified).await;
+            // Woken by an enqueue through this queue; other processes' enqueues are seen at
+            // the next look, `poll_interval` on.
+            let next_look = deadline.min(tokio::time::Instant::now() + self.inner.poll_interval);
+            let _ = tokio::time::timeout_at(next_look, notified).await;
         }
     }
 
@@ -301,6 +341,47 @@ impl QueueBackend for SqliteQueue {
         self.write(|reply| Write::Redrive { update_ids, reply })
             .await
     }
+
+    async fn acquire(
+        &self,
+        partition: u32,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool, QueueError> {
+        if partition >= self.inner.partitions {
+            return Ok(false);
+        }
+        let owner = owner.to_owned();
+        let lease_ms = duration_ms(lease);
+        self.write(|reply| Write::Acquire {
+            partition,
+            owner,
+            lease_ms,
+            reply,
+        })
+        .await
+    }
+
+    async fn release(&self, partition: u32, owner: &str) -> Result<(), QueueError> {
+        let owner = owner.to_owned();
+        self.write(|reply| Write::Release {
+            partition,
+            owner,
+            reply,
+        })
+        .await
+    }
+
+    async fn members(&self, owner: &str, lease: Duration) -> Result<u32, QueueError> {
+        let owner = owner.to_owned();
+        let lease_ms = duration_ms(lease);
+        self.write(|reply| Write::Members {
+            owner,
+            lease_ms,
+            reply,
+        })
+        .await
+    }
 }
 
 const SCHEMA: &str = "
@@ -327,6 +408,12 @@ CREATE TABLE IF NOT EXISTS dead (
 );
 CREATE TABLE IF NOT EXISTS completed (update_id INTEGER PRIMARY KEY, completed_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS completed_at ON completed (completed_at);
+CREATE TABLE IF NOT EXISTS leases (
+    partition INTEGER PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS members (owner TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
 ";
 
 fn connect(path: &Path) -> Result<Connection, QueueError> {
@@ -339,6 +426,18 @@ fn connect(path: &Path) -> Result<Connection, QueueError> {
 
 fn to_i64(n: u64) -> Result<i64, QueueError> {
     i64::try_from(n).map_err(|_| QueueError::UpdateIdOutOfRange(n))
+}
+
+/// Milliseconds since the Unix epoch: the clock leases are measured on. Every process on the
+/// host reads the same one.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn now() -> i64 {
@@ -374,6 +473,22 @@ enum Write {
         update_ids: Option<Vec<i64>>,
         reply: Reply<u64>,
     },
+    Acquire {
+        partition: u32,
+        owner: String,
+        lease_ms: i64,
+        reply: Reply<bool>,
+    },
+    Release {
+        partition: u32,
+        owner: String,
+        reply: Reply<()>,
+    },
+    Members {
+        owner: String,
+        lease_ms: i64,
+        reply: Reply<u32>,
+    },
 }
 
 /// A result waiting for its transaction's commit.
@@ -382,6 +497,7 @@ enum Done {
     Unit(Reply<()>, Result<(), QueueError>),
     Count(Reply<u32>, Result<u32, QueueError>),
     Moved(Reply<u64>, Result<u64, QueueError>),
+    Flag(Reply<bool>, Result<bool, QueueError>),
 }
 
 impl Done {
@@ -400,6 +516,7 @@ impl Done {
             Self::Unit(tx, r) => drop(tx.send(pick(r, commit))),
             Self::Count(tx, r) => drop(tx.send(pick(r, commit))),
             Self::Moved(tx, r) => drop(tx.send(pick(r, commit))),
+            Self::Flag(tx, r) => drop(tx.send(pick(r, commit))),
         }
     }
 }
@@ -415,7 +532,8 @@ fn clone_error(e: &rusqlite::Error) -> rusqlite::Error {
 
 struct Writer {
     conn: Connection,
-    /// Rows in `queue` and `dead`, for the capacity bound.
+    /// Rows in `queue` and `dead`, for the capacity bound: read from `meta` when a
+    /// transaction starts (other processes change it), written back at its end.
     held: u64,
     capacity: u64,
     retention: Duration,
@@ -439,10 +557,24 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: &mut Vec<Write>) {
-        let held_before = self.held;
         let mut wake = false;
         let mut done = Vec::with_capacity(batch.len());
-        let begin = self.conn.execute_batch("BEGIN IMMEDIATE");
+        let begin = self.conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
+            self.conn
+                .prepare_cached("SELECT value FROM meta WHERE key = 'held'")?
+                .query_row([], |r| r.get::<_, i64>(0))
+        });
+        let begin = match begin {
+            Ok(held) => {
+                self.held = held.max(0) as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        };
+        let held_at_begin = self.held;
         if let Err(e) = begin {
             tracing::error!(error = %e, "queue: cannot begin a transaction");
             for write in batch.drain(..) {
@@ -499,7 +631,79 @@ impl Writer {
                     wake |= matches!(r, Ok(n) if n > 0);
                     done.push(Done::Moved(reply, r));
                 }
+                Write::Acquire {
+                    partition,
+                    owner,
+                    lease_ms,
+                    reply,
+                } => {
+                    let now = now_ms();
+                    let r = self
+                        .conn
+                        .prepare_cached(
+                            "INSERT INTO leases (partition, owner, expires_at) VALUES (?1, ?2, ?3) \
+                             ON CONFLICT (partition) DO UPDATE \
+                             SET owner = excluded.owner, expires_at = excluded.expires_at \
+                             WHERE leases.owner = excluded.owner OR leases.expires_at <= ?4",
+                        )
+                        .and_then(|mut s| {
+                            s.execute(params![partition, owner, now.saturating_add(lease_ms), now])
+                        })
+                        .map(|changed| changed > 0)
+                        .map_err(QueueError::from);
+                    done.push(Done::Flag(reply, r));
+                }
+                Write::Release {
+                    partition,
+                    owner,
+                    reply,
+                } => {
+                    let r = self
+                        .conn
+                        .prepare_cached("DELETE FROM leases WHERE partition = ?1 AND owner = ?2")
+                        .and_then(|mut s| s.execute(params![partition, owner]))
+                        .map(drop)
+                        .map_err(QueueError::from);
+                    done.push(Done::Unit(reply, r));
+                }
+                Write::Members {
+                    owner,
+                    lease_ms,
+                    reply,
+                } => {
+                    let now = now_ms();
+                    let r = (|| {
+                        self.conn
+                            .prepare_cached(
+                                "INSERT INTO members (owner, expires_at) VALUES (?1, ?2) \
+                                 ON CONFLICT (owner) DO UPDATE SET expires_at = excluded.expires_at",
+                            )?
+                            .execute(params![owner, now.saturating_add(lease_ms)])?;
+                        self.conn
+                            .prepare_cached("DELETE FROM members WHERE expires_at <= ?1")?
+                            .execute([now])?;
+                        self.conn
+                            .prepare_cached("SELECT COUNT(*) FROM members")?
+                            .query_row([], |r| r.get::<_, i64>(0))
+                    })()
+                    .map(|n| u32::try_from(n).unwrap_or(u32::MAX).max(1))
+                    .map_err(QueueError::from);
+                    done.push(Done::Count(reply, r));
+                }
             }
+        }
+        if self.held != held_at_begin
+            && let Err(e) = self
+                .conn
+                .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'held'")
+                .and_then(|mut s| s.execute([self.held as i64]))
+        {
+            tracing::error!(error = %e, "queue: cannot record the held count; nothing of this batch is stored");
+            let _ = self.conn.execute_batch("ROLLBACK");
+            for d in done {
+                d.send(Err(&e));
+            }
+            return;
         }
         if self.last_prune.elapsed() >= Duration::from_secs(10) {
             self.last_prune = Instant::now();
@@ -523,7 +727,6 @@ impl Writer {
             Err(e) => {
                 tracing::error!(error = %e, "queue: commit failed; nothing of this batch is stored");
                 let _ = self.conn.execute_batch("ROLLBACK");
-                self.held = held_before;
                 for d in done {
                     d.send(Err(&e));
                 }
@@ -611,5 +814,8 @@ fn fail_write(write: Write, e: &rusqlite::Error) {
         Write::Ack { reply, .. } | Write::Dead { reply, .. } => drop(reply.send(Err(err()))),
         Write::Fail { reply, .. } => drop(reply.send(Err(err()))),
         Write::Redrive { reply, .. } => drop(reply.send(Err(err()))),
+        Write::Acquire { reply, .. } => drop(reply.send(Err(err()))),
+        Write::Release { reply, .. } => drop(reply.send(Err(err()))),
+        Write::Members { reply, .. } => drop(reply.send(Err(err()))),
     }
 }

@@ -1,6 +1,6 @@
 //! The webhook side of queue mode: a handler whose run is a durable enqueue.
 
-use telehook_core::{Context, HandlerError, Update, UpdateHandler};
+use telehook_core::{Context, ErrorPolicy, HandlerError, Update, UpdateHandler};
 
 use crate::backend::{Enqueued, QueueBackend};
 
@@ -11,19 +11,21 @@ use crate::backend::{Enqueued, QueueBackend};
 /// ([`setWebhook`](https://core.telegram.org/bots/api#setwebhook): Telegram retries a
 /// delivery that did not get a `2xx`).
 ///
-/// Build the webhook with `ErrorPolicy::Retry`, so that no number of refused enqueues ever
-/// turns into a `200` (the default `BoundedRetry` acknowledges after its last attempt, which
-/// here would lose the update), and keep the default `OnTimeout` (`Return` acknowledges early):
+/// It requires `ErrorPolicy::Retry`
+/// ([`UpdateHandler::required_error_policy`]), so that no number of refused enqueues ever turns
+/// into a `200`: `Webhook::builder().build(EnqueueHandler::new(..))` uses `Retry` by itself,
+/// and a builder given another policy (the `BoundedRetry` default would acknowledge after its
+/// last attempt, here losing the update) refuses to build
+/// (`BuildError::ErrorPolicyConflict`). Keep the default `OnTimeout` too (`Return`
+/// acknowledges early):
 ///
 /// ```no_run
-/// use telehook_core::{ErrorPolicy, Webhook};
+/// use telehook_core::Webhook;
 /// use telehook_queue::{EnqueueHandler, SqliteQueue};
 ///
 /// let queue = SqliteQueue::open("bot-queue.sqlite3").unwrap();
-/// let webhook = Webhook::builder()
-///     .error_policy(ErrorPolicy::Retry)
-///     .build(EnqueueHandler::new(queue))
-///     .unwrap();
+/// // The error policy is ErrorPolicy::Retry, required by EnqueueHandler.
+/// let webhook = Webhook::builder().build(EnqueueHandler::new(queue)).unwrap();
 /// # drop(webhook);
 /// ```
 #[derive(Debug, Clone)]
@@ -52,5 +54,10 @@ impl<B: QueueBackend> UpdateHandler<Update> for EnqueueHandler<B> {
                 Err(Box::new(e))
             }
         }
+    }
+
+    /// `ErrorPolicy::Retry`: a refused enqueue is never acknowledged.
+    fn required_error_policy(&self) -> Option<ErrorPolicy> {
+        Some(ErrorPolicy::Retry)
     }
 }

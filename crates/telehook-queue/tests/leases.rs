@@ -1,0 +1,441 @@
+//! Workers in several processes on one SQLite file: each "process" is its own `SqliteQueue`
+//! handle (its own writer thread and connections, sharing nothing but the file) and, where a
+//! process dies, its own tokio runtime, shut down without any cleanup (like `kill -9`).
+//!
+//! Leases: never two holders of a partition; the `take` contract (a new holder gets what the
+//! last one left unacked, in order); a dead process's partitions taken over, its unacked
+//! updates run again in per-chat order; rebalancing when a second process joins.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use telehook_core::{Context, HandlerError, Update};
+use telehook_polling::RunnerConfig;
+use telehook_queue::{QueueBackend, SqliteQueue, Workers, WorkersReport, partition_of};
+use tokio::sync::Notify;
+
+/// Long enough that a loaded 2-core machine renews in time, short enough for takeovers.
+const LEASE: Duration = Duration::from_secs(2);
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "telehook-queue-leases-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+    fn db(&self) -> PathBuf {
+        self.0.join("queue.sqlite3")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn message(update_id: u64, chat: i64) -> Update {
+    Update::from_bytes(format!(
+        r#"{{"update_id":{update_id},"message":{{"message_id":{update_id},"date":1,"chat":{{"id":{chat},"type":"private"}},"text":"hi"}}}}"#
+    ))
+    .unwrap()
+}
+
+fn config() -> RunnerConfig {
+    let mut config = RunnerConfig::default();
+    config.concurrency = 4;
+    config.retry_delay = Duration::from_millis(1);
+    config
+}
+
+fn open(db: &Path, partitions: u32) -> SqliteQueue {
+    SqliteQueue::builder(db)
+        .partitions(partitions)
+        .poll_interval(Duration::from_millis(20))
+        .open()
+        .unwrap()
+}
+
+/// The live leases in the file: partition → owner.
+fn leases(db: &Path) -> BTreeMap<u32, String> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut stmt = conn
+        .prepare("SELECT partition, owner FROM leases WHERE expires_at > ?1")
+        .unwrap();
+    stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+/// Workers whose heartbeat is live.
+fn live_members(db: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    conn.query_row(
+        "SELECT COUNT(*) FROM members WHERE expires_at > ?1",
+        [now],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// Every handler run of every process: (owner, chat, update_id), plus a check that no two
+/// runs of one chat ever overlap, in any process.
+#[derive(Clone, Default)]
+struct Log {
+    runs: Arc<Mutex<Vec<(String, i64, u64)>>>,
+    active: Arc<Mutex<HashSet<i64>>>,
+    overlaps: Arc<Mutex<Vec<u64>>>,
+    changed: Arc<Notify>,
+}
+
+impl Log {
+    /// A handler for process `owner`: runs `hang(update_id)` ones forever (never acked).
+    fn handler(
+        &self,
+        owner: &str,
+        hang: impl Fn(u64) -> bool + Send + Sync + 'static,
+    ) -> impl Fn(Update, Context) -> futures_like::BoxFuture + Send + Sync + 'static {
+        let (log, owner, hang) = (self.clone(), owner.to_owned(), Arc::new(hang));
+        move |update: Update, _ctx: Context| {
+            let (log, owner, hang) = (log.clone(), owner.clone(), Arc::clone(&hang));
+            Box::pin(async move {
+                let chat = update.chat_id().unwrap_or(0);
+                if !log.active.lock().unwrap().insert(chat) {
+                    log.overlaps.lock().unwrap().push(update.update_id());
+                }
+                tokio::task::yield_now().await;
+                if hang(update.update_id()) {
+                    // A run its process dies in: never finishes, never acked.
+                    log.active.lock().unwrap().remove(&chat);
+                    std::future::pending::<()>().await;
+                }
+                log.active.lock().unwrap().remove(&chat);
+                log.runs
+                    .lock()
+                    .unwrap()
+                    .push((owner, chat, update.update_id()));
+                log.changed.notify_waiters();
+                Ok::<_, HandlerError>(())
+            })
+        }
+    }
+
+    fn runs(&self) -> Vec<(String, i64, u64)> {
+        self.runs.lock().unwrap().clone()
+    }
+
+    async fn wait_until(&self, done: impl Fn(&[(String, i64, u64)]) -> bool) {
+        loop {
+            let changed = self.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            if done(&self.runs.lock().unwrap()) {
+                return;
+            }
+            // Woken by a run; the timeout only re-checks.
+            let _ = tokio::time::timeout(Duration::from_millis(200), changed).await;
+        }
+    }
+
+    fn assert_clean(&self) {
+        assert!(
+            self.overlaps.lock().unwrap().is_empty(),
+            "two runs of one chat at once (update_ids {:?})",
+            self.overlaps.lock().unwrap()
+        );
+        let mut per_chat: BTreeMap<i64, Vec<u64>> = BTreeMap::new();
+        for (_, chat, id) in self.runs() {
+            per_chat.entry(chat).or_default().push(id);
+        }
+        for (chat, ids) in per_chat {
+            assert!(
+                ids.windows(2).all(|w| w[0] < w[1]),
+                "chat {chat} out of order or run twice: {ids:?}"
+            );
+        }
+    }
+}
+
+mod futures_like {
+    pub(crate) type BoxFuture = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), telehook_core::HandlerError>> + Send>,
+    >;
+}
+
+/// A `Workers` run stopped by the returned notify.
+fn spawn_workers(
+    queue: SqliteQueue,
+    owner: &str,
+    handler: impl Fn(Update, Context) -> futures_like::BoxFuture + Send + Sync + 'static,
+) -> (
+    Arc<Notify>,
+    tokio::task::JoinHandle<Result<WorkersReport, telehook_queue::QueueError>>,
+) {
+    let stop = Arc::new(Notify::new());
+    let task = tokio::spawn({
+        let stop = Arc::clone(&stop);
+        Workers::new(queue)
+            .owner(owner)
+            .lease(LEASE)
+            .run(handler, config(), async move { stop.notified().await })
+    });
+    (stop, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_handles_on_one_file_never_both_hold_a_partition() {
+    let dir = TempDir::new("exclusive");
+    let a = open(&dir.db(), 2);
+    let b = open(&dir.db(), 2);
+    let long = Duration::from_secs(60);
+
+    assert!(a.acquire(0, "a", long).await.unwrap());
+    assert!(!b.acquire(0, "b", long).await.unwrap(), "held by a");
+    assert!(a.acquire(0, "a", long).await.unwrap(), "a renews");
+    assert!(b.acquire(1, "b", long).await.unwrap(), "another partition");
+    assert!(!a.acquire(1, "a", long).await.unwrap());
+    assert!(!a.acquire(2, "a", long).await.unwrap(), "no such partition");
+    // Releasing someone else's lease does nothing; the holder's release frees it at once.
+    b.release(0, "b").await.unwrap();
+    assert!(!b.acquire(0, "b", long).await.unwrap());
+    a.release(0, "a").await.unwrap();
+    assert!(b.acquire(0, "b", long).await.unwrap());
+    // A lease that ran out (here: a zero lease) is free for anyone.
+    assert!(a.acquire(1, "x", long).await.is_ok_and(|held| !held));
+    assert!(b.acquire(1, "b", Duration::ZERO).await.unwrap());
+    assert!(a.acquire(1, "a", long).await.unwrap(), "b's lease ran out");
+
+    // Racing claims from both handles: exactly one wins each round.
+    for round in 0..40u32 {
+        let partition = round % 2;
+        let (x, y) = tokio::join!(
+            a.acquire(partition, "a", long),
+            b.acquire(partition, "b", long)
+        );
+        let (x, y) = (x.unwrap(), y.unwrap());
+        let holder = leases(&dir.db()).get(&partition).cloned();
+        match holder.as_deref() {
+            Some("a") => assert!(x && !y, "round {round}: {x} {y}"),
+            Some("b") => assert!(y && !x, "round {round}: {x} {y}"),
+            other => panic!("round {round}: holder {other:?}"),
+        }
+        a.release(partition, "a").await.unwrap();
+        b.release(partition, "b").await.unwrap();
+    }
+
+    // Members: heartbeats from both, then one leaves (a zero lease).
+    assert_eq!(a.members("a", long).await.unwrap(), 1);
+    assert_eq!(b.members("b", long).await.unwrap(), 2);
+    assert_eq!(a.members("a", long).await.unwrap(), 2);
+    b.members("b", Duration::ZERO).await.unwrap();
+    assert_eq!(a.members("a", long).await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_holder_takes_what_the_last_one_left_unacked_in_order() {
+    let dir = TempDir::new("contract");
+    let a = open(&dir.db(), 1);
+    let b = open(&dir.db(), 1);
+    for id in 1..=5 {
+        a.enqueue(&message(id, 1)).await.unwrap();
+    }
+    assert!(a.acquire(0, "a", LEASE).await.unwrap());
+    let taken = a.take(0, 0, 10, Duration::ZERO).await.unwrap();
+    a.ack(taken[0].seq, taken[0].update_id).await.unwrap();
+    a.fail(taken[1].seq, "boom").await.unwrap();
+    // a stops without acking the rest; b takes the partition over.
+    a.release(0, "a").await.unwrap();
+    assert!(b.acquire(0, "b", LEASE).await.unwrap());
+    let again = b.take(0, 0, 10, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        again.iter().map(|i| i.update_id).collect::<Vec<_>>(),
+        vec![2, 3, 4, 5]
+    );
+    assert_eq!(
+        again[0].failed_attempts, 1,
+        "the count survives the takeover"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_the_partitions_and_handle_everything_once_in_chat_order() {
+    let dir = TempDir::new("share");
+    let partitions = 4;
+    let (qa, qb) = (open(&dir.db(), partitions), open(&dir.db(), partitions));
+    let log = Log::default();
+    let (stop_a, a) = spawn_workers(qa.clone(), "a", log.handler("a", |_| false));
+    let (stop_b, b) = spawn_workers(qb.clone(), "b", log.handler("b", |_| false));
+    // Both members claim their share (2 each) before the load, so both do work.
+    loop {
+        let held = leases(&dir.db());
+        let by = |o: &str| held.values().filter(|h| *h == o).count();
+        if by("a") == 2 && by("b") == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The webhook side enqueues through both handles (two webhook processes).
+    let total = 600u64;
+    for id in 1..=total {
+        let q = if id % 2 == 0 { &qa } else { &qb };
+        q.enqueue(&message(id, (id % 24) as i64)).await.unwrap();
+    }
+    log.wait_until(|runs| runs.len() >= total as usize).await;
+    stop_a.notify_one();
+    stop_b.notify_one();
+    let (ra, rb) = (a.await.unwrap().unwrap(), b.await.unwrap().unwrap());
+
+    log.assert_clean();
+    let runs = log.runs();
+    assert_eq!(runs.len(), total as usize, "each update once");
+    // Each chat's partition is served by one process only.
+    let mut served: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
+    for (owner, chat, id) in &runs {
+        served
+            .entry(partition_of(&message(*id, *chat), partitions))
+            .or_default()
+            .insert(owner.clone());
+    }
+    assert!(served.values().all(|o| o.len() == 1), "{served:?}");
+    let a_runs = runs.iter().filter(|r| r.0 == "a").count();
+    assert!(
+        a_runs > 0 && a_runs < runs.len(),
+        "both worked: a ran {a_runs}"
+    );
+    assert_eq!(qa.queued().await.unwrap(), 0);
+    // Stopped: every lease released, no member left.
+    assert!(leases(&dir.db()).is_empty());
+    assert_eq!(live_members(&dir.db()), 0);
+    // Renewals late on a loaded machine stop a partition's worker early (it drains and is
+    // claimed again): allowed, and still never two holders.
+    eprintln!("leases lost: a {}, b {}", ra.leases_lost, rb.leases_lost);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_processs_partitions_are_taken_over_and_its_unacked_updates_run_again_in_order() {
+    let dir = TempDir::new("takeover");
+    let partitions = 3;
+    let total = 240u64;
+    let handled_first = 120u64;
+    {
+        let q = open(&dir.db(), partitions);
+        for id in 1..=total {
+            q.enqueue(&message(id, (id % 12) as i64)).await.unwrap();
+        }
+    }
+    let log = Log::default();
+    // Process a: its own runtime; handles updates 1..=120, hangs on the others (taken,
+    // never acked), then dies without releasing anything.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let qa = open(&dir.db(), partitions);
+    let probe = open(&dir.db(), partitions);
+    {
+        let handler = log.handler("a", move |id| id > handled_first);
+        let qa = qa.clone();
+        runtime.spawn(Workers::new(qa).owner("a").lease(LEASE).run(
+            handler,
+            config(),
+            std::future::pending(),
+        ));
+    }
+    drop(qa);
+    log.wait_until(|runs| runs.len() >= handled_first as usize)
+        .await;
+    // Until a's acks are committed (the hanging ones are never acked), then kill it.
+    while probe.queued().await.unwrap() > total - handled_first {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(leases(&dir.db()).len(), 3, "a held every partition");
+    runtime.shutdown_background();
+
+    // Process b starts; a's leases run out, b takes the partitions over.
+    let qb = open(&dir.db(), partitions);
+    let (stop_b, b) = spawn_workers(qb.clone(), "b", log.handler("b", |_| false));
+    log.wait_until(|runs| runs.len() >= total as usize).await;
+    stop_b.notify_one();
+    let report = b.await.unwrap().unwrap();
+
+    // Nothing a acked runs again; everything else runs once, each chat in order (a's
+    // hanging runs never finished, so they are not in the log).
+    log.assert_clean();
+    let runs = log.runs();
+    assert_eq!(runs.len(), total as usize);
+    let ids: BTreeSet<u64> = runs.iter().map(|r| r.2).collect();
+    assert_eq!(ids.len(), total as usize, "an update ran twice");
+    assert!(
+        runs.iter()
+            .all(|(owner, _, id)| (owner == "a") == (*id <= handled_first))
+    );
+    assert!(report.claimed >= 3, "{report:?}");
+    assert_eq!(qb.queued().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_joining_gets_its_share_handed_over() {
+    let dir = TempDir::new("rebalance");
+    let partitions = 4;
+    let qa = open(&dir.db(), partitions);
+    let log = Log::default();
+    let (stop_a, a) = spawn_workers(qa.clone(), "a", log.handler("a", |_| false));
+    while leases(&dir.db()).len() < 4 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Load while a holds everything, and keep it coming while b joins.
+    let mut next = 1u64;
+    let chats = 16i64;
+    let mut enqueue = async |n: u64| {
+        for _ in 0..n {
+            qa.enqueue(&message(next, (next as i64) % chats))
+                .await
+                .unwrap();
+            next += 1;
+        }
+        next - 1
+    };
+    enqueue(200).await;
+    let qb = open(&dir.db(), partitions);
+    let (stop_b, b) = spawn_workers(qb.clone(), "b", log.handler("b", |_| false));
+    let mut sent;
+    loop {
+        sent = enqueue(20).await;
+        let held = leases(&dir.db());
+        let by = |o: &str| held.values().filter(|h| *h == o).count();
+        if by("a") == 2 && by("b") == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sent = enqueue(200).await.max(sent);
+    log.wait_until(|runs| runs.len() >= sent as usize).await;
+    stop_a.notify_one();
+    stop_b.notify_one();
+    let (ra, rb) = (a.await.unwrap().unwrap(), b.await.unwrap().unwrap());
+
+    log.assert_clean();
+    let runs = log.runs();
+    assert_eq!(runs.len(), sent as usize, "each update once");
+    assert!(runs.iter().any(|r| r.0 == "b"), "b got work");
+    assert!(ra.handed_over >= 2, "{ra:?}");
+    assert!(rb.claimed >= 2, "{rb:?}");
+}
