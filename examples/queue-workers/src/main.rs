@@ -1,49 +1,129 @@
-//! `cargo run -p queue-workers`: the webhook on `PORT` (default 8080, path `/telegram`,
-//! checking `TELEHOOK_SECRET` if set) storing updates in the SQLite queue at `QUEUE_PATH`
-//! (default `queue-workers.sqlite3`), and `WORKERS` workers (default 3) handling them. SIGTERM
-//! or Ctrl-C stops the webhook, then drains the workers; what is not handled stays queued for
-//! the next start.
+//! `cargo run -p queue-workers`: the webhook and the workers of queue mode, configured from the
+//! environment (see the README):
+//!
+//! - `QUEUE_URL`: `sqlite:<path>` (default `sqlite:bot-queue.sqlite3`, nothing to install) or
+//!   `nats://host:port[,nats://host:port...]` (a NATS JetStream cluster);
+//! - `ROLE`: `both` (default), `webhook` or `worker`;
+//! - `PORT` (default 8080, path `/telegram`), `TELEHOOK_SECRET` (checked if set);
+//! - `PARTITIONS` (default 3; `WORKERS` is the older name), `CAPACITY` (default 100,000),
+//!   `CONCURRENCY` (handlers at once per partition, default 16), `LEASE_MS` (how soon the
+//!   other worker processes take over a dead one's partitions, default 15 s);
+//! - `RUN_LOG` and `HANDLER_DELAY_MS`: for the fault harness, record every handler run in that
+//!   file (see `queue_workers::RunLog`).
+//!
+//! SIGTERM or Ctrl-C stops the webhook, then drains the workers; what is not handled stays
+//! queued for the next start.
 
+use std::time::Duration;
+
+use queue_workers::{QueueUrl, Role, RunLog};
+use telehook_queue::{QueueBackend, SqliteQueue};
 use tracing_subscriber::EnvFilter;
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn setting<T: std::str::FromStr>(name: &str, default: T) -> Result<T, BoxError>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(value) if !value.is_empty() => value
+            .parse()
+            .map_err(|e| format!("{name}={value:?} is not valid: {e}").into()),
+        _ => Ok(default),
+    }
+}
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), BoxError> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let port: u16 = match std::env::var("PORT") {
-        Ok(port) => port
-            .parse()
-            .map_err(|e| format!("PORT={port:?} is not a port number: {e}"))?,
-        Err(_) => 8080,
-    };
-    let workers: u32 = match std::env::var("WORKERS") {
-        Ok(n) => n
-            .parse()
-            .map_err(|e| format!("WORKERS={n:?} is not a number: {e}"))?,
-        Err(_) => 3,
-    };
-    let path = std::env::var("QUEUE_PATH").unwrap_or_else(|_| "queue-workers.sqlite3".into());
+    let url: QueueUrl = std::env::var("QUEUE_URL")
+        .unwrap_or_else(|_| queue_workers::DEFAULT_QUEUE_URL.into())
+        .parse()?;
+    let partitions: u32 = setting("PARTITIONS", setting("WORKERS", 3)?)?;
+    let capacity: u64 = setting("CAPACITY", 100_000)?;
+    match url {
+        QueueUrl::Sqlite(path) => {
+            let queue = SqliteQueue::builder(&path)
+                .partitions(partitions)
+                .capacity(capacity)
+                .open()?;
+            tracing::info!(queue = %path.display(), partitions, "embedded SQLite queue");
+            start(queue).await
+        }
+        QueueUrl::Nats(servers) => Err(format!(
+            "QUEUE_URL={}: the NATS backend is not in this build yet",
+            servers.join(",")
+        )
+        .into()),
+    }
+}
+
+async fn start<B: QueueBackend>(queue: B) -> Result<(), BoxError> {
+    let role: Role = setting("ROLE", Role::Both)?;
+    let port: u16 = setting("PORT", 8080)?;
     let secret = std::env::var("TELEHOOK_SECRET")
         .ok()
         .filter(|s| !s.is_empty());
-    let queue = queue_workers::open_queue(path.as_ref(), workers)?;
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
-    tracing::info!(address = %listener.local_addr()?, path = queue_workers::WEBHOOK_PATH, queue = %path, workers, "queue-workers listening");
     let mut runner = telehook_polling::RunnerConfig::default();
     runner.error_policy = telehook_core::ErrorPolicy::BoundedRetry { max_attempts: 3 };
-    let reports = queue_workers::run(
-        listener,
-        queue,
-        secret.as_deref(),
-        queue_workers::handle,
-        runner,
-        shutdown(),
-    )
-    .await?;
-    tracing::info!(?reports, "stopped");
+    runner.concurrency = setting("CONCURRENCY", runner.concurrency)?;
+    let lease = Duration::from_millis(setting(
+        "LEASE_MS",
+        telehook_queue::DEFAULT_LEASE.as_millis() as u64,
+    )?);
+    let run_log = match std::env::var_os("RUN_LOG") {
+        Some(path) => Some(RunLog::open(
+            path.as_ref(),
+            Duration::from_millis(setting("HANDLER_DELAY_MS", 0)?),
+        )?),
+        None => None,
+    };
+    let listener = if role == Role::Worker {
+        None
+    } else {
+        let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+        tracing::info!(address = %listener.local_addr()?, path = queue_workers::WEBHOOK_PATH, "webhook listening");
+        Some(listener)
+    };
+    match (listener, run_log) {
+        (Some(listener), run_log) if role == Role::Webhook => {
+            drop(run_log);
+            queue_workers::serve_webhook(listener, &queue, secret.as_deref(), shutdown()).await?;
+        }
+        (Some(listener), Some(log)) => {
+            let reports =
+                queue_workers::run(listener, queue, secret.as_deref(), log, runner, shutdown())
+                    .await?;
+            tracing::info!(?reports, "stopped");
+        }
+        (Some(listener), None) => {
+            let reports = queue_workers::run(
+                listener,
+                queue,
+                secret.as_deref(),
+                queue_workers::handle,
+                runner,
+                shutdown(),
+            )
+            .await?;
+            tracing::info!(?reports, "stopped");
+        }
+        (None, Some(log)) => {
+            let reports = queue_workers::work(queue, log, runner, lease, shutdown()).await?;
+            tracing::info!(?reports, "stopped");
+        }
+        (None, None) => {
+            let reports =
+                queue_workers::work(queue, queue_workers::handle, runner, lease, shutdown())
+                    .await?;
+            tracing::info!(?reports, "stopped");
+        }
+    }
     Ok(())
 }
 

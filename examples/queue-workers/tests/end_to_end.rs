@@ -73,8 +73,8 @@ async fn webhook_stores_and_workers_handle_in_chat_order() {
     assert_eq!(post(addr, "s3cret", &update(1)).await, 200);
     all_seen.notified().await;
     stop.notify_one();
-    let reports = server.await.unwrap().unwrap();
-    assert_eq!(reports.len(), 3);
+    let report = server.await.unwrap().unwrap();
+    assert_eq!(report.runs.len(), 3, "one worker per partition");
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len() as u64, total);
     let mut per_chat: BTreeMap<i64, Vec<u64>> = BTreeMap::new();

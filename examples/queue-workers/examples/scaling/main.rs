@@ -1,0 +1,591 @@
+//! The figures of docs/scaling.md, regenerated: starts and stops everything itself on free
+//! loopback ports (webhook and worker processes of the `queue-workers` binary, a 3-node
+//! nats-server cluster), measures, and writes ONE table between the `figures` markers of
+//! docs/scaling.md (with the command, the date and the machine's load).
+//!
+//! `benches/scaling/run.sh [--quick] [--no-nats]` builds it and runs it; by hand:
+//! `cargo build --release -p queue-workers --bins --examples &&
+//!  target/release/examples/scaling [--quick] [--no-nats] [--cycles N] [--out docs/scaling.md]`
+//!
+//! Measured: the webhook's acknowledge latency over HTTP (p50/p99); enqueue → handled
+//! throughput on 1 and 3 workers; `kill -9` cycles of a worker, a webhook instance and a NATS
+//! node while 1,000 chats send updates (acknowledged-and-lost, per-chat order violations,
+//! duplicate runs, time to resume); peak RSS of a webhook and a worker under sustained overload.
+
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a benchmark prints its table"
+)]
+
+mod harness;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use harness::{Load, LoadConfig, NatsCluster, Node};
+use telehook_core::{Context, HandlerError, Update};
+use telehook_queue::{QueueBackend, SqliteQueue};
+
+#[derive(Clone)]
+struct Options {
+    bin: PathBuf,
+    out: Option<PathBuf>,
+    quick: bool,
+    nats: bool,
+    cycles: u32,
+    command: String,
+}
+
+/// Column names.
+const EMBEDDED: &str = "embedded (SQLite)";
+const NATS: &str = "NATS JetStream (3 nodes, R3)";
+
+/// The table: row → column → cell.
+#[derive(Default)]
+struct Table {
+    rows: Vec<String>,
+    cells: BTreeMap<(String, &'static str), String>,
+}
+
+impl Table {
+    fn set(&mut self, row: &str, column: &'static str, cell: String) {
+        if !self.rows.iter().any(|r| r == row) {
+            self.rows.push(row.into());
+        }
+        println!("{row} [{column}]: {cell}");
+        self.cells.insert((row.into(), column), cell);
+    }
+
+    fn markdown(&self) -> String {
+        let mut s = format!("| | {EMBEDDED} | {NATS} |\n| --- | --- | --- |\n");
+        for row in &self.rows {
+            let cell = |c: &'static str| {
+                self.cells
+                    .get(&(row.clone(), c))
+                    .cloned()
+                    .unwrap_or_else(|| "not run".into())
+            };
+            s.push_str(&format!(
+                "| {row} | {} | {} |\n",
+                cell(EMBEDDED),
+                cell(NATS)
+            ));
+        }
+        s
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut options = Options {
+        bin: harness::sibling_binary(),
+        out: Some(PathBuf::from("docs/scaling.md")),
+        quick: false,
+        nats: true,
+        cycles: 20,
+        command: std::iter::once("target/release/examples/scaling".to_owned())
+            .chain(std::env::args().skip(1))
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => options.quick = true,
+            "--no-nats" => options.nats = false,
+            "--cycles" => options.cycles = args.next().and_then(|n| n.parse().ok()).unwrap_or(20),
+            "--bin" => options.bin = args.next().map(PathBuf::from).expect("--bin PATH"),
+            "--out" => options.out = args.next().map(PathBuf::from),
+            "--no-out" => options.out = None,
+            other => {
+                eprintln!(
+                    "unknown argument {other}; see the doc comment of examples/scaling/main.rs"
+                );
+                std::process::exit(2);
+            }
+        }
+    }
+    assert!(
+        options.bin.is_file(),
+        "{} is missing: cargo build --release -p queue-workers --bins",
+        options.bin.display()
+    );
+    let load_before = loadavg();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let table = runtime.block_on(measure(&options));
+    let load_after = loadavg();
+    let markdown = format!(
+        "`{}` on {} ({} cores; load average {} before, {} after):\n\n{}",
+        options.command,
+        date(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_before,
+        load_after,
+        table.markdown()
+    );
+    println!("\n{markdown}");
+    if let Some(out) = &options.out {
+        write_between_markers(out, &markdown);
+        println!("written into {}", out.display());
+    }
+}
+
+async fn measure(options: &Options) -> Table {
+    let mut table = Table::default();
+    let n = if options.quick { 5_000 } else { 20_000 };
+    // Throughput, in process (enqueue → handled, trivial handler).
+    for partitions in [1, 3] {
+        let dir = harness::temp_dir("throughput");
+        let queue = SqliteQueue::builder(dir.join("q.sqlite3"))
+            .partitions(partitions)
+            .open()
+            .expect("queue");
+        let rate = throughput(queue, n).await;
+        table.set(
+            &format!(
+                "enqueue → handled, {partitions} worker{}, {n} updates (updates/s)",
+                if partitions == 1 { "" } else { "s" }
+            ),
+            EMBEDDED,
+            format!("{rate:.0}"),
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    // Acknowledge latency over HTTP: a webhook process and a worker process.
+    {
+        let dir = harness::temp_dir("ack");
+        let url = format!("sqlite:{}", dir.join("q.sqlite3").display());
+        let cell = ack_latency(options, &dir, &url, n).await;
+        table.set(&ack_row(n), EMBEDDED, cell);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    // Faults.
+    let cycles = options.cycles;
+    {
+        let dir = harness::temp_dir("kill-worker");
+        let url = format!("sqlite:{}", dir.join("q.sqlite3").display());
+        let cell = faults(options, &dir, &url, Fault::Worker, cycles, None).await;
+        table.set(&fault_row("a worker", cycles), EMBEDDED, cell);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    {
+        let dir = harness::temp_dir("kill-webhook");
+        let url = format!("sqlite:{}", dir.join("q.sqlite3").display());
+        let cell = faults(options, &dir, &url, Fault::Webhook, cycles, None).await;
+        table.set(
+            &fault_row("a webhook instance (of 2)", cycles),
+            EMBEDDED,
+            cell,
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    table.set(
+        &fault_row("a NATS node (of 3)", cycles),
+        EMBEDDED,
+        "n/a".into(),
+    );
+    // Memory under sustained overload.
+    {
+        let dir = harness::temp_dir("overload");
+        let url = format!("sqlite:{}", dir.join("q.sqlite3").display());
+        let cell = overload(options, &dir, &url).await;
+        table.set(OVERLOAD_ROW, EMBEDDED, cell);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if options.nats {
+        measure_nats(options, &mut table, n).await;
+    }
+    table
+}
+
+/// Whether the example binary speaks NATS (`QUEUE_URL=nats://...`).
+fn nats_supported(options: &Options, url: &str) -> bool {
+    let probe = std::process::Command::new(&options.bin)
+        .env("QUEUE_URL", url)
+        .env("ROLE", "none")
+        .output();
+    probe.is_ok_and(|o| !String::from_utf8_lossy(&o.stderr).contains("not in this build"))
+}
+
+/// The NATS column: each measurement on a fresh 3-node cluster (its own stream, so update ids
+/// never meet an earlier measurement's).
+async fn measure_nats(options: &Options, table: &mut Table, n: u64) {
+    {
+        let dir = harness::temp_dir("nats-probe");
+        let cluster = NatsCluster::start(&dir, 3);
+        let supported = nats_supported(options, &cluster.url());
+        drop(cluster);
+        let _ = std::fs::remove_dir_all(&dir);
+        if !supported {
+            eprintln!("the example binary has no NATS backend: NATS column not run");
+            return;
+        }
+    }
+    {
+        let dir = harness::temp_dir("nats-ack");
+        let cluster = NatsCluster::start(&dir, 3);
+        let cell = ack_latency(options, &dir, &cluster.url(), n).await;
+        table.set(&ack_row(n), NATS, cell);
+        drop(cluster);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let cycles = options.cycles;
+    for (fault, what) in [
+        (Fault::Worker, "a worker"),
+        (Fault::Webhook, "a webhook instance (of 2)"),
+        (Fault::NatsNode, "a NATS node (of 3)"),
+    ] {
+        let dir = harness::temp_dir("nats-faults");
+        let mut cluster = NatsCluster::start(&dir, 3);
+        let url = cluster.url();
+        let cell = faults(options, &dir, &url, fault, cycles, Some(&mut cluster)).await;
+        table.set(&fault_row(what, cycles), NATS, cell);
+        drop(cluster);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    {
+        let dir = harness::temp_dir("nats-overload");
+        let cluster = NatsCluster::start(&dir, 3);
+        let cell = overload(options, &dir, &cluster.url()).await;
+        table.set(OVERLOAD_ROW, NATS, cell);
+        drop(cluster);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+const OVERLOAD_ROW: &str = "RSS under sustained overload (queue capacity 20,000, a slow worker, posts as fast as acknowledged): webhook / worker";
+
+fn ack_row(n: u64) -> String {
+    format!(
+        "acknowledge latency over HTTP, {n} updates, 1,000 chats, 64 connections: p50 / p99 (acks/s)"
+    )
+}
+
+fn fault_row(what: &str, cycles: u32) -> String {
+    format!(
+        "`kill -9` {what} × {cycles}, 1,000 chats: acknowledged / lost / order violations / duplicate runs / resume (max, ms)"
+    )
+}
+
+fn percentile_ms(latencies: &mut [Duration], p: f64) -> f64 {
+    latencies.sort_unstable();
+    harness::percentile(latencies, p).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+}
+
+async fn throughput<B: QueueBackend>(queue: B, n: u64) -> f64 {
+    let handled = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(tokio::sync::Notify::new());
+    let handler = {
+        let (handled, done) = (Arc::clone(&handled), Arc::clone(&done));
+        move |_update: Update, _ctx: Context| {
+            if handled.fetch_add(1, Ordering::Relaxed) + 1 == n {
+                done.notify_one();
+            }
+            async { Ok::<_, HandlerError>(()) }
+        }
+    };
+    let mut runner = telehook_polling::RunnerConfig::default();
+    runner.concurrency = 64;
+    let workers = tokio::spawn({
+        let (queue, done) = (queue.clone(), Arc::clone(&done));
+        async move {
+            telehook_queue::run_workers(queue, handler, runner, async move {
+                done.notified().await;
+            })
+            .await
+        }
+    });
+    let started = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let enqueuers: Vec<_> = (0..64)
+        .map(|_| {
+            let (queue, next) = (queue.clone(), Arc::clone(&next));
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let chat = (i % 1_000) as u32;
+                    let body = harness::update_body(i + 1, chat, i / 1_000 + 1);
+                    let update = Update::from_bytes(body.into_bytes()).expect("update");
+                    queue.enqueue(&update).await.expect("enqueue");
+                }
+            })
+        })
+        .collect();
+    for e in enqueuers {
+        e.await.expect("enqueuer");
+    }
+    workers.await.expect("workers").expect("run");
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+fn node_env(url: &str, role: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("QUEUE_URL", url.to_owned()),
+        ("ROLE", role.to_owned()),
+        ("PARTITIONS", "3".into()),
+        ("CONCURRENCY", "64".into()),
+        ("LEASE_MS", "2000".into()),
+    ]
+}
+
+async fn ack_latency(options: &Options, dir: &Path, url: &str, n: u64) -> String {
+    let mut webhook = Node::new(
+        "webhook",
+        &options.bin,
+        dir,
+        &node_env(url, "webhook"),
+        true,
+        false,
+    );
+    webhook.start();
+    let mut worker = Node::new(
+        "worker",
+        &options.bin,
+        dir,
+        &node_env(url, "worker"),
+        false,
+        true,
+    );
+    worker.start();
+    let load = Load::start(LoadConfig {
+        targets: vec![webhook.addr().expect("addr")],
+        chats: 1_000,
+        rate: 0.0,
+        connections: 64,
+        total: n,
+    });
+    while !load.finished() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let report = load.stop().await;
+    let mut latencies: Vec<Duration> = report.acked.iter().map(|a| a.latency).collect();
+    let cell = format!(
+        "{:.1} ms / {:.1} ms ({:.0}/s)",
+        percentile_ms(&mut latencies, 50.0),
+        percentile_ms(&mut latencies, 99.0),
+        report.acked.len() as f64 / report.elapsed.as_secs_f64()
+    );
+    webhook.stop();
+    worker.stop();
+    cell
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Worker,
+    Webhook,
+    NatsNode,
+}
+
+/// `cycles` kills of one process while 1,000 chats send 1,000 updates/s in all, over two
+/// webhook processes (round-robin) and two worker processes (leases of 2 s); the killed
+/// process is started again after 300 ms (a supervisor's restart).
+async fn faults(
+    options: &Options,
+    dir: &Path,
+    url: &str,
+    fault: Fault,
+    cycles: u32,
+    mut cluster: Option<&mut NatsCluster>,
+) -> String {
+    let mut webhooks: Vec<Node> = (0..2)
+        .map(|i| {
+            Node::new(
+                &format!("webhook{i}"),
+                &options.bin,
+                dir,
+                &node_env(url, "webhook"),
+                true,
+                false,
+            )
+        })
+        .collect();
+    for w in &mut webhooks {
+        w.start();
+    }
+    let mut workers: Vec<Node> = (0..2)
+        .map(|i| {
+            Node::new(
+                &format!("worker{i}"),
+                &options.bin,
+                dir,
+                &node_env(url, "worker"),
+                false,
+                true,
+            )
+        })
+        .collect();
+    for w in &mut workers {
+        w.start();
+    }
+    let load = Load::start(LoadConfig {
+        targets: webhooks.iter().filter_map(Node::addr).collect(),
+        chats: 1_000,
+        rate: if options.quick { 500.0 } else { 1_000.0 },
+        connections: 64,
+        total: 0,
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut kills = Vec::new();
+    for cycle in 0..cycles {
+        kills.push(harness::now_ns());
+        match fault {
+            Fault::Worker => {
+                let w = &mut workers[(cycle % 2) as usize];
+                w.kill9();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                w.start();
+            }
+            Fault::Webhook => {
+                let w = &mut webhooks[(cycle % 2) as usize];
+                w.kill9();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                w.start();
+            }
+            Fault::NatsNode => {
+                let cluster = cluster.as_deref_mut().expect("a cluster");
+                let i = (cycle % 3) as usize;
+                cluster.kill9(i);
+                tokio::time::sleep(Duration::from_millis(1_000)).await;
+                cluster.restart(i);
+            }
+        }
+        // Long enough for the survivors to take the partitions over (a 2 s lease) and for
+        // the restarted process to get its share back.
+        tokio::time::sleep(Duration::from_millis(if fault == Fault::Webhook {
+            1_000
+        } else {
+            3_000
+        }))
+        .await;
+    }
+    let report = load.stop().await;
+    let runs = harness::drained(dir, &report.acked, Duration::from_secs(60)).await;
+    let check = harness::check(&report.acked, &runs);
+    let first = harness::first_runs(&runs);
+    let (mut run_wait, mut ack_wait) = (0.0f64, 0.0f64);
+    for &kill in &kills {
+        let (r, a) = harness::resume_after(kill, &report.acked, &first);
+        run_wait = run_wait.max(r);
+        ack_wait = ack_wait.max(a);
+    }
+    for w in webhooks.iter_mut().chain(workers.iter_mut()) {
+        w.stop();
+    }
+    if !check.order_violations.is_empty() {
+        eprintln!(
+            "order violations (first 10): {:?}",
+            &check.order_violations[..check.order_violations.len().min(10)]
+        );
+    }
+    eprintln!("runs per update: {:?}", harness::runs_histogram(&runs));
+    let resume = match fault {
+        Fault::Webhook => format!("ack {ack_wait:.0}"),
+        Fault::Worker => format!("run {run_wait:.0}"),
+        Fault::NatsNode => format!("run {run_wait:.0}, ack {ack_wait:.0}"),
+    };
+    format!(
+        "{} / **{}** / **{}** / {} / {resume}",
+        check.acked,
+        check.lost.len(),
+        check.order_violations.len(),
+        check.duplicates
+    )
+}
+
+/// The webhook's queue holds at most 20,000 updates and the worker is slow (20 ms a run, 4 at
+/// once per partition): the load generator posts as fast as it can for 30 s, the queue fills,
+/// enqueues are refused (`500`), Telegram retries. RSS sampled every 500 ms.
+async fn overload(options: &Options, dir: &Path, url: &str) -> String {
+    let mut env = node_env(url, "webhook");
+    env.push(("CAPACITY", "20000".into()));
+    let mut webhook = Node::new("webhook", &options.bin, dir, &env, true, false);
+    webhook.start();
+    let mut env = node_env(url, "worker");
+    env.push(("CAPACITY", "20000".into()));
+    env.push(("HANDLER_DELAY_MS", "20".into()));
+    env.retain(|(k, _)| *k != "CONCURRENCY");
+    env.push(("CONCURRENCY", "4".into()));
+    let mut worker = Node::new("worker", &options.bin, dir, &env, false, true);
+    worker.start();
+    let load = Load::start(LoadConfig {
+        targets: vec![webhook.addr().expect("addr")],
+        chats: 1_000,
+        rate: 0.0,
+        connections: 64,
+        total: 0,
+    });
+    let seconds = if options.quick { 10 } else { 30 };
+    let started = Instant::now();
+    let mut samples: Vec<(f64, u64, u64)> = Vec::new();
+    while started.elapsed() < Duration::from_secs(seconds) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let w = webhook.pid().and_then(harness::rss_kib).map_or(0, |r| r.0);
+        let k = worker.pid().and_then(harness::rss_kib).map_or(0, |r| r.0);
+        samples.push((started.elapsed().as_secs_f64(), w, k));
+    }
+    let peak_w = webhook.pid().and_then(harness::rss_kib).map_or(0, |r| r.1);
+    let peak_k = worker.pid().and_then(harness::rss_kib).map_or(0, |r| r.1);
+    let report = load.stop().await;
+    webhook.stop();
+    worker.stop();
+    let at = |t: f64| {
+        samples
+            .iter()
+            .find(|s| s.0 >= t)
+            .or(samples.last())
+            .map_or((0, 0), |s| (s.1, s.2))
+    };
+    let (w5, k5) = at(5.0);
+    let (wend, kend) = at(f64::MAX);
+    eprintln!("overload RSS samples (s, webhook KiB, worker KiB): {samples:?}");
+    format!(
+        "webhook {:.1} MB at 5 s → {:.1} MB at {seconds} s, peak {:.1} MB; worker {:.1} → {:.1} MB, peak {:.1} MB; {} of {} posts refused",
+        w5 as f64 / 1024.0,
+        wend as f64 / 1024.0,
+        peak_w as f64 / 1024.0,
+        k5 as f64 / 1024.0,
+        kend as f64 / 1024.0,
+        peak_k as f64 / 1024.0,
+        report.refused,
+        report.attempts
+    )
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn date() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Replaces what is between `<!-- figures:begin -->` and `<!-- figures:end -->` in `path`.
+fn write_between_markers(path: &Path, markdown: &str) {
+    const BEGIN: &str = "<!-- figures:begin -->";
+    const END: &str = "<!-- figures:end -->";
+    let text = std::fs::read_to_string(path).expect("the figures file");
+    let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {
+        panic!("{} has no {BEGIN} … {END} markers", path.display());
+    };
+    let updated = format!("{}{BEGIN}\n{markdown}{}", &text[..b], &text[e..]);
+    std::fs::write(path, updated).expect("write the figures");
+}
