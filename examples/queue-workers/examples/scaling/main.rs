@@ -87,10 +87,12 @@ fn main() {
         quick: false,
         nats: true,
         cycles: 20,
-        command: std::iter::once("target/release/examples/scaling".to_owned())
-            .chain(std::env::args().skip(1))
-            .collect::<Vec<_>>()
-            .join(" "),
+        command: std::env::var("SCALING_COMMAND").unwrap_or_else(|_| {
+            std::iter::once("target/release/examples/scaling".to_owned())
+                .chain(std::env::args().skip(1))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }),
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -140,23 +142,19 @@ fn main() {
 async fn measure(options: &Options) -> Table {
     let mut table = Table::default();
     let n = if options.quick { 5_000 } else { 20_000 };
-    // Throughput, in process (enqueue → handled, trivial handler).
+    // Throughput, in process (enqueue → handled, trivial handler), three runs each: a range.
     for partitions in [1, 3] {
-        let dir = harness::temp_dir("throughput");
-        let queue = SqliteQueue::builder(dir.join("q.sqlite3"))
-            .partitions(partitions)
-            .open()
-            .expect("queue");
-        let rate = throughput(queue, n).await;
-        table.set(
-            &format!(
-                "enqueue → handled, {partitions} worker{}, {n} updates (updates/s)",
-                if partitions == 1 { "" } else { "s" }
-            ),
-            EMBEDDED,
-            format!("{rate:.0}"),
-        );
-        let _ = std::fs::remove_dir_all(&dir);
+        let mut rates = Vec::new();
+        for _ in 0..3 {
+            let dir = harness::temp_dir("throughput");
+            let queue = SqliteQueue::builder(dir.join("q.sqlite3"))
+                .partitions(partitions)
+                .open()
+                .expect("queue");
+            rates.push(throughput(queue, n).await);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        table.set(&throughput_row(partitions, n), EMBEDDED, range(&rates));
     }
     // Acknowledge latency over HTTP: a webhook process and a worker process.
     {
@@ -258,6 +256,35 @@ async fn measure_nats(options: &Options, table: &mut Table, n: u64) {
         drop(cluster);
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+fn throughput_row(partitions: u32, n: u64) -> String {
+    format!(
+        "enqueue → handled, {} worker{}, {} updates, 3 runs (updates/s)",
+        partitions,
+        if partitions == 1 { "" } else { "s" },
+        thousands(n as f64)
+    )
+}
+
+/// `min – max` of `values`, with thousands separators.
+fn range(values: &[f64]) -> String {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(0.0, f64::max);
+    format!("{} – {}", thousands(min), thousands(max))
+}
+
+/// `12345.6` → `12,346`.
+fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 const OVERLOAD_ROW: &str = "RSS under sustained overload (queue capacity 20,000, a slow worker, posts as fast as acknowledged): webhook / worker";
@@ -370,10 +397,10 @@ async fn ack_latency(options: &Options, dir: &Path, url: &str, n: u64) -> String
     let report = load.stop().await;
     let mut latencies: Vec<Duration> = report.acked.iter().map(|a| a.latency).collect();
     let cell = format!(
-        "{:.1} ms / {:.1} ms ({:.0}/s)",
+        "{:.1} ms / {:.1} ms ({}/s)",
         percentile_ms(&mut latencies, 50.0),
         percentile_ms(&mut latencies, 99.0),
-        report.acked.len() as f64 / report.elapsed.as_secs_f64()
+        thousands(report.acked.len() as f64 / report.elapsed.as_secs_f64())
     );
     webhook.stop();
     worker.stop();
@@ -496,7 +523,7 @@ async fn faults(
     };
     format!(
         "{} / **{}** / **{}** / {} / {resume}",
-        check.acked,
+        thousands(check.acked as f64),
         check.lost.len(),
         check.order_violations.len(),
         check.duplicates
@@ -550,15 +577,15 @@ async fn overload(options: &Options, dir: &Path, url: &str) -> String {
     let (wend, kend) = at(f64::MAX);
     eprintln!("overload RSS samples (s, webhook KiB, worker KiB): {samples:?}");
     format!(
-        "webhook {:.1} MB at 5 s → {:.1} MB at {seconds} s, peak {:.1} MB; worker {:.1} → {:.1} MB, peak {:.1} MB; {} of {} posts refused",
+        "webhook {:.1} MB at 5 s → {:.1} MB at {seconds} s, peak {:.1} MB; worker {:.1} → {:.1} MB, peak {:.1} MB; {} of {} posts refused (`500`, retried)",
         w5 as f64 / 1024.0,
         wend as f64 / 1024.0,
         peak_w as f64 / 1024.0,
         k5 as f64 / 1024.0,
         kend as f64 / 1024.0,
         peak_k as f64 / 1024.0,
-        report.refused,
-        report.attempts
+        thousands(report.refused as f64),
+        thousands(report.attempts as f64)
     )
 }
 
