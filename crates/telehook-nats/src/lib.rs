@@ -1,0 +1,9 @@
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod queue;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::NatsError;
+pub use queue::{NatsQueue, NatsQueueBuilder};
