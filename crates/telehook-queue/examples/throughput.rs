@@ -3,6 +3,9 @@
 //! workers drain them with a trivial handler; on 1 and 3 workers (partitions). Also the
 //! latency of one durable enqueue (what a webhook's acknowledgement waits for) under that load.
 //!
+//! The last row runs the workers as two "processes" sharing the file through `Workers`
+//! (leases): each with its own `SqliteQueue` handle, the deliveries through a third.
+//!
 //! `cargo run --release -p telehook-queue --example throughput -- [N]` (default 20,000)
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its table")]
@@ -13,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use telehook_core::{Context, HandlerError, Update};
 use telehook_polling::RunnerConfig;
-use telehook_queue::{QueueBackend, SqliteQueue, run_workers};
+use telehook_queue::{QueueBackend, SqliteQueue, Workers, run_workers};
 
 fn message(update_id: u64, chat: u64) -> Update {
     Update::from_bytes(format!(
@@ -22,18 +25,27 @@ fn message(update_id: u64, chat: u64) -> Update {
     .expect("valid update")
 }
 
-async fn measure(partitions: u32, total: u64) -> (Duration, Duration, Vec<Duration>) {
+/// `processes` 0: `run_workers` on the deliveries' own handle; else that many `Workers`, each
+/// on its own handle.
+async fn measure(
+    partitions: u32,
+    processes: usize,
+    total: u64,
+) -> (Duration, Duration, Vec<Duration>) {
     let dir = std::env::temp_dir().join(format!(
         "telehook-queue-bench-{}-{partitions}",
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let queue = SqliteQueue::builder(dir.join("q.sqlite3"))
-        .partitions(partitions)
-        .capacity(total + 1)
-        .open()
-        .expect("open");
+    let open = || {
+        SqliteQueue::builder(dir.join("q.sqlite3"))
+            .partitions(partitions)
+            .capacity(total + 1)
+            .open()
+            .expect("open")
+    };
+    let queue = open();
     let handled = Arc::new(AtomicU64::new(0));
     let done = Arc::new(tokio::sync::Notify::new());
     let handler = {
@@ -45,13 +57,44 @@ async fn measure(partitions: u32, total: u64) -> (Duration, Duration, Vec<Durati
             async { Ok::<_, HandlerError>(()) }
         }
     };
-    let start = Instant::now();
-    let workers = tokio::spawn({
+    let mut config = RunnerConfig::default();
+    config.concurrency = 64;
+    let workers: Vec<_> = if processes == 0 {
         let (queue, done) = (queue.clone(), Arc::clone(&done));
-        let mut config = RunnerConfig::default();
-        config.concurrency = 64;
-        run_workers(queue, handler, config, async move { done.notified().await })
-    });
+        vec![tokio::spawn(async move {
+            run_workers(queue, handler, config, async move { done.notified().await })
+                .await
+                .map(drop)
+        })]
+    } else {
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let mut workers: Vec<_> = (0..processes)
+            .map(|i| {
+                let (queue, stop, handler, config) =
+                    (open(), Arc::clone(&stop), handler.clone(), config.clone());
+                tokio::spawn(async move {
+                    Workers::new(queue)
+                        .owner(format!("process-{i}"))
+                        .lease(Duration::from_secs(3))
+                        .run(handler, config, async move { stop.notified().await })
+                        .await
+                        .map(drop)
+                })
+            })
+            .collect();
+        let done = Arc::clone(&done);
+        workers.push(tokio::spawn(async move {
+            done.notified().await;
+            stop.notify_waiters();
+            Ok(())
+        }));
+        workers
+    };
+    // The members settle on their shares before the load (`Workers` start with one tick).
+    if processes > 1 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let start = Instant::now();
     let next = Arc::new(AtomicU64::new(1));
     let producers: Vec<_> = (0..64)
         .map(|_| {
@@ -79,7 +122,9 @@ async fn measure(partitions: u32, total: u64) -> (Duration, Duration, Vec<Durati
     }
     latencies.sort();
     let enqueued = start.elapsed();
-    workers.await.expect("workers").expect("run");
+    for w in workers {
+        w.await.expect("workers").expect("run");
+    }
     let all = start.elapsed();
     drop(queue);
     let _ = std::fs::remove_dir_all(&dir);
@@ -93,14 +138,19 @@ async fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(20_000);
     println!(
-        "| workers | updates | all enqueued after | all handled after | end to end | enqueue p50 | enqueue p99 |"
+        "| workers (partitions) | processes | updates | all enqueued after | all handled after | end to end | enqueue p50 | enqueue p99 |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
-    for partitions in [1, 3] {
-        let (enqueued, all, latencies) = measure(partitions, total).await;
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (partitions, processes) in [(1, 0), (3, 0), (4, 2)] {
+        let (enqueued, all, latencies) = measure(partitions, processes, total).await;
         let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
         println!(
-            "| {partitions} | {total} | {:.2} s | {:.2} s | {:.0} updates/s | {:.2} ms | {:.2} ms |",
+            "| {partitions} | {} | {total} | {:.2} s | {:.2} s | {:.0} updates/s | {:.2} ms | {:.2} ms |",
+            if processes == 0 {
+                "1 (`run_workers`)".to_owned()
+            } else {
+                format!("{processes} (`Workers`, a handle each)")
+            },
             enqueued.as_secs_f64(),
             all.as_secs_f64(),
             total as f64 / all.as_secs_f64(),

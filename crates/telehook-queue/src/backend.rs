@@ -111,7 +111,7 @@ pub fn partition_of(update: &Update, partitions: u32) -> u32 {
 /// Per-chat order needs each partition taken by one worker at a time. Inside one process
 /// [`run_workers`] guarantees that by itself; across processes the workers hold **leases**
 /// ([`acquire`](Self::acquire), [`release`](Self::release)) and find each other through
-/// [`members`](Self::members). The provided methods mean "one process owns
+/// [`members`](Self::members); [`Workers`] runs them. The provided methods mean "one process owns
 /// every partition": `acquire` always succeeds, `release` does nothing, `members` is 1. A
 /// backend shared by several processes overrides all three, so that:
 ///
@@ -120,13 +120,16 @@ pub fn partition_of(update: &Update, partitions: u32) -> u32 {
 /// - `acquire` by the holder renews; by another owner it fails (`Ok(false)`) while the lease runs;
 /// - `take` with `from == 0` on a partition just acquired hands out again, in enqueue order,
 ///   whatever a previous owner left unacked (taken but neither acked nor dead-lettered), so a
-///   dead or deposed worker's updates run again in per-chat order.
+///   dead or deposed worker's updates run again in per-chat order;
+/// - `members` with a zero `lease` ends `owner`'s heartbeat at once (a worker leaving): the
+///   others count one member less at their next heartbeat.
 ///
 /// A worker stops taking from a partition before its lease runs out unless renewed (it renews
 /// every third of the lease); the engine's clock decides when a lease ran out.
 ///
 /// [`SqliteQueue`]: crate::SqliteQueue
 /// [`run_workers`]: crate::run_workers
+/// [`Workers`]: crate::Workers
 ///
 pub trait QueueBackend: Clone + Send + Sync + 'static {
     /// The number of partitions (workers that can run at once, each keeping its keys in order).

@@ -631,7 +631,9 @@ impl<B: QueueBackend> Run<B> {
                 }
                 Ok(false) => {}
                 Err(e) => {
+                    // Likely the engine is down: try again at the next tick, not each partition now.
                     tracing::warn!(partition, error = %e, "queue: claiming a partition failed");
+                    break;
                 }
             }
         }

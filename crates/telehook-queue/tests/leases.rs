@@ -80,6 +80,21 @@ fn leases(db: &Path) -> BTreeMap<u32, String> {
         .unwrap()
 }
 
+/// Bounds a test's waits: a regression fails the test instead of hanging it.
+struct Deadline(std::time::Instant);
+
+impl Deadline {
+    fn new() -> Self {
+        Self(std::time::Instant::now() + Duration::from_secs(60))
+    }
+    fn check(&self, what: &str) {
+        assert!(
+            std::time::Instant::now() < self.0,
+            "gave up waiting (60 s) for {what}"
+        );
+    }
+}
+
 /// Workers whose heartbeat is live.
 fn live_members(db: &Path) -> i64 {
     let conn = rusqlite::Connection::open(db).unwrap();
@@ -142,7 +157,9 @@ impl Log {
     }
 
     async fn wait_until(&self, done: impl Fn(&[(String, i64, u64)]) -> bool) {
+        let deadline = Deadline::new();
         loop {
+            deadline.check("the handler runs expected");
             let changed = self.changed.notified();
             let mut changed = std::pin::pin!(changed);
             changed.as_mut().enable();
@@ -283,7 +300,9 @@ async fn two_processes_share_the_partitions_and_handle_everything_once_in_chat_o
     let (stop_a, a) = spawn_workers(qa.clone(), "a", log.handler("a", |_| false));
     let (stop_b, b) = spawn_workers(qb.clone(), "b", log.handler("b", |_| false));
     // Both members claim their share (2 each) before the load, so both do work.
+    let deadline = Deadline::new();
     loop {
+        deadline.check("a 2/2 split");
         let held = leases(&dir.db());
         let by = |o: &str| held.values().filter(|h| *h == o).count();
         if by("a") == 2 && by("b") == 2 {
@@ -352,10 +371,14 @@ async fn a_dead_processs_partitions_are_taken_over_and_its_unacked_updates_run_a
     let probe = open(&dir.db(), partitions);
     {
         let handler = log.handler("a", move |id| id > handled_first);
+        // A hanging run keeps its concurrency slot: room for every chat of a partition, so
+        // the chats not hanging yet get to their last update below 121.
+        let mut config = config();
+        config.concurrency = 12;
         let qa = qa.clone();
         runtime.spawn(Workers::new(qa).owner("a").lease(LEASE).run(
             handler,
-            config(),
+            config,
             std::future::pending(),
         ));
     }
@@ -363,7 +386,9 @@ async fn a_dead_processs_partitions_are_taken_over_and_its_unacked_updates_run_a
     log.wait_until(|runs| runs.len() >= handled_first as usize)
         .await;
     // Until a's acks are committed (the hanging ones are never acked), then kill it.
+    let deadline = Deadline::new();
     while probe.queued().await.unwrap() > total - handled_first {
+        deadline.check("a's acks");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(leases(&dir.db()).len(), 3, "a held every partition");
@@ -398,7 +423,9 @@ async fn a_second_process_joining_gets_its_share_handed_over() {
     let qa = open(&dir.db(), partitions);
     let log = Log::default();
     let (stop_a, a) = spawn_workers(qa.clone(), "a", log.handler("a", |_| false));
+    let deadline = Deadline::new();
     while leases(&dir.db()).len() < 4 {
+        deadline.check("a claiming every partition");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Load while a holds everything, and keep it coming while b joins.
@@ -417,7 +444,9 @@ async fn a_second_process_joining_gets_its_share_handed_over() {
     let qb = open(&dir.db(), partitions);
     let (stop_b, b) = spawn_workers(qb.clone(), "b", log.handler("b", |_| false));
     let mut sent;
+    let deadline = Deadline::new();
     loop {
+        deadline.check("a 2/2 split");
         sent = enqueue(20).await;
         let held = leases(&dir.db());
         let by = |o: &str| held.values().filter(|h| *h == o).count();
@@ -438,4 +467,72 @@ async fn a_second_process_joining_gets_its_share_handed_over() {
     assert!(runs.iter().any(|r| r.0 == "b"), "b got work");
     assert!(ra.handed_over >= 2, "{ra:?}");
     assert!(rb.claimed >= 2, "{rb:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_capacity_counts_what_every_process_enqueued_and_acked() {
+    let dir = TempDir::new("capacity");
+    let open_capped = || SqliteQueue::builder(dir.db()).capacity(3).open().unwrap();
+    let (webhook, worker) = (open_capped(), open_capped());
+    for id in 1..=3 {
+        webhook.enqueue(&message(id, 1)).await.unwrap();
+    }
+    // The other process sees the queue full too.
+    assert!(matches!(
+        worker.enqueue(&message(4, 1)).await,
+        Err(telehook_queue::QueueError::Full { capacity: 3 })
+    ));
+    // The worker process acks two: the webhook process has room for two again, not more.
+    for item in worker.take(0, 0, 2, Duration::ZERO).await.unwrap() {
+        worker.ack(item.seq, item.update_id).await.unwrap();
+    }
+    webhook.enqueue(&message(4, 1)).await.unwrap();
+    worker.enqueue(&message(5, 1)).await.unwrap();
+    assert!(matches!(
+        webhook.enqueue(&message(6, 1)).await,
+        Err(telehook_queue::QueueError::Full { capacity: 3 })
+    ));
+    assert_eq!(webhook.queued().await.unwrap(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_stops_hands_everything_to_the_one_left() {
+    let dir = TempDir::new("leave");
+    let partitions = 4;
+    let (qa, qb) = (open(&dir.db(), partitions), open(&dir.db(), partitions));
+    let log = Log::default();
+    let (stop_a, a) = spawn_workers(qa.clone(), "a", log.handler("a", |_| false));
+    let (stop_b, b) = spawn_workers(qb.clone(), "b", log.handler("b", |_| false));
+    let by = |o: &str| leases(&dir.db()).values().filter(|h| *h == o).count();
+    let deadline = Deadline::new();
+    while by("a") != 2 || by("b") != 2 {
+        deadline.check("a 2/2 split");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for id in 1..=200u64 {
+        qa.enqueue(&message(id, (id % 16) as i64)).await.unwrap();
+    }
+    // a stops gracefully while updates are queued: it drains, releases, leaves.
+    stop_a.notify_one();
+    let ra = a.await.unwrap().unwrap();
+    assert_eq!(live_members(&dir.db()), 1);
+    assert_eq!(by("a"), 0, "a released its leases");
+    for id in 201..=400u64 {
+        qa.enqueue(&message(id, (id % 16) as i64)).await.unwrap();
+    }
+    log.wait_until(|runs| runs.len() >= 400).await;
+    // b takes every partition.
+    let deadline = Deadline::new();
+    while by("b") != 4 {
+        deadline.check("b holding every partition");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_b.notify_one();
+    let rb = b.await.unwrap().unwrap();
+
+    log.assert_clean();
+    assert_eq!(log.runs().len(), 400, "each update once");
+    assert!(rb.claimed >= 4, "{rb:?}");
+    assert!(!ra.runs.is_empty());
+    assert_eq!(qb.queued().await.unwrap(), 0);
 }
