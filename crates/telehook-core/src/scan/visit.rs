@@ -40,23 +40,35 @@ pub(crate) fn probe(raw: &[u8]) -> Result<Option<Probe<'_>>, InvalidUpdate> {
             "an update's first key cannot be serde_json's raw-value token".into(),
         )),
         // Refused only now, once the whole body was checked: invalid JSON is reported as such.
-        // serde_json's `Value` would keep the last copy and a derived struct would refuse the
-        // body, so no reading of it is safe.
+        // An update holds at most one kind (core.telegram.org/bots/api#update). With two,
+        // serde_json's `Value` keeps the last copy of a repeated key and sorts different keys,
+        // so the sequence key and a handler could read different payloads: no reading is safe.
         Top::Object {
-            duplicate: Some(key),
-            ..
+            second: Some(second),
+            probe,
         } => {
-            // The name goes into a short 400 body: cut and escaped.
-            let name: String = String::from_utf8_lossy(&key).chars().take(32).collect();
-            Err(InvalidUpdate::Malformed(format!(
-                "duplicate field {name:?}"
-            )))
+            let kind = probe.kind.as_deref().unwrap_or_default();
+            Err(InvalidUpdate::Malformed(if *second == *kind {
+                format!("duplicate field {}", short(&second))
+            } else {
+                format!(
+                    "more than one update kind ({}, {})",
+                    short(kind),
+                    short(&second)
+                )
+            }))
         }
         Top::Object {
             probe,
-            duplicate: None,
+            second: None,
         } => Ok(Some(probe)),
     }
+}
+
+/// A key as it goes into a short 400 body: cut and quoted.
+fn short(key: &[u8]) -> String {
+    let name: String = String::from_utf8_lossy(key).chars().take(32).collect();
+    format!("{name:?}")
 }
 
 /// True if `json` is an object with the top-level key `key` (escapes in keys decoded).
@@ -258,8 +270,8 @@ enum Top<'a> {
     RawValue,
     Object {
         probe: Probe<'a>,
-        /// The first key other than `update_id` seen twice.
-        duplicate: Option<Cow<'a, [u8]>>,
+        /// The first key after the kind other than `update_id`: the kind again, or another.
+        second: Option<Cow<'a, [u8]>>,
     },
 }
 
@@ -276,9 +288,7 @@ impl<'de> Visitor<'de> for TopVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top<'de>, A::Error> {
         let mut probe = Probe::default();
-        // Keys after the first kind: an update has one, so this stays empty (no allocation).
-        let mut others: Vec<Cow<'de, [u8]>> = Vec::new();
-        let mut duplicate = None;
+        let mut second = None;
         let mut first = true;
         while let Some(key) = map.next_key_seed(Key)? {
             if std::mem::take(&mut first) && key == RAW_VALUE_TOKEN {
@@ -299,16 +309,11 @@ impl<'de> Visitor<'de> for TopVisitor {
                 probe.payload = map.next_value_seed(PayloadSeed)?;
                 probe.kind = Some(key);
             } else {
-                if duplicate.is_none()
-                    && (probe.kind.as_ref() == Some(&key) || others.contains(&key))
-                {
-                    duplicate = Some(key.clone());
-                }
-                others.push(key);
+                second.get_or_insert(key);
                 map.next_value::<Strict>()?;
             }
         }
-        Ok(Top::Object { probe, duplicate })
+        Ok(Top::Object { probe, second })
     }
 }
 
