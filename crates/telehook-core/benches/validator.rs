@@ -11,7 +11,10 @@
 //!   machine's load.
 
 #![allow(missing_docs)]
-#![allow(clippy::print_stdout, reason = "it prints its table of instruction counts")]
+#![allow(
+    clippy::print_stdout,
+    reason = "it prints its table of instruction counts"
+)]
 
 use std::hint::black_box;
 use std::process::Command;
