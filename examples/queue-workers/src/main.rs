@@ -4,6 +4,7 @@
 //! - `QUEUE_URL`: `sqlite:<path>` (default `sqlite:bot-queue.sqlite3`, nothing to install) or
 //!   `nats://host:port[,nats://host:port...]` (a NATS JetStream cluster);
 //! - `ROLE`: `both` (default), `webhook` or `worker`;
+//! - `QUEUE_NAME` (NATS: the stream's name, default `telehook`, one per bot);
 //! - `PORT` (default 8080, path `/telegram`), `TELEHOOK_SECRET` (checked if set);
 //! - `PARTITIONS` (default 3; `WORKERS` is the older name), `CAPACITY` (default 100,000),
 //!   `CONCURRENCY` (handlers at once per partition, default 16), `LEASE_MS` (how soon the
@@ -55,12 +56,31 @@ async fn main() -> Result<(), BoxError> {
             tracing::info!(queue = %path.display(), partitions, "embedded SQLite queue");
             start(queue).await
         }
-        QueueUrl::Nats(servers) => Err(format!(
-            "QUEUE_URL={}: the NATS backend is not in this build yet",
-            servers.join(",")
-        )
-        .into()),
+        QueueUrl::Nats(servers) => {
+            // Three replicas when there are three servers or more (one node may die without
+            // losing anything acknowledged); every process on the queue uses the same
+            // partitions and lease.
+            let replicas = if servers.len() >= 3 { 3 } else { 1 };
+            let queue = telehook_nats::NatsQueue::builder(servers.iter().map(String::as_str))
+                .name(std::env::var("QUEUE_NAME").unwrap_or_else(|_| "telehook".into()))
+                .partitions(partitions)
+                .replicas(replicas)
+                .capacity(capacity)
+                .lease(lease()?)
+                .connect()
+                .await?;
+            tracing::info!(servers = %servers.join(","), replicas, partitions, "NATS JetStream queue");
+            start(queue).await
+        }
     }
+}
+
+/// `LEASE_MS`: how long a worker's partitions wait after it died (default 15 s).
+fn lease() -> Result<Duration, BoxError> {
+    Ok(Duration::from_millis(setting(
+        "LEASE_MS",
+        telehook_queue::DEFAULT_LEASE.as_millis() as u64,
+    )?))
 }
 
 async fn start<B: QueueBackend>(queue: B) -> Result<(), BoxError> {
@@ -72,10 +92,7 @@ async fn start<B: QueueBackend>(queue: B) -> Result<(), BoxError> {
     let mut runner = telehook_polling::RunnerConfig::default();
     runner.error_policy = telehook_core::ErrorPolicy::BoundedRetry { max_attempts: 3 };
     runner.concurrency = setting("CONCURRENCY", runner.concurrency)?;
-    let lease = Duration::from_millis(setting(
-        "LEASE_MS",
-        telehook_queue::DEFAULT_LEASE.as_millis() as u64,
-    )?);
+    let lease = lease()?;
     let run_log = match std::env::var_os("RUN_LOG") {
         Some(path) => Some(RunLog::open(
             path.as_ref(),

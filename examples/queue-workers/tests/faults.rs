@@ -2,7 +2,7 @@
 //! takes its partitions over), a few cycles, while 100 chats send
 //! updates the way Telegram does (each chat's next update only after a `2xx` for the previous
 //! one, retried until acknowledged): every acknowledged update runs, and each chat's updates
-//! run in order. The long version with 1,000 chats and 20 cycles per fault is
+//! run in order; the same with a NATS node killed instead. The long version with 1,000 chats and 20 cycles per fault is
 //! `benches/scaling/run.sh` (the figures in docs/scaling.md).
 
 #[path = "../examples/scaling/harness.rs"]
@@ -88,6 +88,88 @@ async fn kill_9_of_the_worker_loses_nothing_acknowledged_and_keeps_chat_order() 
         "order violations: {:?}",
         check.order_violations
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same on NATS JetStream: a 3-node cluster, the stream with 3 replicas; one node is
+/// `kill -9`ed and restarted twice while 100 chats send updates through a webhook process to
+/// two worker processes → nothing acknowledged lost, chat order kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_nats_node_loses_nothing_acknowledged_and_keeps_chat_order() {
+    let dir = harness::temp_dir("ci-kill-nats");
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_queue-workers"));
+    let mut cluster = harness::nats_cluster(&dir).await;
+    let url = cluster.url();
+    let env = |role: &str| {
+        vec![
+            ("QUEUE_URL", url.clone()),
+            ("ROLE", role.to_owned()),
+            ("PARTITIONS", "3".to_owned()),
+            ("LEASE_MS", "2000".to_owned()),
+        ]
+    };
+    let mut webhook = Node::new("webhook", &bin, &dir, &env("webhook"), true, false);
+    webhook.start();
+    let mut workers: Vec<Node> = (0..2)
+        .map(|i| {
+            Node::new(
+                &format!("worker{i}"),
+                &bin,
+                &dir,
+                &env("worker"),
+                false,
+                true,
+            )
+        })
+        .collect();
+    for worker in &mut workers {
+        worker.start();
+    }
+    let load = Load::start(LoadConfig {
+        targets: vec![webhook.addr().expect("a webhook address")],
+        chats: 100,
+        rate: 200.0,
+        connections: 16,
+        total: 0,
+    });
+    for node in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        cluster.kill9(node);
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        cluster.restart(node);
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let report = load.stop().await;
+    let runs = harness::drained(&dir, &report.acked, Duration::from_secs(20)).await;
+    let check = harness::check(&report.acked, &runs);
+    webhook.stop();
+    for worker in &mut workers {
+        worker.stop();
+    }
+    eprintln!(
+        "acknowledged {}, runs {}, lost {}, order violations {}, duplicate runs {}, refused posts {}",
+        check.acked,
+        check.runs,
+        check.lost.len(),
+        check.order_violations.len(),
+        check.duplicates,
+        report.refused
+    );
+    assert!(
+        check.acked >= 200,
+        "too few updates went through: {check:?}"
+    );
+    assert!(
+        check.lost.is_empty(),
+        "acknowledged and lost: {:?}",
+        check.lost
+    );
+    assert!(
+        check.order_violations.is_empty(),
+        "order violations: {:?}",
+        check.order_violations
+    );
+    drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

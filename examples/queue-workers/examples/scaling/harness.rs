@@ -293,6 +293,14 @@ impl NatsCluster {
         self.children[i] = Some(child);
     }
 
+    /// `nats://...` URL of each node.
+    pub fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect()
+    }
+
     /// `nats://...` URLs of every node, comma-separated (the example's `QUEUE_URL`).
     pub fn url(&self) -> String {
         self.ports
@@ -323,6 +331,29 @@ impl Drop for NatsCluster {
     fn drop(&mut self) {
         for i in 0..self.children.len() {
             self.kill9(i);
+        }
+    }
+}
+
+/// A 3-node cluster in `dir` whose queue streams exist (as the example's processes open them:
+/// 3 replicas, 3 partitions, a 2 s lease), so the processes started next find JetStream ready.
+pub async fn nats_cluster(dir: &Path) -> NatsCluster {
+    let cluster = NatsCluster::start(dir, 3);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let opened = telehook_nats::NatsQueue::builder(cluster.urls())
+            .replicas(3)
+            .partitions(3)
+            .lease(Duration::from_secs(2))
+            .connect()
+            .await;
+        match opened {
+            Ok(_) => return cluster,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("waiting for JetStream: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("JetStream did not come up on the cluster: {e}"),
         }
     }
 }

@@ -36,6 +36,7 @@ struct Options {
     out: Option<PathBuf>,
     quick: bool,
     nats: bool,
+    embedded: bool,
     cycles: u32,
     command: String,
 }
@@ -86,6 +87,7 @@ fn main() {
         out: Some(PathBuf::from("docs/scaling.md")),
         quick: false,
         nats: true,
+        embedded: true,
         cycles: 20,
         command: std::env::var("SCALING_COMMAND").unwrap_or_else(|_| {
             std::iter::once("target/release/examples/scaling".to_owned())
@@ -98,6 +100,7 @@ fn main() {
         match arg.as_str() {
             "--quick" => options.quick = true,
             "--no-nats" => options.nats = false,
+            "--no-embedded" => options.embedded = false,
             "--cycles" => options.cycles = args.next().and_then(|n| n.parse().ok()).unwrap_or(20),
             "--bin" => options.bin = args.next().map(PathBuf::from).expect("--bin PATH"),
             "--out" => options.out = args.next().map(PathBuf::from),
@@ -142,6 +145,17 @@ fn main() {
 async fn measure(options: &Options) -> Table {
     let mut table = Table::default();
     let n = if options.quick { 5_000 } else { 20_000 };
+    if options.embedded {
+        measure_embedded(options, &mut table, n).await;
+    }
+    if options.nats {
+        measure_nats(options, &mut table, n).await;
+    }
+    table
+}
+
+/// The embedded column: each measurement on a fresh SQLite file.
+async fn measure_embedded(options: &Options, table: &mut Table, n: u64) {
     // Throughput, in process (enqueue → handled, trivial handler), three runs each: a range.
     for partitions in [1, 3] {
         let mut rates = Vec::new();
@@ -197,38 +211,31 @@ async fn measure(options: &Options) -> Table {
         table.set(OVERLOAD_ROW, EMBEDDED, cell);
         let _ = std::fs::remove_dir_all(&dir);
     }
-    if options.nats {
-        measure_nats(options, &mut table, n).await;
-    }
-    table
-}
-
-/// Whether the example binary speaks NATS (`QUEUE_URL=nats://...`).
-fn nats_supported(options: &Options, url: &str) -> bool {
-    let probe = std::process::Command::new(&options.bin)
-        .env("QUEUE_URL", url)
-        .env("ROLE", "none")
-        .output();
-    probe.is_ok_and(|o| !String::from_utf8_lossy(&o.stderr).contains("not in this build"))
 }
 
 /// The NATS column: each measurement on a fresh 3-node cluster (its own stream, so update ids
 /// never meet an earlier measurement's).
 async fn measure_nats(options: &Options, table: &mut Table, n: u64) {
-    {
-        let dir = harness::temp_dir("nats-probe");
-        let cluster = NatsCluster::start(&dir, 3);
-        let supported = nats_supported(options, &cluster.url());
-        drop(cluster);
-        let _ = std::fs::remove_dir_all(&dir);
-        if !supported {
-            eprintln!("the example binary has no NATS backend: NATS column not run");
-            return;
+    for partitions in [1, 3] {
+        let mut rates = Vec::new();
+        for _ in 0..3 {
+            let dir = harness::temp_dir("nats-throughput");
+            let cluster = harness::nats_cluster(&dir).await;
+            let queue = telehook_nats::NatsQueue::builder(cluster.urls())
+                .replicas(3)
+                .partitions(partitions)
+                .connect()
+                .await
+                .expect("a NATS queue on the cluster");
+            rates.push(throughput(queue, n).await);
+            drop(cluster);
+            let _ = std::fs::remove_dir_all(&dir);
         }
+        table.set(&throughput_row(partitions, n), NATS, range(&rates));
     }
     {
         let dir = harness::temp_dir("nats-ack");
-        let cluster = NatsCluster::start(&dir, 3);
+        let cluster = harness::nats_cluster(&dir).await;
         let cell = ack_latency(options, &dir, &cluster.url(), n).await;
         table.set(&ack_row(n), NATS, cell);
         drop(cluster);
@@ -241,7 +248,7 @@ async fn measure_nats(options: &Options, table: &mut Table, n: u64) {
         (Fault::NatsNode, "a NATS node (of 3)"),
     ] {
         let dir = harness::temp_dir("nats-faults");
-        let mut cluster = NatsCluster::start(&dir, 3);
+        let mut cluster = harness::nats_cluster(&dir).await;
         let url = cluster.url();
         let cell = faults(options, &dir, &url, fault, cycles, Some(&mut cluster)).await;
         table.set(&fault_row(what, cycles), NATS, cell);
@@ -250,7 +257,7 @@ async fn measure_nats(options: &Options, table: &mut Table, n: u64) {
     }
     {
         let dir = harness::temp_dir("nats-overload");
-        let cluster = NatsCluster::start(&dir, 3);
+        let cluster = harness::nats_cluster(&dir).await;
         let cell = overload(options, &dir, &cluster.url()).await;
         table.set(OVERLOAD_ROW, NATS, cell);
         drop(cluster);
@@ -291,7 +298,8 @@ const OVERLOAD_ROW: &str = "RSS under sustained overload (queue capacity 20,000,
 
 fn ack_row(n: u64) -> String {
     format!(
-        "acknowledge latency over HTTP, {n} updates, 1,000 chats, 64 connections: p50 / p99 (acks/s)"
+        "acknowledge latency over HTTP, {} updates, 1,000 chats, 64 connections: p50 / p99 (acks/s)",
+        thousands(n as f64)
     )
 }
 
