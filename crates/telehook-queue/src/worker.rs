@@ -527,10 +527,17 @@ impl<B: QueueBackend> Run<B> {
             Err(e) => (e.id(), Err(e)),
         };
         let partition = self.task_partition.remove(&id)?;
-        self.held.remove(&partition);
+        // Not asked to stop: its lease went half a lease without a renewal.
+        let unasked = self.held.remove(&partition).is_some_and(|h| !h.stopping);
         let mut fatal = None;
         match result {
-            Ok(Ok(report)) => self.report.runs.push((partition, report)),
+            Ok(Ok(report)) => {
+                if unasked {
+                    tracing::error!(partition, owner = %self.owner, "queue: lease not renewed in time; this partition's worker stopped");
+                    self.report.leases_lost += 1;
+                }
+                self.report.runs.push((partition, report));
+            }
             Ok(Err(QueueError::Closed)) => fatal = Some(QueueError::Closed),
             Ok(Err(e)) => {
                 tracing::error!(partition, error = %e, "queue: a partition's worker failed; the partition is released");
