@@ -695,3 +695,23 @@ async fn a_worker_that_cannot_renew_its_lease_is_gone_before_another_can_claim_i
     let report = a.await.unwrap().unwrap();
     assert_eq!(report.leases_lost, 1, "{report:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_partition_count_is_refused_while_workers_are_live() {
+    let dir = TempDir::new("count");
+    let queue = open(&dir.db(), 2);
+    queue.members("a", Duration::from_secs(60)).await.unwrap();
+    // Empty, but a worker of the 2-partition layout is live: a 3-partition process would
+    // route chats to partitions it does not serve.
+    assert!(matches!(
+        SqliteQueue::builder(dir.db()).partitions(3).open(),
+        Err(telehook_queue::QueueError::PartitionsChanged {
+            stored: 2,
+            asked: 3
+        })
+    ));
+    queue.members("a", Duration::ZERO).await.unwrap();
+    drop(queue);
+    // Nobody live and nothing queued: the count may change.
+    assert_eq!(open(&dir.db(), 3).partitions(), 3);
+}
