@@ -206,11 +206,14 @@ async fn two_worker_processes_share_the_queue_and_a_killed_ones_updates_run_agai
     b.0.kill().unwrap();
     b.0.wait().unwrap();
     // a takes b's partitions over once b's leases run out, and finishes everything.
+    wait_for("a holding every partition", async || {
+        lease_owners(&db) == vec!["a"; 4]
+    })
+    .await;
     wait_for("every update handled", async || {
         queue.queued().await.unwrap() == 0
     })
     .await;
-    assert_eq!(lease_owners(&db), vec!["a"; 4]);
     drop(a);
 
     let runs = runs(&dir.0);
