@@ -9,6 +9,9 @@
 //!   itself under callgrind once per case and counts only the measured loop
 //!   (`--toggle-collect`), so start-up and warm-up are left out. Counts do not depend on the
 //!   machine's load.
+//! - `cargo bench -p telehook-core --bench validator -- --cpu`: the same cases timed by the
+//!   thread's own CPU time (`/proc/thread-self/schedstat`, Linux), which leaves out the time
+//!   spent waiting for a core on a loaded machine; lowest and highest of 7 runs.
 
 #![allow(missing_docs)]
 #![allow(
@@ -18,6 +21,7 @@
 
 use std::hint::black_box;
 use std::process::Command;
+use std::rc::Rc;
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion};
@@ -26,7 +30,7 @@ use telehook_core::{Context, HandlerError, RequestHead, Update, Webhook};
 const SECRET: &str = "s3cr3t_T0ken-for-tests";
 /// Set in the child that runs under callgrind: which case to run.
 const CASE_VAR: &str = "TELEHOOK_VALIDATOR_CASE";
-/// Iterations counted per case.
+/// Iterations counted per case under callgrind.
 const ROUNDS: u64 = 2_000;
 
 fn fixture_dir() -> std::path::PathBuf {
@@ -110,101 +114,106 @@ fn criterion_benches(c: &mut Criterion) {
     group.finish();
 }
 
-// --- instruction counts ---------------------------------------------------------------------
+// --- instruction counts and CPU time ------------------------------------------------------
 
-#[inline(never)]
-fn counted_validate(body: &Bytes) {
-    for _ in 0..ROUNDS {
-        black_box(Update::from_bytes(black_box(body.clone())).expect("update"));
-    }
-}
+/// A prepared run of a case: its inputs are built, calling it runs the measured work.
+type Run = Box<dyn FnOnce()>;
 
-#[inline(never)]
-fn counted_dispatch(runtime: &tokio::runtime::Runtime, webhook: &Webhook, bodies: Vec<Bytes>) {
-    runtime.block_on(async {
-        for body in bodies {
-            let head = RequestHead::new("POST", |name| {
-                (name == "x-telegram-bot-api-secret-token").then_some(SECRET.as_bytes())
-            });
-            let response = webhook.handle_bytes(head, body).await;
-            assert_eq!(response.status(), 200);
-            black_box(response);
-        }
-    });
-}
-
-#[inline(never)]
-fn counted_direct(runtime: &tokio::runtime::Runtime, updates: Vec<Update>) {
-    runtime.block_on(async {
-        for update in updates {
-            let ctx = Context::detached(update.update_id());
-            handler(update, ctx).await.expect("handler");
-        }
-    });
-}
-
-/// Runs one case (in the child under callgrind).
-fn run_case(case: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+/// The cases: a fixture's name (`Update::from_bytes` on it), `dispatch` (through the
+/// dispatcher, a fresh `update_id` each time) or `direct` (the handler on a parsed update).
+/// The returned function prepares `n` iterations.
+fn case(case: &str) -> Box<dyn FnMut(u64) -> Run> {
+    let runtime = Rc::new(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime"),
+    );
+    let mut next_id = 1;
+    let mut ids = move |n| {
+        let first = next_id;
+        next_id += n;
+        dispatch_bodies(first, n)
+    };
     match case {
         "dispatch" => {
-            let webhook = Webhook::builder()
-                .secret_token(SECRET)
-                .build(handler)
-                .expect("webhook");
-            // Warm-up: the runtime, the guard and the allocator reach their steady state.
-            warm_up_dispatch(&runtime, &webhook, dispatch_bodies(1, 200));
-            counted_dispatch(&runtime, &webhook, dispatch_bodies(1_000, ROUNDS));
+            let webhook = Rc::new(
+                Webhook::builder()
+                    .secret_token(SECRET)
+                    .build(handler)
+                    .expect("webhook"),
+            );
+            Box::new(move |n| {
+                let (runtime, webhook, bodies) = (runtime.clone(), webhook.clone(), ids(n));
+                Box::new(move || {
+                    runtime.block_on(async {
+                        for body in bodies {
+                            let head = RequestHead::new("POST", |name| {
+                                (name == "x-telegram-bot-api-secret-token")
+                                    .then_some(SECRET.as_bytes())
+                            });
+                            let response = webhook.handle_bytes(head, body).await;
+                            assert_eq!(response.status(), 200);
+                            black_box(response);
+                        }
+                    });
+                })
+            })
         }
-        "direct" => {
-            let updates = |first, n| {
-                dispatch_bodies(first, n)
-                    .into_iter()
-                    .map(|b| Update::from_bytes(b).expect("update"))
-                    .collect::<Vec<_>>()
-            };
-            let warm = updates(1, 200);
-            runtime.block_on(async {
-                for update in warm {
-                    let ctx = Context::detached(update.update_id());
-                    handler(update, ctx).await.expect("handler");
-                }
-            });
-            counted_direct(&runtime, updates(1_000, ROUNDS));
-        }
+        "direct" => Box::new(move |n| {
+            let runtime = runtime.clone();
+            let updates: Vec<Update> = ids(n)
+                .into_iter()
+                .map(|b| Update::from_bytes(b).expect("update"))
+                .collect();
+            Box::new(move || {
+                runtime.block_on(async {
+                    for update in updates {
+                        let ctx = Context::detached(update.update_id());
+                        handler(update, ctx).await.expect("handler");
+                    }
+                });
+            })
+        }),
         name => {
             let (_, body) = fixtures()
                 .into_iter()
                 .find(|(n, _)| n == name)
                 .expect("a fixture of that name");
-            black_box(Update::from_bytes(body.clone()).expect("update"));
-            counted_validate(&body);
+            Box::new(move |n| {
+                let body = body.clone();
+                Box::new(move || {
+                    for _ in 0..n {
+                        black_box(Update::from_bytes(black_box(body.clone())).expect("update"));
+                    }
+                })
+            })
         }
     }
 }
 
-fn warm_up_dispatch(runtime: &tokio::runtime::Runtime, webhook: &Webhook, bodies: Vec<Bytes>) {
-    runtime.block_on(async {
-        for body in bodies {
-            let head = RequestHead::new("POST", |name| {
-                (name == "x-telegram-bot-api-secret-token").then_some(SECRET.as_bytes())
-            });
-            black_box(webhook.handle_bytes(head, body).await);
-        }
-    });
+/// The one function callgrind counts in (`--toggle-collect`).
+#[inline(never)]
+fn counted_section(run: Run) {
+    run();
 }
 
-/// Instructions per iteration of `case`, counted by callgrind in the `counted_*` function.
-fn count(case: &str, function: &str) -> f64 {
+/// Runs one case in the child under callgrind: a warm-up (the runtime, the guard and the
+/// allocator reach their steady state), then `ROUNDS` counted iterations.
+fn run_case(name: &str) {
+    let mut prepare = case(name);
+    prepare(200)();
+    counted_section(prepare(ROUNDS));
+}
+
+/// Instructions per iteration of `case`, counted by callgrind in [`counted_section`].
+fn count(case: &str) -> f64 {
     let exe = std::env::current_exe().expect("own path");
     let out = std::env::temp_dir().join(format!("telehook-validator-{}.cg", std::process::id()));
     let status = Command::new("valgrind")
         .arg("--tool=callgrind")
         .arg("--collect-atstart=no")
-        .arg(format!("--toggle-collect=*{function}*"))
+        .arg("--toggle-collect=*counted_section*")
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(&exe)
         .env(CASE_VAR, case)
@@ -224,20 +233,58 @@ fn count(case: &str, function: &str) -> f64 {
     total as f64 / ROUNDS as f64
 }
 
+/// This thread's time on a CPU, in ns (Linux): unlike wall-clock time, it leaves out the time
+/// the thread waited for a core, which on a loaded machine is most of it.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .expect("/proc/thread-self/schedstat (Linux)")
+}
+
+/// CPU time per iteration of `case`: the lowest and highest of `CPU_RUNS` runs, in ns.
+fn cpu_time(name: &str, n: u64) -> (f64, f64) {
+    let mut prepare = case(name);
+    prepare(200)();
+    let mut per = Vec::new();
+    for _ in 0..CPU_RUNS {
+        let run = prepare(n);
+        let start = thread_cpu_ns();
+        run();
+        per.push((thread_cpu_ns() - start) as f64 / n as f64);
+    }
+    let min = per.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = per.iter().copied().fold(0.0, f64::max);
+    (min, max)
+}
+
+/// Runs of each case in `--cpu` mode.
+const CPU_RUNS: usize = 7;
+
 fn instructions() {
     println!("| fixture (compact) | bytes | instr/validate |");
     println!("|---|---|---|");
     for (name, body) in fixtures() {
-        let n = count(&name, "counted_validate");
-        println!("| {name} | {} | {n:.0} |", body.len());
+        println!("| {name} | {} | {:.0} |", body.len(), count(&name));
     }
-    let dispatch = count("dispatch", "counted_dispatch");
-    let direct = count("direct", "counted_direct");
     println!();
     println!("| message_text_private, compact | instr/update |");
     println!("|---|---|");
-    println!("| through the dispatcher | {dispatch:.0} |");
-    println!("| handler called directly | {direct:.0} |");
+    println!("| through the dispatcher | {:.0} |", count("dispatch"));
+    println!("| handler called directly | {:.0} |", count("direct"));
+}
+
+fn cpu() {
+    println!("| case | CPU ns per iteration (lowest–highest of {CPU_RUNS} runs) |");
+    println!("|---|---|");
+    for (name, body) in fixtures() {
+        let (min, max) = cpu_time(&name, 20_000);
+        println!("| validate {name} ({} B) | {min:.0}–{max:.0} |", body.len());
+    }
+    for name in ["dispatch", "direct"] {
+        let (min, max) = cpu_time(name, 20_000);
+        println!("| {name} | {min:.0}–{max:.0} |");
+    }
 }
 
 fn main() {
@@ -247,6 +294,10 @@ fn main() {
     }
     if std::env::args().any(|a| a == "--instructions") {
         instructions();
+        return;
+    }
+    if std::env::args().any(|a| a == "--cpu") {
+        cpu();
         return;
     }
     let mut c = Criterion::default().configure_from_args();
