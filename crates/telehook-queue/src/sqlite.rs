@@ -142,6 +142,11 @@ impl SqliteQueueBuilder {
 
 /// The embedded durable queue on one SQLite file: nothing to install, one host. Cheap to
 /// clone; the webhook side and the workers share one.
+///
+/// Several processes on the host may open the same file (webhook processes, worker processes
+/// running [`Workers`](crate::Workers)): every write takes SQLite's write lock, the partition
+/// leases and worker heartbeats are tables in the file (measured on the host's clock), and so is
+/// the count the capacity bound uses. The file must be on a local disk.
 #[derive(Clone)]
 pub struct SqliteQueue {
     inner: Arc<Inner>,
