@@ -11,6 +11,8 @@ entry frames, which callgrind_annotate lists with the whole window's cost, are l
 
 The binary's own crate name (`axum_echo_struct::`, ...) is dropped from function names so the
 same generic function of both binaries lines up. Options: `--top N` (default 30).
+`profile_diff.py --callers <function> <stem>` lists who calls a function (say `memcpy`), with the
+instructions per request spent in it for each caller.
 """
 import re
 import subprocess
@@ -52,8 +54,37 @@ def self_costs(stem):
     return costs, total
 
 
+def callers(stem, function):
+    """Who calls `function` (a substring of its name), with the instructions per request spent
+    in it (and below it) on behalf of each caller."""
+    requests = int(open(stem + ".requests").read())
+    out = subprocess.run(
+        ["callgrind_annotate", "--tree=caller", "--inclusive=yes", "--threshold=100", stem + ".out"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    for block in out.split("\n\n"):
+        lines = block.splitlines()
+        star = [l for l in lines if re.match(r"^\s*[\d,]+\s+\([\s\d.]+%\)\s+\*", l)]
+        if not star or function not in star[0]:
+            continue
+        print(f"| caller of `{star[0].split('*', 1)[1].strip()[:100]}` | instr/request |")
+        print("|---|---|")
+        rows = []
+        for l in lines:
+            m = re.match(r"^\s*([\d,]+)\s+\([\s\d.]+%\)\s+<\s+(.*)$", l)
+            if m:
+                rows.append((int(m.group(1).replace(",", "")) / requests, m.group(2)))
+        for cost, name in sorted(rows, reverse=True):
+            if cost >= 1:
+                name = re.sub(r"\s*\[.*\]$", "", name).replace("???:", "")
+                print(f"| `{name[:120]}` | {cost:,.0f} |")
+
+
 def main():
     args = sys.argv[1:]
+    if args and args[0] == "--callers":
+        callers(args[2], args[1])
+        return
     top = 30
     if "--top" in args:
         i = args.index("--top")
