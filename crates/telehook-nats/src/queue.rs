@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::stream::{
     self, DiscardPolicy, LastRawMessageErrorKind, RetentionPolicy, StorageType,
@@ -194,7 +193,6 @@ impl NatsQueueBuilder {
                 members,
                 lease_age: Mutex::new(self.lease),
                 member_age: Mutex::new(self.lease),
-                instance: instance_id(),
                 in_flight: Mutex::default(),
                 settings,
             }),
@@ -361,31 +359,15 @@ async fn ensure_stream(
     timed("stream lookup", after, js.get_stream(&name)).await
 }
 
-/// A short id of this queue handle, in its consumers' names.
-fn instance_id() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let seed = format!("{}-{nanos}-{:p}", std::process::id(), &nanos);
-    format!("{:012x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()) >> 16)
-}
-
 fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// One partition's reader: an ephemeral pull consumer used as a cursor (no acks: an item
-/// leaves the stream when it is deleted by `ack` or `dead_letter`).
+/// One partition's reader.
 #[derive(Default)]
 struct Part {
-    consumer: Option<PullConsumer>,
-    consumer_name: Option<String>,
-    generation: u64,
-    /// The consumer sequence of the last delivery read: a gap means deliveries were lost in
-    /// transit (a connection dropped), and the consumer is made again after the last item.
-    last_consumer_seq: u64,
     /// The highest stream sequence handed out since the partition was (re)taken.
     max_handed: u64,
 }
@@ -434,7 +416,6 @@ struct Inner {
     members: stream::Stream,
     lease_age: Mutex<Duration>,
     member_age: Mutex<Duration>,
-    instance: String,
     parts: Vec<tokio::sync::Mutex<Part>>,
     in_flight: Mutex<HashMap<u64, InFlight>>,
 }
@@ -523,6 +504,15 @@ impl NatsQueue {
         Ok(info.state.messages)
     }
 
+    /// The server name of the queue stream's current leader (`None` on a single server, or
+    /// while an election runs): which node a fault test should kill to hurt most.
+    pub async fn stream_leader(&self) -> Result<Option<String>, QueueError> {
+        let s = &self.inner.settings;
+        let mut main = self.inner.main.clone();
+        let info = timed("stream info", s.op_timeout, main.info()).await?;
+        Ok(info.cluster.as_ref().and_then(|c| c.leader.clone()))
+    }
+
     /// Dead letters waiting (the dead-letter stream's size).
     pub async fn dead_count(&self) -> Result<u64, QueueError> {
         let s = &self.inner.settings;
@@ -546,7 +536,10 @@ impl NatsQueue {
             if left.is_zero() {
                 return Err(NatsError::Timeout { op, after: limit });
             }
-            match attempt(left).await {
+            // One attempt gets a part of the budget: a request to a leader that just died is
+            // never answered, and the next attempt reaches the new one.
+            let per_attempt = left.min((limit / 4).max(Duration::from_millis(250)));
+            match attempt(per_attempt).await {
                 Ok(value) => return Ok(value),
                 Err(e) if transient(&e) && started.elapsed() + delay < limit => {
                     tracing::debug!(op, error = %e, "nats: retrying");
@@ -581,8 +574,12 @@ impl NatsQueue {
                             PublishErrorKind::WrongLastSequence => {
                                 Ok(Err(PublishFailure::WrongLastSequence))
                             }
-                            PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => {
-                                Err(NatsError::client(op, e))
+                            // No responders (reported as "no stream"): the stream has no
+                            // leader for a moment (an election); it is ours, it exists.
+                            PublishErrorKind::TimedOut
+                            | PublishErrorKind::BrokenPipe
+                            | PublishErrorKind::StreamNotFound => {
+                                Err(NatsError::Timeout { op, after: left })
                             }
                             _ if is_full(&chain(&e)) => Ok(Err(PublishFailure::Full)),
                             _ => Err(NatsError::client(op, e)),
@@ -751,105 +748,54 @@ impl NatsQueue {
         })
     }
 
-    /// A new cursor on `partition`: from the start (`None`) or from a stream sequence.
-    async fn renew_consumer(
+    /// Up to `limit` messages of `partition` from stream sequence `start` on, in order, read
+    /// one by one from the stream leader.
+    async fn read_from(
         &self,
-        part: &mut Part,
         partition: u32,
-        start: Option<u64>,
-    ) -> Result<(), NatsError> {
-        let s = &self.inner.settings;
-        if let Some(old) = part.consumer_name.take() {
-            // Best effort: an abandoned cursor also goes away by itself when inactive.
-            let _ = timed(
-                "consumer delete",
-                s.op_timeout,
-                self.inner.main.delete_consumer(&old),
-            )
-            .await;
-        }
-        part.consumer = None;
-        part.generation += 1;
-        let name = format!("p{partition}-{}-{}", self.inner.instance, part.generation);
-        let config = pull::Config {
-            name: Some(name.clone()),
-            filter_subject: s.partition_subject(partition),
-            deliver_policy: match start {
-                None => DeliverPolicy::All,
-                Some(start_sequence) => DeliverPolicy::ByStartSequence { start_sequence },
-            },
-            ack_policy: AckPolicy::None,
-            inactive_threshold: Duration::from_secs(60).max(s.op_timeout * 4),
-            memory_storage: true,
-            num_replicas: 1,
-            ..Default::default()
-        };
-        let consumer = timed(
-            "consumer create",
-            s.op_timeout,
-            self.inner.main.create_consumer(config),
-        )
-        .await?;
-        part.consumer = Some(consumer);
-        part.consumer_name = Some(name);
-        part.last_consumer_seq = 0;
-        Ok(())
-    }
-
-    /// Reads what the cursor has now (up to `limit`), or waits up to `wait` for one item.
-    async fn read(
-        &self,
-        consumer: &PullConsumer,
+        start: u64,
         limit: usize,
-        wait: Duration,
-    ) -> Result<Vec<jetstream::Message>, NatsError> {
-        let after = self.inner.settings.op_timeout;
-        let mut out = Vec::new();
-        let batch = timed(
-            "fetch",
-            after,
-            consumer.fetch().max_messages(limit).messages(),
-        )
-        .await?;
-        collect(batch, &mut out, after).await?;
-        if out.is_empty() {
-            let wait = wait.max(Duration::from_millis(10));
-            let batch = timed(
-                "fetch",
-                after,
-                consumer.batch().max_messages(1).expires(wait).messages(),
-            )
-            .await?;
-            collect(batch, &mut out, wait + after).await?;
-            if !out.is_empty() && limit > 1 {
-                let batch = timed(
-                    "fetch",
-                    after,
-                    consumer.fetch().max_messages(limit - 1).messages(),
-                )
-                .await?;
-                collect(batch, &mut out, after).await?;
+    ) -> Result<Vec<jetstream::message::StreamMessage>, NatsError> {
+        let subject = self.inner.settings.partition_subject(partition);
+        let main = &self.inner.main;
+        let mut out: Vec<jetstream::message::StreamMessage> = Vec::new();
+        let mut next = start.max(1);
+        while out.len() < limit {
+            let message = self
+                .retrying("read", |left| {
+                    let subject = subject.clone();
+                    async move {
+                        let request = main
+                            .raw_message_builder()
+                            .sequence(next)
+                            .next_by_subject(subject)
+                            .send();
+                        match tokio::time::timeout(left, request).await {
+                            Err(_) => Err(NatsError::Timeout {
+                                op: "read",
+                                after: left,
+                            }),
+                            Ok(Ok(message)) => Ok(Some(message)),
+                            Ok(Err(e)) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {
+                                Ok(None)
+                            }
+                            Ok(Err(e)) => Err(NatsError::client("read", e)),
+                        }
+                    }
+                })
+                .await;
+            match message {
+                Ok(Some(message)) => {
+                    next = message.sequence + 1;
+                    out.push(message);
+                }
+                Ok(None) => break,
+                // What was read so far is good; the rest comes with the next take.
+                Err(_) if !out.is_empty() => break,
+                Err(e) => return Err(e),
             }
         }
         Ok(out)
-    }
-}
-
-/// Reads a pull request's messages to their end, under `after`.
-async fn collect(
-    mut batch: pull::Batch,
-    out: &mut Vec<jetstream::Message>,
-    after: Duration,
-) -> Result<(), NatsError> {
-    let read = async {
-        while let Some(message) = batch.next().await {
-            out.push(message.map_err(|e| NatsError::client("fetch", e))?);
-        }
-        Ok::<_, NatsError>(())
-    };
-    match tokio::time::timeout(after, read).await {
-        Ok(result) => result,
-        Err(_) => Err(NatsError::Timeout { op: "fetch", after }),
     }
 }
 
@@ -946,51 +892,26 @@ impl QueueBackend for NatsQueue {
             // A partition (re)taken: hand out again, in order, everything still queued.
             lock(&self.inner.in_flight).retain(|_, item| item.partition != partition);
             part.max_handed = 0;
-            self.renew_consumer(&mut part, partition, None).await?;
-        } else if part.consumer.is_none() {
-            let start = from.max(part.max_handed + 1);
-            self.renew_consumer(&mut part, partition, Some(start))
-                .await?;
         }
-        let Some(consumer) = part.consumer.clone() else {
-            return Ok(Vec::new());
-        };
-        let messages = match self.read(&consumer, limit, wait).await {
-            Ok(messages) => messages,
-            Err(e) => {
-                // Deliveries may be lost in transit: read again after the last item handed out.
-                part.consumer = None;
-                return Err(e.into());
+        // Items up to `max_handed` are held by the runner already (or done): not read again.
+        let start = from.max(part.max_handed + 1);
+        let deadline = Instant::now() + wait;
+        let mut poll = Duration::from_millis(5);
+        let messages = loop {
+            let messages = self.read_from(partition, start, limit).await?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !messages.is_empty() || left.is_zero() {
+                break messages;
             }
+            // Nothing new: look again soon (5 ms, doubling up to 100 ms) until `wait` ran out.
+            tokio::time::sleep(poll.min(left)).await;
+            poll = (poll * 2).min(Duration::from_millis(100));
         };
         let mut batch = Vec::with_capacity(messages.len());
-        let mut last_consumer_seq = part.last_consumer_seq;
-        let mut max_handed = part.max_handed;
         for message in messages {
-            let Ok(info) = message.info() else {
-                part.consumer = None;
-                break;
-            };
-            let (stream_seq, consumer_seq) = (info.stream_sequence, info.consumer_sequence);
-            if consumer_seq != last_consumer_seq + 1 {
-                tracing::warn!(
-                    partition,
-                    expected = last_consumer_seq + 1,
-                    got = consumer_seq,
-                    "nats: deliveries lost in transit; reading again after the last item handed out"
-                );
-                part.consumer = None;
-                break;
-            }
-            last_consumer_seq = consumer_seq;
-            if stream_seq <= max_handed {
-                continue;
-            }
-            max_handed = stream_seq;
-            let (message, _) = message.split();
             let update_id =
-                update_id_of(message.headers.as_ref(), &message.payload).unwrap_or_default();
-            batch.push((stream_seq, update_id, message.payload));
+                update_id_of(Some(&message.headers), &message.payload).unwrap_or_default();
+            batch.push((message.sequence, update_id, message.payload));
         }
         // The records (completed, dead-lettered, failed n times) of the batch, read at once.
         let records = futures_util::future::join_all(
@@ -1005,8 +926,7 @@ impl QueueBackend for NatsQueue {
             let record = match record {
                 Ok(record) => record,
                 Err(e) => {
-                    // Read these again from the first one not handed out.
-                    part.consumer = None;
+                    // Read these again with the next take (from the first one not handed out).
                     if items.is_empty() && done.is_empty() {
                         return Err(e.into());
                     }
@@ -1038,10 +958,6 @@ impl QueueBackend for NatsQueue {
                 body: body.to_vec(),
                 failed_attempts: failed,
             });
-        }
-        if part.consumer.is_some() {
-            part.last_consumer_seq = last_consumer_seq;
-            part.max_handed = part.max_handed.max(max_handed);
         }
         drop(part);
         for seq in done {

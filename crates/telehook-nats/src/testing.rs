@@ -296,6 +296,12 @@ impl NatsCluster {
         self.nodes.get(i).map(Node::url)
     }
 
+    /// The node whose server name is `name` (as a stream's leader is named, e.g. by
+    /// `NatsQueue::stream_leader`).
+    pub fn node_index(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
     /// The number of nodes.
     pub fn len(&self) -> usize {
         self.nodes.len()
