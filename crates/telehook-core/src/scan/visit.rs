@@ -19,7 +19,8 @@ use crate::invalid::InvalidUpdate;
 /// The key serde_json (feature `raw_value`, which telehook-core turns on) treats specially when
 /// it is the first key of an object being parsed into a `Value`: the object must hold only that
 /// key, its value must be a string, and the `Value` is that string parsed as JSON. Every reader
-/// here does the same, so what a handler parsing a `Value` sees is what was checked.
+/// here does the same, so what a handler parsing a `Value` sees is what was checked; the one
+/// difference: such a key inside the string of another is refused (see [`Reparsed`]).
 const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
 
 /// Probes `raw`: `Ok(None)` for valid JSON that is not an object.
@@ -221,12 +222,25 @@ where
         f.write_str("raw value")
     }
     fn visit_str<E: de::Error>(self, json: &str) -> Result<T, E> {
+        // Each parse in a parse starts its own 128 levels, so a chain of them would recurse as
+        // deep as the body is long (17 levels in 1 MiB overflow a 2 MiB stack): one is allowed.
+        if IN_RAW_VALUE.replace(true) {
+            return Err(E::custom("serde_json's raw-value key inside another"));
+        }
         let mut de = serde_json::Deserializer::from_str(json);
-        self.0
+        let result = self
+            .0
             .deserialize(&mut de)
             .and_then(|value| de.end().map(|()| value))
-            .map_err(E::custom)
+            .map_err(E::custom);
+        IN_RAW_VALUE.set(false);
+        result
     }
+}
+
+thread_local! {
+    /// Whether this thread is reading the string of a [`RAW_VALUE_TOKEN`] key.
+    static IN_RAW_VALUE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// A key, borrowed from the body unless it has escapes.
