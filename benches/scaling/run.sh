@@ -10,6 +10,8 @@
 #   benches/scaling/run.sh --no-nats   # the embedded column only
 #   benches/scaling/run.sh --cycles 5  # kill -9 cycles per fault (default 20)
 #   benches/scaling/run.sh --no-out    # print the table, leave docs/scaling.md alone
+#   benches/scaling/run.sh --only nats-node --cycles 6 --no-out   # one fault on NATS (worker, webhook, nats-node)
+#   SCALING_KEEP=1 benches/scaling/run.sh ...   # keep each measurement's directory (process logs, run logs)
 #
 # Needs nats-server (Debian: apt-get install nats-server; or NATS_SERVER=/path/to/nats-server)
 # unless --no-nats. Not part of CI: tests/faults.rs in the example runs a short version there.

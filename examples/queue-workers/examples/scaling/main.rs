@@ -5,7 +5,8 @@
 //!
 //! `benches/scaling/run.sh [--quick] [--no-nats]` builds it and runs it; by hand:
 //! `cargo build --release -p queue-workers --bins --examples &&
-//!  target/release/examples/scaling [--quick] [--no-nats] [--cycles N] [--out docs/scaling.md]`
+//!  target/release/examples/scaling [--quick] [--no-nats] [--no-embedded] [--only worker|webhook|nats-node]
+//!  [--cycles N] [--out docs/scaling.md | --no-out]` (`SCALING_KEEP=1` keeps the temporary directories)
 //!
 //! Measured: the webhook's acknowledge latency over HTTP (p50/p99); enqueue → handled
 //! throughput on 1 and 3 workers; `kill -9` cycles of a worker, a webhook instance and a NATS
@@ -37,6 +38,8 @@ struct Options {
     quick: bool,
     nats: bool,
     embedded: bool,
+    /// Only this fault (`worker`, `webhook`, `nats-node`), NATS column, no other rows.
+    only: Option<String>,
     cycles: u32,
     command: String,
 }
@@ -88,6 +91,7 @@ fn main() {
         quick: false,
         nats: true,
         embedded: true,
+        only: None,
         cycles: 20,
         command: std::env::var("SCALING_COMMAND").unwrap_or_else(|_| {
             std::iter::once("target/release/examples/scaling".to_owned())
@@ -101,6 +105,10 @@ fn main() {
             "--quick" => options.quick = true,
             "--no-nats" => options.nats = false,
             "--no-embedded" => options.embedded = false,
+            "--only" => {
+                options.only = args.next();
+                options.embedded = false;
+            }
             "--cycles" => options.cycles = args.next().and_then(|n| n.parse().ok()).unwrap_or(20),
             "--bin" => options.bin = args.next().map(PathBuf::from).expect("--bin PATH"),
             "--out" => options.out = args.next().map(PathBuf::from),
@@ -166,7 +174,7 @@ async fn measure_embedded(options: &Options, table: &mut Table, n: u64) {
                 .open()
                 .expect("queue");
             rates.push(throughput(queue, n).await);
-            let _ = std::fs::remove_dir_all(&dir);
+            remove(&dir);
         }
         table.set(&throughput_row(partitions, n), EMBEDDED, range(&rates));
     }
@@ -176,7 +184,7 @@ async fn measure_embedded(options: &Options, table: &mut Table, n: u64) {
         let url = format!("sqlite:{}", dir.join("q.sqlite3").display());
         let cell = ack_latency(options, &dir, &url, n).await;
         table.set(&ack_row(n), EMBEDDED, cell);
-        let _ = std::fs::remove_dir_all(&dir);
+        remove(&dir);
     }
     // Faults.
     let cycles = options.cycles;
@@ -185,7 +193,7 @@ async fn measure_embedded(options: &Options, table: &mut Table, n: u64) {
         let url = format!("sqlite:{}", dir.join("q.sqlite3").display());
         let cell = faults(options, &dir, &url, Fault::Worker, cycles, None).await;
         table.set(&fault_row("a worker", cycles), EMBEDDED, cell);
-        let _ = std::fs::remove_dir_all(&dir);
+        remove(&dir);
     }
     {
         let dir = harness::temp_dir("kill-webhook");
@@ -196,7 +204,7 @@ async fn measure_embedded(options: &Options, table: &mut Table, n: u64) {
             EMBEDDED,
             cell,
         );
-        let _ = std::fs::remove_dir_all(&dir);
+        remove(&dir);
     }
     table.set(
         &fault_row("a NATS node (of 3)", cycles),
@@ -209,13 +217,36 @@ async fn measure_embedded(options: &Options, table: &mut Table, n: u64) {
         let url = format!("sqlite:{}", dir.join("q.sqlite3").display());
         let cell = overload(options, &dir, &url).await;
         table.set(OVERLOAD_ROW, EMBEDDED, cell);
-        let _ = std::fs::remove_dir_all(&dir);
+        remove(&dir);
     }
 }
 
 /// The NATS column: each measurement on a fresh 3-node cluster (its own stream, so update ids
 /// never meet an earlier measurement's).
 async fn measure_nats(options: &Options, table: &mut Table, n: u64) {
+    if let Some(only) = &options.only {
+        let fault = match only.as_str() {
+            "worker" => Fault::Worker,
+            "webhook" => Fault::Webhook,
+            _ => Fault::NatsNode,
+        };
+        let dir = harness::temp_dir("nats-faults");
+        let mut cluster = harness::nats_cluster(&dir).await;
+        let url = cluster.url();
+        let cell = faults(
+            options,
+            &dir,
+            &url,
+            fault,
+            options.cycles,
+            Some(&mut cluster),
+        )
+        .await;
+        table.set(&fault_row(only, options.cycles), NATS, cell);
+        drop(cluster);
+        remove(&dir);
+        return;
+    }
     for partitions in [1, 3] {
         let mut rates = Vec::new();
         for _ in 0..3 {
@@ -229,7 +260,7 @@ async fn measure_nats(options: &Options, table: &mut Table, n: u64) {
                 .expect("a NATS queue on the cluster");
             rates.push(throughput(queue, n).await);
             drop(cluster);
-            let _ = std::fs::remove_dir_all(&dir);
+            remove(&dir);
         }
         table.set(&throughput_row(partitions, n), NATS, range(&rates));
     }
@@ -239,7 +270,7 @@ async fn measure_nats(options: &Options, table: &mut Table, n: u64) {
         let cell = ack_latency(options, &dir, &cluster.url(), n).await;
         table.set(&ack_row(n), NATS, cell);
         drop(cluster);
-        let _ = std::fs::remove_dir_all(&dir);
+        remove(&dir);
     }
     let cycles = options.cycles;
     for (fault, what) in [
@@ -253,7 +284,7 @@ async fn measure_nats(options: &Options, table: &mut Table, n: u64) {
         let cell = faults(options, &dir, &url, fault, cycles, Some(&mut cluster)).await;
         table.set(&fault_row(what, cycles), NATS, cell);
         drop(cluster);
-        let _ = std::fs::remove_dir_all(&dir);
+        remove(&dir);
     }
     {
         let dir = harness::temp_dir("nats-overload");
@@ -261,7 +292,7 @@ async fn measure_nats(options: &Options, table: &mut Table, n: u64) {
         let cell = overload(options, &dir, &cluster.url()).await;
         table.set(OVERLOAD_ROW, NATS, cell);
         drop(cluster);
-        let _ = std::fs::remove_dir_all(&dir);
+        remove(&dir);
     }
 }
 
@@ -471,7 +502,7 @@ async fn faults(
         total: 0,
     });
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut kills = Vec::new();
+    let mut kills: Vec<u128> = Vec::new();
     for cycle in 0..cycles {
         kills.push(harness::now_ns());
         match fault {
@@ -509,11 +540,14 @@ async fn faults(
     let check = harness::check(&report.acked, &runs);
     let first = harness::first_runs(&runs);
     let (mut run_wait, mut ack_wait) = (0.0f64, 0.0f64);
+    let mut per_kill = Vec::new();
     for &kill in &kills {
         let (r, a) = harness::resume_after(kill, &report.acked, &first);
+        per_kill.push(format!("{r:.0}/{a:.0}"));
         run_wait = run_wait.max(r);
         ack_wait = ack_wait.max(a);
     }
+    eprintln!("resume per kill (run/ack ms): {}", per_kill.join(" "));
     for w in webhooks.iter_mut().chain(workers.iter_mut()) {
         w.stop();
     }
@@ -595,6 +629,16 @@ async fn overload(options: &Options, dir: &Path, url: &str) -> String {
         thousands(report.refused as f64),
         thousands(report.attempts as f64)
     )
+}
+
+/// Removes a measurement's directory, unless `SCALING_KEEP` is set (then its process logs and
+/// run logs stay for a look).
+fn remove(dir: &Path) {
+    if std::env::var_os("SCALING_KEEP").is_some() {
+        eprintln!("kept {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 fn loadavg() -> String {
