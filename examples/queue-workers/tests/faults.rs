@@ -140,7 +140,7 @@ async fn kill_9_of_a_nats_node_loses_nothing_acknowledged_and_keeps_chat_order()
     }
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let report = load.stop().await;
-    let runs = harness::drained(&dir, &report.acked, Duration::from_secs(20)).await;
+    let runs = harness::drained(&dir, &report.acked, Duration::from_secs(30)).await;
     let check = harness::check(&report.acked, &runs);
     webhook.stop();
     for worker in &mut workers {
