@@ -25,33 +25,9 @@ pub struct AppState {
 /// What the echo bot does with one update: a text message gets the same text back, through
 /// the webhook reply.
 pub async fn echo(state: AppState, update: Update, ctx: Context) -> Result<(), HandlerError> {
-    let value: serde_json::Value = update.deserialize()?;
-    let Some(text) = value.pointer("/message/text").and_then(|t| t.as_str()) else {
-        tracing::debug!(
-            update_id = update.update_id(),
-            kind = update.kind(),
-            "not a text message: ignored"
-        );
-        return Ok(());
-    };
-    let chat_id = update.chat_id().ok_or("a message without a chat")?;
-    if !state.delay.is_zero() {
-        tracing::info!(
-            update_id = update.update_id(),
-            delay_ms = state.delay.as_millis(),
-            "echo: waiting before answering"
-        );
-        tokio::time::sleep(state.delay).await;
-        tracing::info!(
-            update_id = update.update_id(),
-            "echo: answered after the delay"
-        );
+    if echo_support::echo(&update, &ctx, state.delay).await? {
+        state.echoed.fetch_add(1, Ordering::Relaxed);
     }
-    ctx.webhook_reply(
-        "sendMessage",
-        serde_json::json!({ "chat_id": chat_id, "text": text }),
-    )?;
-    state.echoed.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 
@@ -105,58 +81,4 @@ async fn stats(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "echoed": state.echoed.load(Ordering::Relaxed) }))
 }
 
-/// A duration in milliseconds from the environment variable `name`, if it is set.
-pub fn env_ms(name: &str) -> Result<Option<Duration>, String> {
-    match std::env::var(name) {
-        Ok(value) => value
-            .parse()
-            .map(|ms| Some(Duration::from_millis(ms)))
-            .map_err(|e| format!("{name}={value:?} is not a number of milliseconds: {e}")),
-        Err(_) => Ok(None),
-    }
-}
-
-/// Resolves at the first SIGINT (Ctrl-C) or SIGTERM. From then on, a second one exits the
-/// process at once with code 130, cutting the graceful shutdown short.
-pub async fn shutdown_signal() {
-    let mut signals = Signals::new();
-    signals.recv().await;
-    tokio::spawn(async move {
-        signals.recv().await;
-        tracing::warn!("second signal: exiting without waiting for the rest");
-        std::process::exit(130);
-    });
-    tracing::info!("shutting down gracefully; a second signal exits at once");
-}
-
-struct Signals {
-    #[cfg(unix)]
-    interrupt: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> Self {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            Self {
-                interrupt: signal(SignalKind::interrupt()).expect("a SIGINT handler"),
-                terminate: signal(SignalKind::terminate()).expect("a SIGTERM handler"),
-            }
-        }
-        #[cfg(not(unix))]
-        Self {}
-    }
-
-    async fn recv(&mut self) {
-        #[cfg(unix)]
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
+pub use echo_support::{env_ms, shutdown_signal};

@@ -7,24 +7,12 @@
 //! signal exits at once.
 
 use telehook::axum::ServeConfig;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
-    let port: u16 = match std::env::var("PORT") {
-        Ok(port) => port
-            .parse()
-            .map_err(|e| format!("PORT={port:?} is not a port number: {e}"))?,
-        Err(_) => 8080,
-    };
-    let secret = std::env::var("TELEHOOK_SECRET")
-        .ok()
-        .filter(|s| !s.is_empty());
+    echo_support::init_tracing();
+    let port = echo_support::port(8080)?;
+    let secret = echo_support::secret_token();
     let mut config = ServeConfig::default();
     if let Some(timeout) = axum_echo::env_ms("HEADER_READ_TIMEOUT_MS")? {
         config = config.header_read_timeout(timeout);

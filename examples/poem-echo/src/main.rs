@@ -7,24 +7,11 @@
 
 use std::time::Duration;
 
-use tracing_subscriber::EnvFilter;
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
-    let port: u16 = match std::env::var("PORT") {
-        Ok(port) => port
-            .parse()
-            .map_err(|e| format!("PORT={port:?} is not a port number: {e}"))?,
-        Err(_) => 8080,
-    };
-    let secret = std::env::var("TELEHOOK_SECRET")
-        .ok()
-        .filter(|s| !s.is_empty());
+    echo_support::init_tracing();
+    let port = echo_support::port(8080)?;
+    let secret = echo_support::secret_token();
     let deadline = poem_echo::env_ms("SHUTDOWN_DEADLINE_MS")?.unwrap_or(Duration::from_secs(20));
     let state = poem_echo::AppState {
         delay: poem_echo::env_ms("ECHO_DELAY_MS")?.unwrap_or_default(),
@@ -36,11 +23,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let acceptor = poem::listener::TcpAcceptor::from_tokio(listener)?;
     let drain = telehook::poem::Drain::new(&webhook, deadline);
     let signal = drain.signal(poem_echo::shutdown_signal());
-    let server = poem::Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
-        app,
-        signal,
-        Some(deadline),
-    );
+    // No timeout of poem's own: `Drain` enforces the deadline (a second timer would race it,
+    // cancel the runs still going, and hide them from the report).
+    let server =
+        poem::Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(app, signal, None);
     let (served, report) = drain.run(server).await;
     if let Some(Err(error)) = served {
         return Err(error.into());

@@ -12,24 +12,12 @@ use std::time::Duration;
 use salvo::conn::tcp::TcpAcceptor;
 use salvo::fuse::FuseConfig;
 use salvo::prelude::*;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
-    let port: u16 = match std::env::var("PORT") {
-        Ok(port) => port
-            .parse()
-            .map_err(|e| format!("PORT={port:?} is not a port number: {e}"))?,
-        Err(_) => 8080,
-    };
-    let secret = std::env::var("TELEHOOK_SECRET")
-        .ok()
-        .filter(|s| !s.is_empty());
+    echo_support::init_tracing();
+    let port = echo_support::port(8080)?;
+    let secret = echo_support::secret_token();
     let deadline = salvo_echo::env_ms("SHUTDOWN_DEADLINE_MS")?.unwrap_or(Duration::from_secs(20));
     let state = salvo_echo::AppState {
         delay: salvo_echo::env_ms("ECHO_DELAY_MS")?.unwrap_or_default(),
