@@ -149,7 +149,7 @@ async fn main() {
             "--url" => {
                 urls = args
                     .next()
-                    .map(|u| u.split(',').map(str::to_owned).collect())
+                    .map(|u| u.split(',').map(str::to_owned).collect());
             }
             "--replicas" => replicas = args.next().and_then(|r| r.parse().ok()),
             n => total = n.parse().expect("N, --url or --replicas"),
