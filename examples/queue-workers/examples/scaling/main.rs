@@ -336,7 +336,7 @@ fn ack_row(n: u64) -> String {
 
 fn fault_row(what: &str, cycles: u32) -> String {
     format!(
-        "`kill -9` {what} × {cycles}, 1,000 chats: acknowledged / lost / order violations / duplicate runs / resume (max, ms)"
+        "`kill -9` {what} × {cycles}, 1,000 chats: acknowledged / lost / order violations / duplicate runs / resume after a kill, median / max over the kills (ms)"
     )
 }
 
@@ -539,15 +539,21 @@ async fn faults(
     let runs = harness::drained(dir, &report.acked, Duration::from_secs(60)).await;
     let check = harness::check(&report.acked, &runs);
     let first = harness::first_runs(&runs);
-    let (mut run_wait, mut ack_wait) = (0.0f64, 0.0f64);
-    let mut per_kill = Vec::new();
+    let (mut run_waits, mut ack_waits) = (Vec::new(), Vec::new());
     for &kill in &kills {
         let (r, a) = harness::resume_after(kill, &report.acked, &first);
-        per_kill.push(format!("{r:.0}/{a:.0}"));
-        run_wait = run_wait.max(r);
-        ack_wait = ack_wait.max(a);
+        run_waits.push(r);
+        ack_waits.push(a);
     }
-    eprintln!("resume per kill (run/ack ms): {}", per_kill.join(" "));
+    eprintln!("resume per kill (ms): run {run_waits:.0?}, ack {ack_waits:.0?}");
+    let spread = |waits: &mut Vec<f64>| {
+        waits.sort_by(f64::total_cmp);
+        format!(
+            "{:.0} / {:.0}",
+            harness::percentile(waits, 50.0).unwrap_or(0.0),
+            waits.last().copied().unwrap_or(0.0)
+        )
+    };
     for w in webhooks.iter_mut().chain(workers.iter_mut()) {
         w.stop();
     }
@@ -559,9 +565,13 @@ async fn faults(
     }
     eprintln!("runs per update: {:?}", harness::runs_histogram(&runs));
     let resume = match fault {
-        Fault::Webhook => format!("ack {ack_wait:.0}"),
-        Fault::Worker => format!("run {run_wait:.0}"),
-        Fault::NatsNode => format!("run {run_wait:.0}, ack {ack_wait:.0}"),
+        Fault::Webhook => format!("ack {}", spread(&mut ack_waits)),
+        Fault::Worker => format!("run {}", spread(&mut run_waits)),
+        Fault::NatsNode => format!(
+            "run {}, ack {}",
+            spread(&mut run_waits),
+            spread(&mut ack_waits)
+        ),
     };
     format!(
         "{} / **{}** / **{}** / {} / {resume}",
