@@ -320,7 +320,7 @@ fn reply_body<P: Serialize>(method: &str, params: &P) -> Result<Bytes, String> {
         Some(b'"') => return Err("expected a JSON object, got a string".into()),
         _ => return Err("expected a JSON object".into()),
     }
-    if crate::scan::has_top_level_key(params, b"method") {
+    if may_name(params, b"method") && crate::scan::has_top_level_key(params, b"method") {
         return Err("the parameters already hold a `method` field".into());
     }
     if params.get(1) == Some(&b'}') {
@@ -332,10 +332,58 @@ fn reply_body<P: Serialize>(method: &str, params: &P) -> Result<Bytes, String> {
     Ok(Bytes::from(body))
 }
 
+/// False if `json` surely holds no key `key`: neither the word nor any escape (`\\`) in it.
+/// Eight bytes at a time, so the full check runs only for parameters that may hold the key
+/// (most hold neither, and the full check walks the whole JSON).
+fn may_name(json: &[u8], key: &[u8]) -> bool {
+    let Some(&first) = key.first() else {
+        return true;
+    };
+    let hit = |i: usize| json[i] == b'\\' || (json[i] == first && json[i..].starts_with(key));
+    let (chunks, _) = json.as_chunks::<8>();
+    for (n, chunk) in chunks.iter().enumerate() {
+        let word = u64::from_le_bytes(*chunk);
+        if (has_byte(word, first) || has_byte(word, b'\\')) && (n * 8..n * 8 + 8).any(hit) {
+            return true;
+        }
+    }
+    (chunks.len() * 8..json.len()).any(hit)
+}
+
+/// True if one of the eight bytes of `word` is `byte`.
+const fn has_byte(word: u64, byte: u8) -> bool {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    let x = word ^ (ONES * byte as u64);
+    x.wrapping_sub(ONES) & !x & HIGHS != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_quick_check_lets_every_possible_method_key_through() {
+        assert!(!may_name(br#"{"chat_id":1,"text":"hi"}"#, b"method"));
+        assert!(may_name(br#"{"method":1}"#, b"method"));
+        assert!(may_name(br#"{"m\u0065thod":1}"#, b"method"));
+        assert!(may_name(br#"{"text":"a method"}"#, b"method"));
+        assert!(!may_name(br#"{"text":"metho"}"#, b"method"));
+        // Every position and length around the eight-byte steps.
+        for len in 0..24 {
+            for at in 0..len {
+                let mut json = vec![b'x'; len];
+                json[at] = b'\\';
+                assert!(may_name(&json, b"method"), "{len} {at}");
+                if at + 6 <= len {
+                    json[at..at + 6].copy_from_slice(b"method");
+                    assert!(may_name(&json, b"method"), "{len} {at}");
+                }
+            }
+            assert!(!may_name(&vec![b'm'; len], b"method"), "{len}");
+        }
+    }
 
     fn webhook_ctx() -> (Context, Arc<ReplySlot>) {
         let slot = ReplySlot::new();

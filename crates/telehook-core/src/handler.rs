@@ -1,11 +1,16 @@
 //! The [`UpdateHandler`] trait: what a bot does with one update, whatever delivered it.
 
+use std::any::TypeId;
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::{Context, ErrorPolicy, Update, UpdateType};
+use bytes::Bytes;
+
+use crate::{Context, ErrorPolicy, InvalidUpdate, SequenceKey, Update, UpdateKey, UpdateType};
 
 /// The error a handler returns. Anything that converts into it works, `anyhow::Error` included.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -74,7 +79,8 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> +
 /// and runs the handler. Cheap to clone (one `Arc`).
 ///
 /// The webhook dispatcher, the long-polling runner and the relay client all hold a handler this
-/// way, so a bot's handler runs the same under each.
+/// way, so a bot's handler runs the same under each. The webhook dispatcher parses a body
+/// only once: straight into the handler's type when it is not [`Update`].
 ///
 /// ```
 /// use telehook_core::{Context, ErasedHandler, HandlerError, Update};
@@ -90,7 +96,7 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> +
 /// ```
 #[derive(Clone)]
 pub struct ErasedHandler {
-    call: Arc<dyn Fn(Update, Context) -> HandlerFuture + Send + Sync>,
+    inner: Arc<dyn Erased>,
     type_name: &'static str,
     required_error_policy: Option<ErrorPolicy>,
 }
@@ -109,21 +115,10 @@ impl ErasedHandler {
     /// error (naming the update and the type), so the caller's error policy applies to it.
     pub fn new<U: UpdateType, H: UpdateHandler<U>>(handler: H) -> Self {
         let required_error_policy = handler.required_error_policy();
-        let handler = Arc::new(handler);
         Self {
-            call: Arc::new(move |update: Update, ctx: Context| -> HandlerFuture {
-                let handler = Arc::clone(&handler);
-                Box::pin(async move {
-                    let update_id = update.update_id();
-                    let update = U::from_update(update).map_err(|e| -> HandlerError {
-                        format!(
-                            "update {update_id} does not fit the handler's type {}: {e}",
-                            std::any::type_name::<U>()
-                        )
-                        .into()
-                    })?;
-                    handler.handle(update, ctx).await
-                })
+            inner: Arc::new(Typed::<U, H> {
+                handler: Arc::new(handler),
+                update_type: PhantomData,
             }),
             type_name: std::any::type_name::<U>(),
             required_error_policy,
@@ -132,7 +127,13 @@ impl ErasedHandler {
 
     /// Runs the handler on `update`.
     pub fn call(&self, update: Update, ctx: Context) -> HandlerFuture {
-        (self.call)(update, ctx)
+        self.inner.call(update, ctx)
+    }
+
+    /// Parses a webhook body once, into what the handler takes, and says what the dispatcher
+    /// needs to know about it; `Err` for a body that is not an update (`400`).
+    pub(crate) fn prepare(&self, body: Bytes) -> Result<Prepared, InvalidUpdate> {
+        self.inner.prepare(body)
     }
 
     /// The name of the update type the handler takes (for logs).
@@ -143,6 +144,176 @@ impl ErasedHandler {
     /// The erased handler's [`UpdateHandler::required_error_policy`].
     pub fn required_error_policy(&self) -> Option<ErrorPolicy> {
         self.required_error_policy
+    }
+}
+
+/// A webhook body, parsed once: what the dispatcher needs before the run, and the run.
+pub(crate) struct Prepared {
+    /// The redelivery guard's key: `update_id` and the hash of the exact body.
+    pub(crate) key: UpdateKey,
+    /// The update's kind, for the metrics label, the span and a timeout event.
+    pub(crate) kind: Option<Cow<'static, str>>,
+    /// The chat, where it is known without another parse (the light view's).
+    pub(crate) chat_id: Option<i64>,
+    /// The body, kept where the run does not own it: the cold paths (a timeout, a failure)
+    /// read the chat out of it.
+    pub(crate) raw: Option<Bytes>,
+    /// The handler run, waiting for its context.
+    pub(crate) run: Box<dyn PreparedRun>,
+}
+
+impl Prepared {
+    /// The chat: known, or read from the kept body (the strict view; a cold path).
+    pub(crate) fn chat_id(chat_id: Option<i64>, raw: Option<&Bytes>) -> Option<i64> {
+        chat_id.or_else(|| Update::from_bytes(raw?.clone()).ok()?.chat_id())
+    }
+}
+
+/// A handler run waiting for its [`Context`].
+pub(crate) trait PreparedRun: Send {
+    /// The update's queue, for the span (only asked when the span is recorded).
+    fn sequence_key(&self) -> Option<SequenceKey>;
+    /// Starts the handler.
+    fn start(self: Box<Self>, ctx: Context) -> HandlerFuture;
+}
+
+/// The handler behind [`ErasedHandler`], with its update type.
+trait Erased: Send + Sync {
+    fn call(&self, update: Update, ctx: Context) -> HandlerFuture;
+    fn prepare(&self, body: Bytes) -> Result<Prepared, InvalidUpdate>;
+}
+
+struct Typed<U, H> {
+    handler: Arc<H>,
+    update_type: PhantomData<fn() -> U>,
+}
+
+/// The handler's error for an update that does not fit its type.
+fn misfit<U>(update_id: u64, error: &serde_json::Error) -> HandlerError {
+    format!(
+        "update {update_id} does not fit the handler's type {}: {error}",
+        std::any::type_name::<U>()
+    )
+    .into()
+}
+
+impl<U: UpdateType, H: UpdateHandler<U>> Erased for Typed<U, H> {
+    fn call(&self, update: Update, ctx: Context) -> HandlerFuture {
+        let handler = Arc::clone(&self.handler);
+        Box::pin(async move {
+            let update_id = update.update_id();
+            let update = U::from_update(update).map_err(|e| misfit::<U>(update_id, &e))?;
+            handler.handle(update, ctx).await
+        })
+    }
+
+    fn prepare(&self, body: Bytes) -> Result<Prepared, InvalidUpdate> {
+        if TypeId::of::<U>() == TypeId::of::<Update>() {
+            // The light view: the strict validator, and the exact bytes kept for the handler.
+            let update = Update::from_bytes(body)?;
+            let (key, kind, chat_id) = (update.key(), update.kind.clone(), update.chat_id());
+            let run = match U::from_update(update) {
+                Ok(value) => self.run(value),
+                // `Update::from_update` cannot fail; an error would still be the handler's.
+                Err(e) => Box::new(Misfit {
+                    error: misfit::<U>(key.update_id, &e),
+                    sequence_key: None,
+                }),
+            };
+            return Ok(Prepared {
+                key,
+                kind,
+                chat_id,
+                raw: None,
+                run,
+            });
+        }
+        // One parse, into the handler's type: that parse is the validation. The head of the
+        // body (`{"update_id":N,"<kind>":`, as Telegram writes it) gives the id to check the
+        // value against and the kind, without another pass.
+        match serde_json::from_slice::<U>(&body) {
+            Ok(value) => {
+                if let Some((update_id, kind)) = crate::update::peek_head(&body)
+                    && value.update_id() == update_id
+                    && std::str::from_utf8(&body).is_ok()
+                {
+                    return Ok(Prepared {
+                        key: UpdateKey::new(update_id, &body),
+                        kind,
+                        chat_id: None,
+                        raw: Some(body),
+                        run: self.run(value),
+                    });
+                }
+                // Another shape (keys in another order, escapes, a repeated `update_id`…):
+                // the strict validator decides, and gives the facts.
+                let update = Update::from_bytes(body)?;
+                Ok(Prepared {
+                    key: update.key(),
+                    kind: update.kind.clone(),
+                    chat_id: update.chat_id(),
+                    raw: None,
+                    run: self.run(value),
+                })
+            }
+            Err(error) => {
+                // Not an update at all (400), or an update that does not fit the type: the
+                // handler's error, as under polling.
+                let update = Update::from_bytes(body)?;
+                Ok(Prepared {
+                    key: update.key(),
+                    kind: update.kind.clone(),
+                    chat_id: update.chat_id(),
+                    raw: None,
+                    run: Box::new(Misfit {
+                        error: misfit::<U>(update.update_id(), &error),
+                        sequence_key: update.sequence_key().cloned(),
+                    }),
+                })
+            }
+        }
+    }
+}
+
+impl<U: UpdateType, H: UpdateHandler<U>> Typed<U, H> {
+    fn run(&self, value: U) -> Box<dyn PreparedRun> {
+        Box::new(Run {
+            handler: Arc::clone(&self.handler),
+            value,
+        })
+    }
+}
+
+/// A parsed update and its handler.
+struct Run<U, H> {
+    handler: Arc<H>,
+    value: U,
+}
+
+impl<U: UpdateType, H: UpdateHandler<U>> PreparedRun for Run<U, H> {
+    fn sequence_key(&self) -> Option<SequenceKey> {
+        self.value.sequence_key()
+    }
+
+    fn start(self: Box<Self>, ctx: Context) -> HandlerFuture {
+        let Run { handler, value } = *self;
+        Box::pin(async move { handler.handle(value, ctx).await })
+    }
+}
+
+/// An update that does not fit the handler's type: the run is its error.
+struct Misfit {
+    error: HandlerError,
+    sequence_key: Option<SequenceKey>,
+}
+
+impl PreparedRun for Misfit {
+    fn sequence_key(&self) -> Option<SequenceKey> {
+        self.sequence_key.clone()
+    }
+
+    fn start(self: Box<Self>, _ctx: Context) -> HandlerFuture {
+        Box::pin(std::future::ready(Err(self.error)))
     }
 }
 

@@ -115,6 +115,11 @@ impl Update {
         self.sequence_key.as_ref()
     }
 
+    /// The redelivery guard's key for this update.
+    pub(crate) fn key(&self) -> crate::UpdateKey {
+        crate::UpdateKey::new(self.update_id, &self.raw)
+    }
+
     /// The JSON exactly as received.
     pub fn raw(&self) -> &Bytes {
         &self.raw
@@ -149,6 +154,12 @@ impl<'de> Deserialize<'de> for Update {
 /// `teloxide` features for those crates' `Update` types. For a struct of your own, implement
 /// [`UpdateType::update_id`] (and [`UpdateType::sequence_key`] if you want per-chat ordering
 /// under long polling); [`UpdateType::from_update`] deserializes it from the original JSON.
+///
+/// Under a webhook the body is parsed once, straight into the type with `serde_json` (not
+/// through `from_update`): that parse is the validation, and `update_id` must read the same as
+/// the body's. A body that does not parse into the type is run through the strict validator:
+/// not an update → `400`; an update the type does not fit → the handler's error, as under
+/// polling.
 pub trait UpdateType: DeserializeOwned + Send + 'static {
     /// Builds the value from an already validated update. The default deserializes the JSON.
     fn from_update(update: Update) -> Result<Self, serde_json::Error> {
@@ -226,17 +237,18 @@ mod teloxide_impl {
             match &self.kind {
                 UpdateKind::Poll(poll) => Some(SequenceKey::Poll(poll.id.to_string())),
                 UpdateKind::PollAnswer(answer) => Some(SequenceKey::Poll(answer.poll_id.0.clone())),
-                UpdateKind::ChatMember(change) => {
-                    Some(SequenceKey::User(change.new_chat_member.user.id.0 as i64))
-                }
+                UpdateKind::ChatMember(change) => i64::try_from(change.new_chat_member.user.id.0)
+                    .ok()
+                    .map(SequenceKey::User),
                 UpdateKind::CallbackQuery(_)
                 | UpdateKind::InlineQuery(_)
                 | UpdateKind::ChosenInlineResult(_)
                 | UpdateKind::ShippingQuery(_)
                 | UpdateKind::PreCheckoutQuery(_)
-                | UpdateKind::ChatJoinRequest(_) => {
-                    self.from().map(|user| SequenceKey::User(user.id.0 as i64))
-                }
+                | UpdateKind::ChatJoinRequest(_) => self
+                    .from()
+                    .and_then(|user| i64::try_from(user.id.0).ok())
+                    .map(SequenceKey::User),
                 _ => self.chat().map(|chat| SequenceKey::Chat(chat.id.0)),
             }
         }
@@ -270,6 +282,12 @@ const KNOWN_KINDS: &[&str] = &[
     "chat_boost",
     "removed_chat_boost",
 ];
+
+/// The kinds this version knows (the metrics' `kind` label values).
+#[cfg(test)]
+pub(crate) fn known_kinds() -> &'static [&'static str] {
+    KNOWN_KINDS
+}
 
 struct Probe {
     update_id: u64,
@@ -313,6 +331,63 @@ fn keys_for(
         _ => chat_id.map(SequenceKey::Chat),
     };
     (chat_id, sender_id, key)
+}
+
+/// The `update_id` and the kind of a body that begins the way Telegram writes updates:
+/// `{"update_id":<digits>,"<kind>":` or `{"update_id":<digits>}` (whitespace allowed), the kind
+/// a key without escapes. `None` for any other beginning, or an `update_id` of 0 or beyond
+/// `u64`. It reads only the head and validates nothing else: the caller parsed the whole body.
+pub(crate) fn peek_head(raw: &[u8]) -> Option<(u64, Option<Cow<'static, str>>)> {
+    let ws = |mut i: usize| {
+        while matches!(raw.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = ws(0);
+    if raw.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = ws(i + 1);
+    let rest = raw.get(i..)?;
+    if !rest.starts_with(b"\"update_id\"") {
+        return None;
+    }
+    i = ws(i + b"\"update_id\"".len());
+    if raw.get(i) != Some(&b':') {
+        return None;
+    }
+    i = ws(i + 1);
+    // A positive integer without leading zeros, as JSON writes it.
+    if !matches!(raw.get(i), Some(b'1'..=b'9')) {
+        return None;
+    }
+    let mut update_id: u64 = 0;
+    while let Some(&d @ b'0'..=b'9') = raw.get(i) {
+        update_id = update_id
+            .checked_mul(10)?
+            .checked_add(u64::from(d - b'0'))?;
+        i += 1;
+    }
+    i = ws(i);
+    match raw.get(i) {
+        Some(b'}') => return Some((update_id, None)),
+        Some(b',') => {}
+        _ => return None,
+    }
+    i = ws(i + 1);
+    if raw.get(i) != Some(&b'"') {
+        return None;
+    }
+    let start = i + 1;
+    let len = raw
+        .get(start..)?
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    if raw[start + len] != b'"' {
+        return None;
+    }
+    Some((update_id, Some(kind_name(&raw[start..start + len]))))
 }
 
 fn parse_probe(raw: &[u8]) -> Result<Probe, InvalidUpdate> {
@@ -483,6 +558,43 @@ mod tests {
         );
         let u = Update::from_bytes(r#"{"update_id":4,"future_kind":42}"#).unwrap();
         assert_eq!(u.kind(), Some("future_kind"));
+    }
+
+    #[test]
+    fn the_head_gives_id_and_kind_only_in_telegrams_shape() {
+        let known = |id, kind: &'static str| Some((id, Some(Cow::Borrowed(kind))));
+        assert_eq!(
+            peek_head(br#"{"update_id":12,"message":{}}"#),
+            known(12, "message")
+        );
+        assert_eq!(
+            peek_head(b" {\n \"update_id\" : 5 , \"poll\":1}"),
+            known(5, "poll")
+        );
+        assert_eq!(peek_head(br#"{"update_id":5}"#), Some((5, None)));
+        let unknown = peek_head(br#"{"update_id":6,"future_kind":{}}"#).unwrap();
+        assert_eq!(unknown.1.as_deref(), Some("future_kind"));
+        assert!(matches!(unknown.1, Some(Cow::Owned(_))));
+        for other in [
+            &br#"{"message":{},"update_id":1}"#[..],
+            br#"{"update_id":0,"message":{}}"#,
+            br#"{"update_id":01,"message":{}}"#,
+            br#"{"update_id":-1,"message":{}}"#,
+            br#"{"update_id":1.5,"message":{}}"#,
+            br#"{"update_id":1e3,"message":{}}"#,
+            br#"{"update_id":18446744073709551616,"message":{}}"#,
+            br#"{"update_id":1,"mess\u0061ge":{}}"#,
+            br#"{"upd\u0061te_id":1,"message":{}}"#,
+            br#"[{"update_id":1}]"#,
+            br#"{"update_id":1"#,
+            b"",
+        ] {
+            assert_eq!(peek_head(other), None, "{}", String::from_utf8_lossy(other));
+        }
+        assert_eq!(
+            peek_head(br#"{"update_id":18446744073709551615}"#),
+            Some((u64::MAX, None))
+        );
     }
 
     #[test]

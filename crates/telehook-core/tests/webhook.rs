@@ -467,3 +467,108 @@ async fn wait_idle_waits_for_runs_and_lets_new_deliveries_run() {
     assert!(waiter.await.unwrap());
     assert_eq!(webhook.in_flight(), 0);
 }
+
+/// What a typed handler saw: `update_id` and text, per run.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(u64, Option<String>)>>>;
+
+/// A typed handler that counts its runs and reports what it saw.
+fn counting_typed_webhook() -> (Webhook, Seen) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    let webhook = Webhook::builder()
+        .build(move |update: MyUpdate, _: Context| {
+            let log = std::sync::Arc::clone(&log);
+            async move {
+                let text = update.message.and_then(|m| m.text);
+                log.lock().unwrap().push((update.update_id, text));
+                Ok::<_, HandlerError>(())
+            }
+        })
+        .unwrap();
+    (webhook, seen)
+}
+
+#[tokio::test]
+async fn a_typed_handler_gets_400_for_bodies_that_are_not_updates() {
+    let (webhook, seen) = counting_typed_webhook();
+    for body in [
+        "not json",
+        r#"[1,{"text":"x"}]"#,
+        r#"{"update_id":0,"message":{"text":"x"}}"#,
+        r#"{"message":{"text":"x"}}"#,
+        r#"{"update_id":-1}"#,
+        r#"{"update_id":1} trailing"#,
+        r#"{"update_id":1,"update_id":2}"#,
+    ] {
+        let response = post(&webhook, body).await;
+        assert_eq!(response.status(), 400, "{body}");
+        assert!(response.rejection().is_some(), "{body}");
+    }
+    // Invalid UTF-8 in a field the type ignores: JSON text is UTF-8, so not an update.
+    let response = webhook
+        .handle_bytes(
+            RequestHead::new("POST", |_| None),
+            Bytes::from_static(b"{\"update_id\":3,\"poll\":{\"id\":\"\xff\"}}"),
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+    assert!(seen.lock().unwrap().is_empty(), "the handler never ran");
+}
+
+#[tokio::test]
+async fn a_typed_handler_runs_on_bodies_in_any_key_order_once_per_update() {
+    let (webhook, seen) = counting_typed_webhook();
+    // Keys in another order than Telegram's, whitespace, an escaped key: one parse still
+    // gives the value, and the validator the facts.
+    let bodies = [
+        r#"{"message":{"text":"a"},"update_id":7}"#,
+        " {\n \"update_id\" : 8 , \"message\" : {\"text\":\"b\"} } ",
+        r#"{"update_id":9,"mess\u0061ge":{"text":"c"}}"#,
+    ];
+    for body in bodies {
+        assert_eq!(post(&webhook, body).await.status(), 200, "{body}");
+    }
+    // A redelivery (the same bytes) is answered by the guard without a second run; the same
+    // id with another body is another update (Telegram reuses ids after a quiet week).
+    assert_eq!(post(&webhook, bodies[0]).await.status(), 200);
+    let reused = r#"{"update_id":7,"message":{"text":"new"}}"#;
+    assert_eq!(post(&webhook, reused).await.status(), 200);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            (7, Some("a".to_owned())),
+            (8, Some("b".to_owned())),
+            (9, Some("c".to_owned())),
+            (7, Some("new".to_owned())),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_typed_handlers_timeout_event_names_the_kind_and_the_chat() {
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&events);
+    let webhook = Webhook::builder()
+        .timeout(Duration::from_secs(1))
+        .on_timeout(telehook_core::OnTimeout::custom(move |event| {
+            log.lock()
+                .unwrap()
+                .push((event.update_id, event.kind.clone(), event.chat_id));
+            telehook_core::TimeoutAction::Throw
+        }))
+        .build(|_: MyUpdate, _: Context| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<_, HandlerError>(())
+        })
+        .unwrap();
+    let response = post(
+        &webhook,
+        r#"{"update_id":11,"message":{"text":"x","chat":{"id":-42}}}"#,
+    )
+    .await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        *events.lock().unwrap(),
+        [(11, Some("message".to_owned()), Some(-42))]
+    );
+}

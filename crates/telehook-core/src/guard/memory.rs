@@ -235,6 +235,19 @@ impl RedeliveryStore for MemoryStore {
         self.finish_now(key, result);
         Box::pin(std::future::ready(Ok(())))
     }
+
+    fn claim_ready(&self, key: UpdateKey) -> Option<Result<Claim, StoreError>> {
+        Some(Ok(self.claim_now(key)))
+    }
+
+    fn finish_ready(
+        &self,
+        key: UpdateKey,
+        result: RunResult,
+    ) -> Result<Result<(), StoreError>, RunResult> {
+        self.finish_now(key, result);
+        Ok(Ok(()))
+    }
 }
 
 #[cfg(test)]

@@ -148,6 +148,27 @@ pub trait RedeliveryStore: Send + Sync + 'static {
 
     /// Records how a claimed run ended and wakes everyone waiting for it.
     fn finish(&self, key: UpdateKey, result: RunResult) -> StoreFuture<'_, Result<(), StoreError>>;
+
+    /// [`RedeliveryStore::claim`] for a store that answers without waiting (one in memory):
+    /// `Some(answer)`, and the dispatcher needs no boxed future for it. The default, `None`,
+    /// makes the dispatcher call [`RedeliveryStore::claim`].
+    fn claim_ready(&self, key: UpdateKey) -> Option<Result<Claim, StoreError>> {
+        let _ = key;
+        None
+    }
+
+    /// [`RedeliveryStore::finish`] for a store that records without waiting: `Ok(answer)`,
+    /// or `Err(result)` handed back (the default), and the dispatcher calls
+    /// [`RedeliveryStore::finish`] with it.
+    #[allow(clippy::result_large_err)]
+    fn finish_ready(
+        &self,
+        key: UpdateKey,
+        result: RunResult,
+    ) -> Result<Result<(), StoreError>, RunResult> {
+        let _ = key;
+        Err(result)
+    }
 }
 
 mod memory;

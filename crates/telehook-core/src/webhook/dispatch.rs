@@ -23,8 +23,7 @@ use super::response::WebhookResponse;
 use super::telemetry;
 use crate::context::{Context, ReplySlot};
 use crate::guard::{Claim, Outcome, RedeliveryStore, RunResult, StoreError, UpdateKey};
-use crate::handler::ErasedHandler;
-use crate::update::Update;
+use crate::handler::{ErasedHandler, Prepared};
 
 /// The dispatcher's configuration and shared state, behind the [`Webhook`](super::Webhook)'s
 /// `Arc`.
@@ -74,8 +73,8 @@ impl Inner {
                 return WebhookResponse::rejected(rejection);
             }
         };
-        let update = match Update::from_bytes(body) {
-            Ok(update) => update,
+        let prepared = match self.handler.prepare(body) {
+            Ok(prepared) => prepared,
             Err(reason) => {
                 tracing::warn!(%reason, "webhook request refused: not a Telegram update");
                 let rejection = Rejection::NotAnUpdate(reason);
@@ -83,21 +82,21 @@ impl Inner {
                 return WebhookResponse::rejected(rejection);
             }
         };
-        telemetry::received(telemetry::kind_label(update.kind.as_ref()));
+        telemetry::received(prepared.kind.as_ref());
         // One span per update, for tracing-opentelemetry and the like; without a subscriber
         // interested in it, it is disabled and costs a cached callsite check.
         let span = tracing::info_span!(
             "telehook.update",
-            update_id = update.update_id(),
-            kind = update.kind().unwrap_or("none"),
+            update_id = prepared.key.update_id,
+            kind = prepared.kind.as_deref().unwrap_or("none"),
             sequence_key = tracing::field::Empty,
         );
         if !span.is_disabled()
-            && let Some(key) = update.sequence_key()
+            && let Some(key) = prepared.run.sequence_key()
         {
             span.record("sequence_key", tracing::field::display(key));
         }
-        self.dispatch_update(update, extensions)
+        self.dispatch_update(prepared, extensions)
             .instrument(span)
             .await
     }
@@ -105,12 +104,17 @@ impl Inner {
     /// The part of [`Inner::dispatch`] after the body became an update, inside its span.
     async fn dispatch_update(
         self: Arc<Self>,
-        update: Update,
+        prepared: Prepared,
         extensions: http::Extensions,
     ) -> WebhookResponse {
-        let update_id = update.update_id();
-        let key = UpdateKey::new(update_id, update.raw());
-        match self.store.claim(key).await {
+        let key = prepared.key;
+        let update_id = key.update_id;
+        // A store in memory answers at once: no boxed future on the common path.
+        let claim = match self.store.claim_ready(key) {
+            Some(claim) => claim,
+            None => self.store.claim(key).await,
+        };
+        match claim {
             Err(e) => store_failed(update_id, e),
             Ok(Claim::Done(outcome)) => {
                 telemetry::absorbed("finished");
@@ -122,10 +126,15 @@ impl Inner {
             }
             Ok(Claim::InFlight) => {
                 telemetry::absorbed("in_flight");
-                self.await_first_run(&update, key, &extensions).await
+                let probe = TimeoutProbe {
+                    kind: prepared.kind,
+                    chat_id: prepared.chat_id,
+                    raw: prepared.raw,
+                };
+                self.await_first_run(&probe, key, &extensions).await
             }
             Ok(Claim::Run { failed_attempts }) => {
-                self.run(update, key, failed_attempts, extensions).await
+                self.run(prepared, failed_attempts, extensions).await
             }
         }
     }
@@ -134,11 +143,11 @@ impl Inner {
     /// timeout) and answer with its outcome, so the handler never runs twice at once.
     async fn await_first_run(
         &self,
-        update: &Update,
+        probe: &TimeoutProbe,
         key: UpdateKey,
         extensions: &http::Extensions,
     ) -> WebhookResponse {
-        let update_id = update.update_id();
+        let update_id = key.update_id;
         tracing::info!(
             update_id,
             "redelivery of an update still being handled: waiting for the first run"
@@ -149,7 +158,7 @@ impl Inner {
             Ok(Ok(result)) => self.result_response(update_id, result, None),
             Ok(Err(e)) => store_failed(update_id, e),
             Err(_) => {
-                let event = timeout_event(update, started.elapsed(), true);
+                let event = probe.event(update_id, started.elapsed(), true);
                 match self.on_timeout.decide(&event) {
                     TimeoutAction::Return => {
                         telemetry::timed_out("return");
@@ -183,12 +192,18 @@ impl Inner {
 
     async fn run(
         self: Arc<Self>,
-        update: Update,
-        key: UpdateKey,
+        prepared: Prepared,
         failed_attempts: u32,
         extensions: http::Extensions,
     ) -> WebhookResponse {
-        let update_id = update.update_id();
+        let Prepared {
+            key,
+            kind,
+            chat_id,
+            raw,
+            run,
+        } = prepared;
+        let update_id = key.update_id;
         let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
             // Give the claim back unchanged so the redelivery runs it.
             let _ = self
@@ -218,24 +233,19 @@ impl Inner {
             Arc::clone(&slot),
         )
         .with_extensions(extensions);
-        let chat_id = update.chat_id();
-        let probe = TimeoutProbe {
-            kind: update.kind.clone(),
-            chat_id,
-        };
+        let probe = TimeoutProbe { kind, chat_id, raw };
         let facts = RunFacts {
             key,
-            chat_id,
             failed_attempts,
             started,
         };
-        let mut run = AssertUnwindSafe(self.handler.call(update, ctx)).catch_unwind();
+        let mut run = AssertUnwindSafe(run.start(ctx)).catch_unwind();
 
         // Most handlers that answer by webhook reply finish without waiting on anything: poll
         // once here, and pay for a task, a channel and a timer only if the handler is pending.
         let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut run).poll(cx))).await;
         if let Poll::Ready(outcome) = first {
-            let finished = self.conclude(facts, outcome, &slot, false).await;
+            let finished = self.conclude(facts, &probe, outcome, &slot, false).await;
             self.release(permit);
             return self.result_response(update_id, finished.result, finished.error);
         }
@@ -244,13 +254,14 @@ impl Inner {
         let (tx, rx) = oneshot::channel::<Finished>();
         let task = {
             let this = Arc::clone(&self);
+            let probe = probe.clone();
             let slot = Arc::clone(&slot);
             let acknowledged_early = Arc::clone(&acknowledged_early);
             async move {
                 let outcome = run.await;
                 let elapsed = started.elapsed();
                 let early = acknowledged_early.load(Ordering::SeqCst);
-                let finished = this.conclude(facts, outcome, &slot, early).await;
+                let finished = this.conclude(facts, &probe, outcome, &slot, early).await;
                 if tx.send(finished).is_err() {
                     tracing::warn!(
                         update_id,
@@ -298,13 +309,13 @@ impl Inner {
     async fn conclude(
         &self,
         facts: RunFacts,
+        probe: &TimeoutProbe,
         outcome: std::thread::Result<Result<(), crate::HandlerError>>,
         slot: &ReplySlot,
         acknowledged_early: bool,
     ) -> Finished {
         let RunFacts {
             key,
-            chat_id,
             failed_attempts,
             started,
         } = facts;
@@ -320,13 +331,17 @@ impl Inner {
             None => RunResult::Done(Outcome::Handled { reply }),
             Some(message) => self.failure_result(
                 update_id,
-                chat_id,
+                probe.chat_id(),
                 failed_attempts + 1,
                 message,
                 acknowledged_early,
             ),
         };
-        if let Err(e) = self.store.finish(key, result.clone()).await {
+        let recorded = match self.store.finish_ready(key, result.clone()) {
+            Ok(recorded) => recorded,
+            Err(result) => self.store.finish(key, result).await,
+        };
+        if let Err(e) = recorded {
             tracing::error!(update_id, error = %e, "could not record the outcome in the redelivery store");
         }
         Finished {
@@ -399,36 +414,34 @@ impl Inner {
 #[derive(Clone, Copy)]
 struct RunFacts {
     key: UpdateKey,
-    chat_id: Option<i64>,
     failed_attempts: u32,
     started: Instant,
 }
 
-/// What a timeout event needs from the update, kept after the update moved into the handler.
+/// What a timeout event or a failure's log needs from the update, kept after the update moved
+/// into the handler.
+#[derive(Clone)]
 struct TimeoutProbe {
     kind: Option<std::borrow::Cow<'static, str>>,
     chat_id: Option<i64>,
+    /// The body, when the chat was not read on the way in (a handler of its own type).
+    raw: Option<bytes::Bytes>,
 }
 
 impl TimeoutProbe {
+    /// The chat, read from the body if it was not known (a cold path: timeouts, failures).
+    fn chat_id(&self) -> Option<i64> {
+        Prepared::chat_id(self.chat_id, self.raw.as_ref())
+    }
+
     fn event(&self, update_id: u64, elapsed: Duration, redelivery: bool) -> TimeoutEvent {
         TimeoutEvent {
             update_id,
             kind: self.kind.as_deref().map(str::to_owned),
-            chat_id: self.chat_id,
+            chat_id: self.chat_id(),
             elapsed,
             redelivery,
         }
-    }
-}
-
-fn timeout_event(update: &Update, elapsed: Duration, redelivery: bool) -> TimeoutEvent {
-    TimeoutEvent {
-        update_id: update.update_id(),
-        kind: update.kind().map(str::to_owned),
-        chat_id: update.chat_id(),
-        elapsed,
-        redelivery,
     }
 }
 
