@@ -14,8 +14,18 @@ use std::borrow::Cow;
 
 use crate::invalid::InvalidUpdate;
 
+#[allow(
+    dead_code,
+    reason = "B: until the typed path in handler.rs calls it (issue 14)"
+)]
+mod strict;
 mod visit;
 
+#[allow(
+    unused_imports,
+    reason = "B: until the typed path in handler.rs calls it (issue 14)"
+)]
+pub(crate) use strict::{Head, StrictError, from_slice as strict_from_slice};
 pub(crate) use visit::{has_top_level_key, probe};
 
 /// What the probe found in a valid body that is an object.

@@ -192,7 +192,7 @@ fn fixtures() -> Vec<Vec<u8>> {
 
 /// Every JSON fixture of the conformance suite: updates, and the Lambda events that carry
 /// them.
-fn all_fixtures() -> Vec<Vec<u8>> {
+pub(super) fn all_fixtures() -> Vec<Vec<u8>> {
     let mut out = fixtures();
     out.extend(read_dir(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -444,7 +444,7 @@ fn nesting_limit_matches_serde_json() {
 }
 
 /// A small deterministic generator, so a failure names a reproducible case.
-struct XorShift(u64);
+pub(super) struct XorShift(pub(super) u64);
 
 impl XorShift {
     fn next(&mut self) -> u64 {
@@ -549,7 +549,7 @@ const NUMBERS: &[&str] = &[
 ];
 
 /// One to three random edits of `body`.
-fn mutate(rng: &mut XorShift, body: &[u8]) -> Vec<u8> {
+pub(super) fn mutate(rng: &mut XorShift, body: &[u8]) -> Vec<u8> {
     let mut b = body.to_vec();
     for _ in 0..=rng.below(3) {
         let at = rng.below(b.len() + 1);

@@ -21,7 +21,7 @@ use crate::invalid::InvalidUpdate;
 /// key, its value must be a string, and the `Value` is that string parsed as JSON. Every reader
 /// here does the same, so what a handler parsing a `Value` sees is what was checked; the one
 /// difference: such a key inside the string of another is refused (see [`Reparsed`]).
-const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+pub(super) const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
 
 /// Probes `raw`: `Ok(None)` for valid JSON that is not an object.
 pub(crate) fn probe(raw: &[u8]) -> Result<Option<Probe<'_>>, InvalidUpdate> {
@@ -47,23 +47,28 @@ pub(crate) fn probe(raw: &[u8]) -> Result<Option<Probe<'_>>, InvalidUpdate> {
         Top::Object {
             second: Some(second),
             probe,
-        } => {
-            let kind = probe.kind.as_deref().unwrap_or_default();
-            Err(InvalidUpdate::Malformed(if *second == *kind {
-                format!("duplicate field {}", short(&second))
-            } else {
-                format!(
-                    "more than one update kind ({}, {})",
-                    short(kind),
-                    short(&second)
-                )
-            }))
-        }
+        } => Err(several_kinds(
+            probe.kind.as_deref().unwrap_or_default(),
+            &second,
+        )),
         Top::Object {
             probe,
             second: None,
         } => Ok(Some(probe)),
     }
+}
+
+/// The refusal of an update with a second kind (or the same twice).
+pub(super) fn several_kinds(kind: &[u8], second: &[u8]) -> InvalidUpdate {
+    InvalidUpdate::Malformed(if second == kind {
+        format!("duplicate field {}", short(second))
+    } else {
+        format!(
+            "more than one update kind ({}, {})",
+            short(kind),
+            short(second)
+        )
+    })
 }
 
 /// A key as it goes into a short 400 body: cut and quoted.
@@ -132,7 +137,7 @@ macro_rules! give {
 }
 
 /// One value, checked as `serde_json::Value` checks it, and dropped.
-struct Strict;
+pub(super) struct Strict;
 
 impl<'de> Deserialize<'de> for Strict {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -140,7 +145,7 @@ impl<'de> Deserialize<'de> for Strict {
     }
 }
 
-struct StrictVisitor;
+pub(super) struct StrictVisitor;
 
 impl<'de> Visitor<'de> for StrictVisitor {
     type Value = Strict;
@@ -236,6 +241,12 @@ where
         IN_RAW_VALUE.set(false);
         result
     }
+}
+
+/// Checks the string of a [`RAW_VALUE_TOKEN`] key as `Value` reads it (one link; see
+/// [`Reparsed`]), for a reader that hands the string on to a parse of its own.
+pub(super) fn check_raw_value_text<E: de::Error>(text: &str) -> Result<(), E> {
+    Reparsed(StrictSeed).visit_str(text).map(drop)
 }
 
 thread_local! {
