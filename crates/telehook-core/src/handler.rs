@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::scan::StrictError;
 use crate::{Context, ErrorPolicy, InvalidUpdate, SequenceKey, Update, UpdateKey, UpdateType};
 
 /// The error a handler returns. Anything that converts into it works, `anyhow::Error` included.
@@ -228,35 +229,21 @@ impl<U: UpdateType, H: UpdateHandler<U>> Erased for Typed<U, H> {
                 run,
             });
         }
-        // One parse, into the handler's type: that parse is the validation. The head of the
-        // body (`{"update_id":N,"<kind>":`, as Telegram writes it) gives the id to check the
-        // value against and the kind, without another pass.
-        match serde_json::from_slice::<U>(&body) {
-            Ok(value) => {
-                if let Some((update_id, kind)) = crate::update::peek_head(&body)
-                    && value.update_id() == update_id
-                    && std::str::from_utf8(&body).is_ok()
-                {
-                    return Ok(Prepared {
-                        key: UpdateKey::new(update_id, &body),
-                        kind,
-                        chat_id: None,
-                        raw: Some(body),
-                        run: self.run(value),
-                    });
-                }
-                // Another shape (keys in another order, escapes, a repeated `update_id`…):
-                // the strict validator decides, and gives the facts.
-                let update = Update::from_bytes(body)?;
-                Ok(Prepared {
-                    key: update.key(),
-                    kind: update.kind.clone(),
-                    chat_id: update.chat_id(),
-                    raw: None,
-                    run: self.run(value),
-                })
-            }
-            Err(error) => {
+        // One parse, into the handler's type, that is also the validation: values the type
+        // ignores are checked as `serde_json::Value` checks them, and the top level is held
+        // to the validator's rules while `update_id` and the kind are noted on the way.
+        match crate::scan::strict_from_slice::<U>(&body) {
+            Ok((value, head)) => Ok(Prepared {
+                key: UpdateKey::new(head.update_id, &body),
+                kind: head
+                    .kind
+                    .map(|kind| crate::update::kind_name(kind.as_bytes())),
+                chat_id: None,
+                raw: Some(body),
+                run: self.run(value),
+            }),
+            Err(StrictError::Invalid(reason)) => Err(reason),
+            Err(StrictError::Parse(error)) => {
                 // Not an update at all (400), or an update that does not fit the type: the
                 // handler's error, as under polling.
                 let update = Update::from_bytes(body)?;

@@ -156,10 +156,11 @@ impl<'de> Deserialize<'de> for Update {
 /// under long polling); [`UpdateType::from_update`] deserializes it from the original JSON.
 ///
 /// Under a webhook the body is parsed once, straight into the type with `serde_json` (not
-/// through `from_update`): that parse is the validation, and `update_id` must read the same as
-/// the body's. A body that does not parse into the type is run through the strict validator:
-/// not an update → `400`; an update the type does not fit → the handler's error, as under
-/// polling.
+/// through `from_update`), and that parse is the validation: values the type ignores are
+/// checked as `serde_json::Value` checks them, and the top level as [`Update::from_bytes`]
+/// checks it (one positive `update_id`, at most one kind), with `update_id` and the kind noted
+/// on the way. A body that does not parse into the type is run through the validator: not an
+/// update → `400`; an update the type does not fit → the handler's error, as under polling.
 pub trait UpdateType: DeserializeOwned + Send + 'static {
     /// Builds the value from an already validated update. The default deserializes the JSON.
     fn from_update(update: Update) -> Result<Self, serde_json::Error> {
@@ -295,7 +296,7 @@ struct Probe {
     payload: Option<Payload>,
 }
 
-fn kind_name(key: &[u8]) -> Cow<'static, str> {
+pub(crate) fn kind_name(key: &[u8]) -> Cow<'static, str> {
     match KNOWN_KINDS.iter().find(|known| known.as_bytes() == key) {
         Some(known) => Cow::Borrowed(known),
         // Valid UTF-8: the body was checked, and escapes decode to UTF-8.
@@ -331,63 +332,6 @@ fn keys_for(
         _ => chat_id.map(SequenceKey::Chat),
     };
     (chat_id, sender_id, key)
-}
-
-/// The `update_id` and the kind of a body that begins the way Telegram writes updates:
-/// `{"update_id":<digits>,"<kind>":` or `{"update_id":<digits>}` (whitespace allowed), the kind
-/// a key without escapes. `None` for any other beginning, or an `update_id` of 0 or beyond
-/// `u64`. It reads only the head and validates nothing else: the caller parsed the whole body.
-pub(crate) fn peek_head(raw: &[u8]) -> Option<(u64, Option<Cow<'static, str>>)> {
-    let ws = |mut i: usize| {
-        while matches!(raw.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            i += 1;
-        }
-        i
-    };
-    let mut i = ws(0);
-    if raw.get(i) != Some(&b'{') {
-        return None;
-    }
-    i = ws(i + 1);
-    let rest = raw.get(i..)?;
-    if !rest.starts_with(b"\"update_id\"") {
-        return None;
-    }
-    i = ws(i + b"\"update_id\"".len());
-    if raw.get(i) != Some(&b':') {
-        return None;
-    }
-    i = ws(i + 1);
-    // A positive integer without leading zeros, as JSON writes it.
-    if !matches!(raw.get(i), Some(b'1'..=b'9')) {
-        return None;
-    }
-    let mut update_id: u64 = 0;
-    while let Some(&d @ b'0'..=b'9') = raw.get(i) {
-        update_id = update_id
-            .checked_mul(10)?
-            .checked_add(u64::from(d - b'0'))?;
-        i += 1;
-    }
-    i = ws(i);
-    match raw.get(i) {
-        Some(b'}') => return Some((update_id, None)),
-        Some(b',') => {}
-        _ => return None,
-    }
-    i = ws(i + 1);
-    if raw.get(i) != Some(&b'"') {
-        return None;
-    }
-    let start = i + 1;
-    let len = raw
-        .get(start..)?
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-    if raw[start + len] != b'"' {
-        return None;
-    }
-    Some((update_id, Some(kind_name(&raw[start..start + len]))))
 }
 
 fn parse_probe(raw: &[u8]) -> Result<Probe, InvalidUpdate> {
@@ -558,43 +502,6 @@ mod tests {
         );
         let u = Update::from_bytes(r#"{"update_id":4,"future_kind":42}"#).unwrap();
         assert_eq!(u.kind(), Some("future_kind"));
-    }
-
-    #[test]
-    fn the_head_gives_id_and_kind_only_in_telegrams_shape() {
-        let known = |id, kind: &'static str| Some((id, Some(Cow::Borrowed(kind))));
-        assert_eq!(
-            peek_head(br#"{"update_id":12,"message":{}}"#),
-            known(12, "message")
-        );
-        assert_eq!(
-            peek_head(b" {\n \"update_id\" : 5 , \"poll\":1}"),
-            known(5, "poll")
-        );
-        assert_eq!(peek_head(br#"{"update_id":5}"#), Some((5, None)));
-        let unknown = peek_head(br#"{"update_id":6,"future_kind":{}}"#).unwrap();
-        assert_eq!(unknown.1.as_deref(), Some("future_kind"));
-        assert!(matches!(unknown.1, Some(Cow::Owned(_))));
-        for other in [
-            &br#"{"message":{},"update_id":1}"#[..],
-            br#"{"update_id":0,"message":{}}"#,
-            br#"{"update_id":01,"message":{}}"#,
-            br#"{"update_id":-1,"message":{}}"#,
-            br#"{"update_id":1.5,"message":{}}"#,
-            br#"{"update_id":1e3,"message":{}}"#,
-            br#"{"update_id":18446744073709551616,"message":{}}"#,
-            br#"{"update_id":1,"mess\u0061ge":{}}"#,
-            br#"{"upd\u0061te_id":1,"message":{}}"#,
-            br#"[{"update_id":1}]"#,
-            br#"{"update_id":1"#,
-            b"",
-        ] {
-            assert_eq!(peek_head(other), None, "{}", String::from_utf8_lossy(other));
-        }
-        assert_eq!(
-            peek_head(br#"{"update_id":18446744073709551615}"#),
-            Some((u64::MAX, None))
-        );
     }
 
     #[test]

@@ -572,3 +572,36 @@ async fn a_typed_handlers_timeout_event_names_the_kind_and_the_chat() {
         [(11, Some("message".to_owned()), Some(-42))]
     );
 }
+
+/// Bodies a typed handler once took with 200 while the validator refuses them (C's differential
+/// fuzzer, issue 14): the one parse must be as strict as `Update::from_bytes`.
+#[tokio::test]
+async fn a_typed_parse_refuses_what_the_validator_refuses() {
+    let (webhook, seen) = counting_typed_webhook();
+    let float_edge = r#"{"update_id":1,"message":{"text":"a","location":{"latitude":1.7976931348623158e308,"longitude":0}}}"#;
+    let long_integer = format!(
+        r#"{{"update_id":2,"message":{{"text":"a","n":{}}}}}"#,
+        "9".repeat(310)
+    );
+    for body in [float_edge, long_integer.as_str()] {
+        assert_eq!(
+            post(&webhook, body).await.status(),
+            Update::from_bytes(body.to_owned()).map_or(400, |_| 200),
+            "{body}"
+        );
+    }
+    let values = Webhook::builder()
+        .build(|_: serde_json::Value, _: Context| async { Ok::<_, HandlerError>(()) })
+        .unwrap();
+    for body in [
+        r#"{"update_id":5,"message":{"text":"a"},"message":{"text":"b"}}"#,
+        r#"{"update_id":6,"messcge":{"text":"a"},"message":{"text":"b"}}"#,
+        r#"{"update_id":7,"update_id":7}"#,
+        r#"{"$serde_json::private::RawValue":"1","update_id":8}"#,
+    ] {
+        assert!(Update::from_bytes(body.to_owned()).is_err(), "{body}");
+        assert_eq!(post(&values, body).await.status(), 400, "{body}");
+        assert_eq!(post(&webhook, body).await.status(), 400, "{body}");
+    }
+    assert!(seen.lock().unwrap().is_empty(), "the handler never ran");
+}
