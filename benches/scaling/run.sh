@@ -12,6 +12,7 @@
 #   benches/scaling/run.sh --no-out    # print the table, leave docs/scaling.md alone
 #   benches/scaling/run.sh --only nats-node --cycles 6 --no-out   # one fault on NATS (worker, webhook, nats-node)
 #   SCALING_KEEP=1 benches/scaling/run.sh ...   # keep each measurement's directory (process logs, run logs)
+#   SCALING_LEASE_MS=10000 benches/scaling/run.sh ...   # the workers' lease (default 2000 ms)
 #
 # Needs nats-server (Debian: apt-get install nats-server; or NATS_SERVER=/path/to/nats-server)
 # unless --no-nats. Not part of CI: tests/faults.rs in the example runs a short version there.

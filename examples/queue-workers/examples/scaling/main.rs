@@ -400,7 +400,10 @@ fn node_env(url: &str, role: &str) -> Vec<(&'static str, String)> {
         ("ROLE", role.to_owned()),
         ("PARTITIONS", "3".into()),
         ("CONCURRENCY", "64".into()),
-        ("LEASE_MS", "2000".into()),
+        (
+            "LEASE_MS",
+            std::env::var("SCALING_LEASE_MS").unwrap_or_else(|_| "2000".into()),
+        ),
     ]
 }
 
