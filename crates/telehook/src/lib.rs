@@ -82,3 +82,24 @@ pub mod relay {
 pub mod emulator {
     pub use telehook_emulator::*;
 }
+
+/// A redelivery guard shared by several webhook instances through Redis (feature `redis`):
+/// a redelivery that lands on another instance is absorbed there too (`docs/scaling.md`).
+#[cfg(feature = "redis")]
+pub mod redis {
+    pub use telehook_redis::*;
+}
+
+/// Queue mode (feature `queue`): the webhook answers once an update is durably enqueued, and
+/// workers in one or several processes handle each chat in order (`docs/scaling.md`).
+#[cfg(feature = "queue")]
+pub mod queue {
+    pub use telehook_queue::*;
+}
+
+/// Queue mode on NATS JetStream (feature `nats`): a replicated stream, so losing one node of
+/// a cluster loses nothing acknowledged.
+#[cfg(feature = "nats")]
+pub mod nats {
+    pub use telehook_nats::*;
+}
