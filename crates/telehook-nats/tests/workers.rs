@@ -167,7 +167,10 @@ async fn workers_in_two_processes_share_the_partitions_and_survive_a_crash() {
     let producer = connect().await.unwrap();
     enqueue(&producer, total / 2, 11).await;
     // Let A handle some, then kill it.
+    let mut waited = 0;
     while recorder.runs().len() < 50 {
+        waited += 1;
+        assert!(waited < 6_000, "process A never ran 50 updates");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     crashed.abort();
