@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 
 use super::super::tests::{XorShift, all_fixtures, mutate};
 use super::{StrictError, from_slice};
-use crate::Update;
+use crate::{InvalidUpdate, Update};
 
 /// What a hand-written handler takes: a few fields, the rest ignored.
 #[derive(Debug, PartialEq, Deserialize)]
@@ -137,6 +137,13 @@ fn typed_parse_agrees_with_the_validator_on_the_issue_14_kinds() {
     for body in cases {
         check_all(body.as_bytes());
     }
+    // Not UTF-8 in a string the type ignores: the validator's refusal, with its reason.
+    let body = b"{\"update_id\":1,\"message\":{\"chat\":{\"id\":1},\"x\":\"\xff\"}}";
+    check_all(body);
+    assert!(matches!(
+        from_slice::<Small>(body),
+        Err(StrictError::Invalid(InvalidUpdate::NotJson(m))) if m.contains("UTF-8")
+    ));
     // The first case, refused as the validator refuses it.
     assert!(matches!(
         from_slice::<Small>(cases[0].as_bytes()),
