@@ -197,8 +197,57 @@ async fn max_in_flight_answers_503_and_the_update_runs_on_redelivery() {
         })
     ));
     release.send_replace(true);
-    assert!(webhook.drain(Duration::from_secs(5)).await);
+    assert!(webhook.wait_idle(Duration::from_secs(5)).await);
     assert_eq!(post(&webhook, r#"{"update_id":2}"#).await.status(), 200);
+}
+
+#[tokio::test]
+async fn once_draining_a_new_delivery_gets_503_and_does_not_run() {
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&runs);
+    let webhook = Webhook::builder()
+        .secret_token("s3cr3t")
+        .build(move |_: Update, _: Context| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Ok::<_, HandlerError>(()) }
+        })
+        .unwrap();
+    assert_eq!(
+        post_with_secret(&webhook, r#"{"update_id":1}"#)
+            .await
+            .status(),
+        200
+    );
+    webhook.begin_drain();
+    assert!(!webhook.is_ready());
+    let response = post_with_secret(&webhook, r#"{"update_id":2}"#).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response.rejection(),
+        Some(&telehook_core::Rejection::Draining)
+    );
+    // The head's checks come first: a wrong secret is still 401.
+    assert_eq!(post(&webhook, r#"{"update_id":3}"#).await.status(), 401);
+    assert!(webhook.drain(Duration::from_secs(5)).await);
+    assert_eq!(
+        post_with_secret(&webhook, r#"{"update_id":4}"#)
+            .await
+            .status(),
+        503
+    );
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+fn post_with_secret(
+    webhook: &Webhook,
+    body: &str,
+) -> impl std::future::Future<Output = telehook_core::WebhookResponse> {
+    webhook.handle_bytes(
+        RequestHead::new("POST", |name| {
+            (name == "x-telegram-bot-api-secret-token").then_some(b"s3cr3t".as_slice())
+        }),
+        Bytes::from(body.to_owned()),
+    )
 }
 
 #[derive(Deserialize)]

@@ -65,6 +65,13 @@ impl Inner {
         B: Body,
         B::Error: fmt::Display,
     {
+        if self.draining.load(Ordering::Acquire) {
+            // Shutting down: a new delivery is not started (its run could be cut short), and
+            // Telegram delivers it again, to whatever serves the webhook next.
+            let rejection = Rejection::Draining;
+            telemetry::refused(&rejection);
+            return WebhookResponse::rejected(rejection);
+        }
         let reading = body::read(body, self.max_body_bytes, self.body_read_timeout, &self.rt);
         let body = match reading.await {
             Ok(body) => body,

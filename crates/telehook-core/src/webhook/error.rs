@@ -47,7 +47,8 @@ pub enum BuildError {
     },
 }
 
-/// Why a request was refused before the handler ran. [`Rejection::status`] and
+/// Why a request was refused before the handler ran (`4xx`, or `503` while draining).
+/// [`Rejection::status`] and
 /// [`Rejection::body_text`] are what the dispatcher answers (a plain-text body); the
 /// `Display` text is the same, with detail for the log where there is any.
 ///
@@ -95,6 +96,11 @@ pub enum Rejection {
     /// `400`: the body is not a Telegram update.
     #[error("bad request: {0}")]
     NotAnUpdate(#[source] InvalidUpdate),
+    /// `503`: the dispatcher is draining ([`Webhook::begin_drain`](crate::Webhook::begin_drain)
+    /// or [`Webhook::drain`](crate::Webhook::drain)); a new delivery is not started, and
+    /// Telegram delivers it again, to this instance's successor.
+    #[error("service unavailable: shutting down")]
+    Draining,
 }
 
 impl Rejection {
@@ -110,6 +116,7 @@ impl Rejection {
             }
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::Draining => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -126,6 +133,7 @@ impl Rejection {
             Self::BodyTimeout { .. } => "body_timeout",
             Self::BodyUnreadable { .. } => "body_unreadable",
             Self::NotAnUpdate(_) => "not_an_update",
+            Self::Draining => "draining",
         }
     }
 
@@ -139,6 +147,7 @@ impl Rejection {
             Self::WrongSecretToken => Cow::Borrowed("unauthorized: wrong or missing secret token"),
             Self::ForbiddenSource => Cow::Borrowed("forbidden: not from an allowed source address"),
             Self::InvalidContentLength => Cow::Borrowed("bad request: invalid Content-Length"),
+            Self::Draining => Cow::Borrowed("service unavailable: shutting down"),
             other => Cow::Owned(other.to_string()),
         }
     }

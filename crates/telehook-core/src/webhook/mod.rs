@@ -105,7 +105,9 @@ impl Webhook {
     /// Whether this dispatcher should get traffic: true until a drain starts
     /// ([`Webhook::begin_drain`] or [`Webhook::drain`]), false from then on. Answer a
     /// readiness probe (Kubernetes `readinessProbe`, a load balancer's health check) with it,
-    /// so traffic moves elsewhere while the runs in flight finish.
+    /// so traffic moves elsewhere while the runs in flight finish. From then on a new delivery
+    /// gets `503` ([`Rejection::Draining`]) once its method and headers pass, and Telegram
+    /// delivers it again later.
     pub fn is_ready(&self) -> bool {
         !self
             .inner
@@ -113,7 +115,8 @@ impl Webhook {
             .load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Marks the dispatcher as draining without waiting: [`Webhook::is_ready`] turns false.
+    /// Marks the dispatcher as draining without waiting: [`Webhook::is_ready`] turns false and
+    /// new deliveries get `503` ([`Rejection::Draining`]); runs in flight go on.
     /// Call it when the shutdown signal arrives, before the server stops accepting, so the
     /// readiness probe fails first; [`Webhook::drain`] calls it too.
     pub fn begin_drain(&self) {
@@ -156,9 +159,9 @@ impl Webhook {
     /// Waits until no handler run is in flight, up to `deadline`; true if all finished. For a
     /// graceful shutdown: stop accepting requests first, then drain.
     ///
-    /// While it waits it takes every permit a run gives back, so a delivery arriving meanwhile
-    /// gets `503` (Telegram delivers it again later): use it at shutdown, and
-    /// [`Webhook::wait_idle`] to wait while still serving.
+    /// A delivery arriving once it started gets `503` (Telegram delivers it again later), and
+    /// so does any after it returned: use it at shutdown, and [`Webhook::wait_idle`] to wait
+    /// while still serving.
     pub async fn drain(&self, deadline: Duration) -> bool {
         self.begin_drain();
         let all = u32::try_from(self.inner.max_in_flight).unwrap_or(u32::MAX);
