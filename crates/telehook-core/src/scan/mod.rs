@@ -9,22 +9,18 @@
 //! dispatch, not enough to keep a second JSON parser (issue 14: it disagreed with serde_json on
 //! four kinds of input; the measurements are in the crate README). `tests.rs` compares the probe
 //! with `serde_json::Value` on every fixture and on tens of thousands of mutated bodies.
+//!
+//! `strict.rs` holds the same rules for a handler's own type: one parse into it
+//! (`strict_from_slice`) that is also the validation; `strict_tests.rs` compares it with the
+//! probe and with the type's own parse.
 
 use std::borrow::Cow;
 
 use crate::invalid::InvalidUpdate;
 
-#[allow(
-    dead_code,
-    reason = "B: until the typed path in handler.rs calls it (issue 14)"
-)]
 mod strict;
 mod visit;
 
-#[allow(
-    unused_imports,
-    reason = "B: until the typed path in handler.rs calls it (issue 14)"
-)]
 pub(crate) use strict::{Head, StrictError, from_slice as strict_from_slice};
 pub(crate) use visit::{has_top_level_key, probe};
 
