@@ -21,7 +21,7 @@ use crate::invalid::InvalidUpdate;
 mod strict;
 mod visit;
 
-pub(crate) use strict::{Head, StrictError, from_slice as strict_from_slice};
+pub(crate) use strict::{StrictError, from_slice as strict_from_slice};
 pub(crate) use visit::{has_top_level_key, probe};
 
 /// What the probe found in a valid body that is an object.
