@@ -23,13 +23,13 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then targets=(validator typed request lambda vercel); fi
 
 if [ $quick = 1 ]; then
-  cargo build --release --locked --bin quick
+  cargo build --release --bin quick
   exec "$CARGO_TARGET_DIR/release/quick" --seconds "${QUICK_SECONDS:-3}" "${targets[@]}"
 fi
 
 command -v cargo-afl >/dev/null || { echo "cargo-afl missing: cargo install cargo-afl && cargo afl config --build" >&2; exit 2; }
-cargo afl build --release --locked --features afl --bin afl
-cargo build --release --locked --bin quick
+cargo afl build --release --features afl --bin afl
+cargo build --release --bin quick
 execs="${EXECS:-10000000}"
 seconds="${SECONDS_PER_TARGET:-5400}"
 out="${FUZZ_OUT:-$here/out}"
@@ -43,7 +43,7 @@ for t in "${targets[@]}"; do
   done
   # -E: stop after about $execs executions; -V: at most $seconds. Seeds that disagree (the
   # known/ inputs are not seeds) would stop AFL++ at start: they are replayed by --quick.
-  AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_IGNORE_SEED_PROBLEMS=1 \
+  AFL_NO_AFFINITY=1 AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_IGNORE_SEED_PROBLEMS=1 \
     AFL_SUPPRESS_ERRORS="${AFL_SUPPRESS_ERRORS:-0}" \
     nice cargo afl fuzz -i "$in" -o "$out/$t" -x json.dict -E "$execs" -V "$seconds" \
     -- "$CARGO_TARGET_DIR/release/afl" "$t" > "$out/$t.log" 2>&1 || true
