@@ -174,12 +174,16 @@ impl NatsQueueBuilder {
             .timeout(self.op_timeout)
             .build(client);
         let settings = Settings::from(&self);
-        let main = ensure_stream(&js, settings.main_config(), self.op_timeout).await?;
-        let dead = ensure_stream(&js, settings.dead_config(), self.op_timeout).await?;
-        let state = ensure_stream(&js, settings.state_config(), self.op_timeout).await?;
-        let leases = ensure_stream(&js, settings.lease_config(self.lease), self.op_timeout).await?;
-        let members =
-            ensure_stream(&js, settings.members_config(self.lease), self.op_timeout).await?;
+        let after = self.op_timeout;
+        let main = ensure_stream(&js, settings.main_config(), after, false).await?;
+        let dead = ensure_stream(&js, settings.dead_config(), after, false).await?;
+        let state = ensure_stream(&js, settings.state_config(), after, false).await?;
+        // The lease streams keep the expiry the workers set (`acquire`/`members` with their
+        // lease): a webhook process opening the queue with the default must not change it.
+        let leases = ensure_stream(&js, settings.lease_config(self.lease), after, true).await?;
+        let members = ensure_stream(&js, settings.members_config(self.lease), after, true).await?;
+        let lease_age = leases.cached_info().config.max_age;
+        let member_age = members.cached_info().config.max_age;
         let queue = NatsQueue {
             inner: Arc::new(Inner {
                 parts: (0..settings.partitions)
@@ -191,8 +195,8 @@ impl NatsQueueBuilder {
                 state,
                 leases,
                 members,
-                lease_age: Mutex::new(self.lease),
-                member_age: Mutex::new(self.lease),
+                lease_age: Mutex::new(lease_age),
+                member_age: Mutex::new(member_age),
                 in_flight: Mutex::default(),
                 settings,
             }),
@@ -331,25 +335,28 @@ impl Settings {
     }
 }
 
-/// Creates the stream, or updates it to `config` if it exists (another process created it).
+/// Creates the stream, or updates it to `config` if it exists (another process created it)
+/// unless `keep_existing`.
 async fn ensure_stream(
     js: &Context,
     config: stream::Config,
     after: Duration,
+    keep_existing: bool,
 ) -> Result<stream::Stream, NatsError> {
     let name = config.name.clone();
     match timed("stream lookup", after, js.get_stream(&name)).await {
+        Ok(stream) if keep_existing => return Ok(stream),
         Ok(_) => {
             timed("stream update", after, js.update_stream(config)).await?;
         }
         Err(NatsError::Client { .. }) => {
             if let Err(e) = timed("stream create", after, js.create_stream(config.clone())).await {
                 // Created by another process in between: update it instead.
-                if timed("stream lookup", after, js.get_stream(&name))
-                    .await
-                    .is_err()
-                {
+                let Ok(stream) = timed("stream lookup", after, js.get_stream(&name)).await else {
                     return Err(e);
+                };
+                if keep_existing {
+                    return Ok(stream);
                 }
                 timed("stream update", after, js.update_stream(config)).await?;
             }
