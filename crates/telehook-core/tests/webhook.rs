@@ -154,11 +154,16 @@ fn debug_output_never_shows_the_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_waits_for_runs_that_outlived_their_timeout() {
+    // The run ends when the test says so, not after a sleep a loaded machine could outlast.
+    let (release, wait) = tokio::sync::watch::channel(false);
     let webhook = Webhook::builder()
         .timeout(Duration::from_millis(20))
-        .build(|_: Update, _: Context| async {
-            tokio::time::sleep(Duration::from_millis(150)).await;
-            Ok::<_, HandlerError>(())
+        .build(move |_: Update, _: Context| {
+            let mut wait = wait.clone();
+            async move {
+                let _ = wait.wait_for(|go| *go).await;
+                Ok::<_, HandlerError>(())
+            }
         })
         .unwrap();
     let response = post(&webhook, r#"{"update_id":1,"message":{"chat":{"id":1}}}"#).await;
@@ -168,6 +173,7 @@ async fn drain_waits_for_runs_that_outlived_their_timeout() {
         !webhook.drain(Duration::from_millis(10)).await,
         "drain returned before the run ended"
     );
+    release.send_replace(true);
     assert!(webhook.drain(Duration::from_secs(5)).await);
     assert_eq!(webhook.in_flight(), 0);
 }
