@@ -53,6 +53,22 @@ pub trait UpdateHandler<U = Update>: Send + Sync + 'static {
     fn required_error_policy(&self) -> Option<ErrorPolicy> {
         None
     }
+
+    /// True for a handler whose update must not be acknowledged (`200`) before its run has
+    /// ended: one that hands the update on (telehook-queue's `EnqueueHandler`) and can still
+    /// fail at the end, when an early `200` would already have told Telegram the update was
+    /// taken, losing it. For such a handler
+    /// [`WebhookBuilder::build`](crate::WebhookBuilder::build) refuses
+    /// [`OnTimeout::Return`](crate::OnTimeout::Return)
+    /// ([`BuildError::AcknowledgeBeforeRunEnds`](crate::BuildError::AcknowledgeBeforeRunEnds)),
+    /// and a [`OnTimeout::Custom`](crate::OnTimeout::Custom) callback choosing
+    /// [`TimeoutAction::Return`](crate::TimeoutAction::Return) is treated as
+    /// [`TimeoutAction::Throw`](crate::TimeoutAction::Throw) (`503`, Telegram delivers the
+    /// update again and the redelivery waits for the run), with a warning in the log.
+    /// `false` (the default): an early `200` is allowed.
+    fn acknowledge_only_after_run(&self) -> bool {
+        false
+    }
 }
 
 impl<F, Fut, U, E> UpdateHandler<U> for F
@@ -100,6 +116,7 @@ pub struct ErasedHandler {
     inner: Arc<dyn Erased>,
     type_name: &'static str,
     required_error_policy: Option<ErrorPolicy>,
+    acknowledge_only_after_run: bool,
 }
 
 impl fmt::Debug for ErasedHandler {
@@ -107,6 +124,10 @@ impl fmt::Debug for ErasedHandler {
         f.debug_struct("ErasedHandler")
             .field("update_type", &self.type_name)
             .field("required_error_policy", &self.required_error_policy)
+            .field(
+                "acknowledge_only_after_run",
+                &self.acknowledge_only_after_run,
+            )
             .finish_non_exhaustive()
     }
 }
@@ -116,6 +137,7 @@ impl ErasedHandler {
     /// error (naming the update and the type), so the caller's error policy applies to it.
     pub fn new<U: UpdateType, H: UpdateHandler<U>>(handler: H) -> Self {
         let required_error_policy = handler.required_error_policy();
+        let acknowledge_only_after_run = handler.acknowledge_only_after_run();
         Self {
             inner: Arc::new(Typed::<U, H> {
                 handler: Arc::new(handler),
@@ -123,6 +145,7 @@ impl ErasedHandler {
             }),
             type_name: std::any::type_name::<U>(),
             required_error_policy,
+            acknowledge_only_after_run,
         }
     }
 
@@ -145,6 +168,11 @@ impl ErasedHandler {
     /// The erased handler's [`UpdateHandler::required_error_policy`].
     pub fn required_error_policy(&self) -> Option<ErrorPolicy> {
         self.required_error_policy
+    }
+
+    /// The erased handler's [`UpdateHandler::acknowledge_only_after_run`].
+    pub fn acknowledge_only_after_run(&self) -> bool {
+        self.acknowledge_only_after_run
     }
 }
 
@@ -315,5 +343,9 @@ impl UpdateHandler<Update> for ErasedHandler {
 
     fn required_error_policy(&self) -> Option<ErrorPolicy> {
         self.required_error_policy
+    }
+
+    fn acknowledge_only_after_run(&self) -> bool {
+        self.acknowledge_only_after_run
     }
 }

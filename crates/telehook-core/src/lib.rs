@@ -22,9 +22,9 @@ pub use update::{SequenceKey, Update, UpdateType};
 pub use webhook::{
     BuildError, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT, ErrorPolicy, ForwardedHeader, InvalidRange,
-    InvocationDeadline, OnTimeout, PeerAddr, Rejection, RequestHead, SECRET_TOKEN_HEADER,
-    SourceAllowlist, TELEGRAM_SOURCE_RANGES, TimeoutAction, TimeoutEvent, Webhook, WebhookBuilder,
-    WebhookError, WebhookResponse, validate_secret_token,
+    InvocationDeadline, MAX_IN_FLIGHT_LIMIT, OnTimeout, PeerAddr, Rejection, RequestHead,
+    SECRET_TOKEN_HEADER, SourceAllowlist, TELEGRAM_SOURCE_RANGES, TimeoutAction, TimeoutEvent,
+    Webhook, WebhookBuilder, WebhookError, WebhookResponse, validate_secret_token,
 };
 
 /// The names of the metrics the dispatcher records through the [`metrics`](https://docs.rs/metrics)

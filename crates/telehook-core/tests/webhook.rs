@@ -660,3 +660,83 @@ async fn a_typed_parse_refuses_what_the_validator_refuses() {
     }
     assert!(seen.lock().unwrap().is_empty(), "the handler never ran");
 }
+
+/// A handler like telehook-queue's `EnqueueHandler`: its update must not be acknowledged
+/// before its run ends. It waits `run_for` (paused time in the tests), then succeeds.
+struct AckAfterRun {
+    run_for: Duration,
+}
+
+impl telehook_core::UpdateHandler for AckAfterRun {
+    async fn handle(&self, _: Update, _: Context) -> Result<(), HandlerError> {
+        tokio::time::sleep(self.run_for).await;
+        Ok(())
+    }
+
+    fn acknowledge_only_after_run(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn on_timeout_return_is_a_build_error_for_a_handler_acknowledged_only_after_its_run() {
+    let handler = || AckAfterRun {
+        run_for: Duration::ZERO,
+    };
+    let err = Webhook::builder()
+        .on_timeout(telehook_core::OnTimeout::Return)
+        .build(handler())
+        .unwrap_err();
+    assert_eq!(err, BuildError::AcknowledgeBeforeRunEnds);
+    assert!(err.to_string().contains("OnTimeout::Throw"), "{err}");
+    // Forwarded through the erased form too.
+    let erased = telehook_core::ErasedHandler::new(handler());
+    assert!(erased.acknowledge_only_after_run());
+    assert_eq!(
+        Webhook::builder()
+            .on_timeout(telehook_core::OnTimeout::Return)
+            .build(erased)
+            .unwrap_err(),
+        BuildError::AcknowledgeBeforeRunEnds
+    );
+    // Throw (the default) and a custom callback build.
+    assert!(Webhook::builder().build(handler()).is_ok());
+    assert!(
+        Webhook::builder()
+            .on_timeout(telehook_core::OnTimeout::custom(|_| {
+                telehook_core::TimeoutAction::Return
+            }))
+            .build(handler())
+            .is_ok()
+    );
+    // Other handlers may still return early.
+    assert!(
+        Webhook::builder()
+            .on_timeout(telehook_core::OnTimeout::Return)
+            .build(ok_handler)
+            .is_ok()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_custom_return_counts_as_throw_for_a_handler_acknowledged_only_after_its_run() {
+    let webhook = Webhook::builder()
+        .timeout(Duration::from_secs(1))
+        .on_timeout(telehook_core::OnTimeout::custom(|_| {
+            telehook_core::TimeoutAction::Return
+        }))
+        .build(AckAfterRun {
+            run_for: Duration::from_secs(5),
+        })
+        .unwrap();
+    let response = post(&webhook, r#"{"update_id":1}"#).await;
+    assert_eq!(response.status(), 503);
+    assert!(matches!(
+        response.error(),
+        Some(telehook_core::WebhookError::Timeout { update_id: 1, .. })
+    ));
+    // The redelivery waiting for the same run is not acknowledged early either.
+    let response = post(&webhook, r#"{"update_id":1}"#).await;
+    assert_eq!(response.status(), 503);
+    assert!(webhook.drain(Duration::from_secs(10)).await);
+}

@@ -12,6 +12,13 @@ use super::{Claim, RedeliveryStore, RunResult, StoreError, StoreFuture, UpdateKe
 
 /// The default [`MemoryStore`] capacity: finished `update_id`s remembered.
 pub const DEFAULT_CAPACITY: usize = 10_000;
+/// The largest [`MemoryStore`] capacity: 16 Mi (16,777,216) finished `update_id`s. The slot
+/// table is allocated whole on the first finished run, at about 64 bytes a slot, so this is
+/// about 1 GiB: enough to remember 15 minutes of a bot receiving ~18,000 updates a second.
+/// A bot needing more shares a [`RedeliveryStore`] of its own instead. Larger capacities are
+/// refused by [`WebhookBuilder::build`](crate::WebhookBuilder::build) and lowered to this one
+/// by [`MemoryStore::new`].
+pub const MAX_CAPACITY: usize = 16 * 1024 * 1024;
 /// The default [`MemoryStore`] retention for a finished `update_id`. Telegram's redeliveries
 /// come seconds to a few minutes apart, so this covers several of them.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(15 * 60);
@@ -101,10 +108,11 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// A store remembering up to `capacity` finished updates (at least 1) for `retention`.
+    /// A store remembering up to `capacity` finished updates (at least 1, at most
+    /// [`MAX_CAPACITY`]) for `retention`.
     pub fn new(capacity: usize, retention: Duration) -> Self {
         Self {
-            capacity: capacity.max(1),
+            capacity: capacity.clamp(1, MAX_CAPACITY),
             retention,
             inner: Mutex::new(Inner {
                 in_flight: HashMap::default(),

@@ -173,4 +173,4 @@ pub trait RedeliveryStore: Send + Sync + 'static {
 
 mod memory;
 
-pub use memory::{DEFAULT_CAPACITY, DEFAULT_RETENTION, MemoryStore};
+pub use memory::{DEFAULT_CAPACITY, DEFAULT_RETENTION, MAX_CAPACITY, MemoryStore};

@@ -24,6 +24,12 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// The default number of handler runs in flight at once (Telegram's `max_connections` is at
 /// most 100; the rest is room for runs that outlived an `on_timeout = Return`).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// The largest `max_in_flight` [`WebhookBuilder::build`] accepts: 16 Mi (16,777,216) runs at
+/// once, far above what one process serves, and below tokio's semaphore limit and `u32::MAX`
+/// (what [`Webhook::drain`](super::Webhook::drain) waits for at once) on every platform.
+pub const MAX_IN_FLIGHT_LIMIT: usize = 16 * 1024 * 1024;
+const _: () = assert!(MAX_IN_FLIGHT_LIMIT <= Semaphore::MAX_PERMITS);
+const _: () = assert!(MAX_IN_FLIGHT_LIMIT <= u32::MAX as usize);
 /// The default time allowed to read a request's body: 10 s. Telegram sends an update (tens of
 /// KiB at most) in one go, so a body still arriving after that is stalled or trickling.
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -114,6 +120,12 @@ impl WebhookBuilder {
     }
 
     /// What to answer at the timeout. Default [`OnTimeout::Throw`].
+    ///
+    /// A handler whose update must not be acknowledged before its run ends
+    /// ([`UpdateHandler::acknowledge_only_after_run`]) refuses [`OnTimeout::Return`] at
+    /// [`WebhookBuilder::build`] ([`BuildError::AcknowledgeBeforeRunEnds`]); for it, a
+    /// [`OnTimeout::Custom`] callback's [`TimeoutAction::Return`](super::TimeoutAction::Return)
+    /// counts as `Throw` (logged as a warning).
     pub fn on_timeout(mut self, on_timeout: OnTimeout) -> Self {
         self.on_timeout = on_timeout;
         self
@@ -146,7 +158,8 @@ impl WebhookBuilder {
     }
 
     /// How many handler runs may be in flight at once; beyond it updates get `503` and
-    /// Telegram delivers them again. Default [`DEFAULT_MAX_IN_FLIGHT`].
+    /// Telegram delivers them again. Default [`DEFAULT_MAX_IN_FLIGHT`]; allowed
+    /// `1..=`[`MAX_IN_FLIGHT_LIMIT`] ([`WebhookBuilder::build`] refuses others).
     pub fn max_in_flight(mut self, limit: usize) -> Self {
         self.max_in_flight = limit;
         self
@@ -154,7 +167,9 @@ impl WebhookBuilder {
 
     /// How many finished `update_id`s the in-memory redelivery guard remembers, and for how
     /// long. Defaults: 10,000 and 15 minutes. The guard keeps the last `capacity` consecutive
-    /// `update_id`s (see [`MemoryStore`] for its memory use).
+    /// `update_id`s (see [`MemoryStore`] for its memory use). `capacity` must be in
+    /// `1..=`[`MAX_CAPACITY`](crate::guard::MAX_CAPACITY) ([`WebhookBuilder::build`] refuses
+    /// others): its slot table is allocated whole on the first delivery.
     pub fn redelivery_guard(mut self, capacity: usize, retention: Duration) -> Self {
         self.guard_capacity = capacity;
         self.guard_retention = retention;
@@ -180,7 +195,11 @@ impl WebhookBuilder {
     ///
     /// The error policy is the one set with [`WebhookBuilder::error_policy`], else the one
     /// the handler requires, else the default; a set policy that differs from the handler's
-    /// required one is refused ([`BuildError::ErrorPolicyConflict`]).
+    /// required one is refused ([`BuildError::ErrorPolicyConflict`]). [`OnTimeout::Return`]
+    /// for a handler that must not be acknowledged before its run ends
+    /// ([`UpdateHandler::acknowledge_only_after_run`]) is refused
+    /// ([`BuildError::AcknowledgeBeforeRunEnds`]), and so is `max_in_flight` or a redelivery
+    /// guard capacity outside its range ([`BuildError::Zero`], [`BuildError::TooLarge`]).
     pub fn build<U, H>(self, handler: H) -> Result<Webhook, BuildError>
     where
         U: UpdateType,
@@ -214,6 +233,22 @@ impl WebhookBuilder {
             if zero {
                 return Err(BuildError::Zero(name));
             }
+        }
+        for (name, value, max) in [
+            ("max_in_flight", self.max_in_flight, MAX_IN_FLIGHT_LIMIT),
+            (
+                "redelivery_guard capacity",
+                self.guard_capacity,
+                guard::MAX_CAPACITY,
+            ),
+        ] {
+            if value > max {
+                return Err(BuildError::TooLarge { name, value, max });
+            }
+        }
+        let acknowledge_only_after_run = UpdateHandler::<U>::acknowledge_only_after_run(&handler);
+        if acknowledge_only_after_run && matches!(self.on_timeout, OnTimeout::Return) {
+            return Err(BuildError::AcknowledgeBeforeRunEnds);
         }
         let rt = crate::rt::Rt::choose(self.runtime).ok_or(BuildError::NoRuntime)?;
         let store = self.store.unwrap_or_else(|| {

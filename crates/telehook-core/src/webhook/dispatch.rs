@@ -68,9 +68,7 @@ impl Inner {
         if self.draining.load(Ordering::Acquire) {
             // Shutting down: a new delivery is not started (its run could be cut short), and
             // Telegram delivers it again, to whatever serves the webhook next.
-            let rejection = Rejection::Draining;
-            telemetry::refused(&rejection);
-            return WebhookResponse::rejected(rejection);
+            return refuse_draining();
         }
         let reading = body::read(body, self.max_body_bytes, self.body_read_timeout, &self.rt);
         let body = match reading.await {
@@ -80,6 +78,10 @@ impl Inner {
                 return WebhookResponse::rejected(rejection);
             }
         };
+        // A drain may have begun while the body arrived: refuse before claiming the update.
+        if self.draining.load(Ordering::Acquire) {
+            return refuse_draining();
+        }
         let prepared = match self.handler.prepare(body) {
             Ok(prepared) => prepared,
             Err(reason) => {
@@ -166,7 +168,7 @@ impl Inner {
             Ok(Err(e)) => store_failed(update_id, e),
             Err(_) => {
                 let event = probe.event(update_id, started.elapsed(), true);
-                match self.on_timeout.decide(&event) {
+                match self.decide_timeout(&event) {
                     TimeoutAction::Return => {
                         telemetry::timed_out("return");
                         WebhookResponse::ok()
@@ -175,6 +177,25 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// What the configured [`OnTimeout`] chose for `event`, except that a handler which must
+    /// not be acknowledged before its run ends
+    /// ([`UpdateHandler::acknowledge_only_after_run`](crate::UpdateHandler::acknowledge_only_after_run))
+    /// never gets an early `200`: a custom callback's `Return` counts as `Throw` for it (the
+    /// builder already refused [`OnTimeout::Return`] itself). Called once per timed-out
+    /// delivery, so the warning is logged once per update delivery.
+    fn decide_timeout(&self, event: &TimeoutEvent) -> TimeoutAction {
+        let action = self.on_timeout.decide(event);
+        if action == TimeoutAction::Return && self.handler.acknowledge_only_after_run() {
+            tracing::warn!(
+                update_id = event.update_id,
+                "on_timeout chose Return, but this handler's update must not be acknowledged \
+                 before its run ends: answering as for Throw"
+            );
+            return TimeoutAction::Throw;
+        }
+        action
     }
 
     /// Ends a run's hold on the in-flight limit, and wakes [`Webhook::wait_idle`](super::Webhook::wait_idle)
@@ -211,7 +232,20 @@ impl Inner {
             run,
         } = prepared;
         let update_id = key.update_id;
-        let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
+        let permit = Arc::clone(&self.in_flight).try_acquire_owned();
+        // Checked again with the permit held: a drain that began after the check before the
+        // claim either waits for this permit, or set `draining` before it got all permits,
+        // so a run never starts after `drain` saw none in flight. Checked before the limit
+        // too: a drain waiting for permits is why the limit looks reached.
+        if self.draining.load(Ordering::Acquire) {
+            drop(permit);
+            let _ = self
+                .store
+                .finish(key, RunResult::Failed { failed_attempts })
+                .await;
+            return refuse_draining();
+        }
+        let Ok(permit) = permit else {
             // Give the claim back unchanged so the redelivery runs it.
             let _ = self
                 .store
@@ -290,7 +324,7 @@ impl Inner {
             }
             Err(_) => {
                 let event = probe.event(update_id, started.elapsed(), false);
-                match self.on_timeout.decide(&event) {
+                match self.decide_timeout(&event) {
                     TimeoutAction::Return => {
                         telemetry::timed_out("return");
                         acknowledged_early.store(true, Ordering::SeqCst);
@@ -450,6 +484,13 @@ impl TimeoutProbe {
             redelivery,
         }
     }
+}
+
+/// `503` for a delivery that arrived or finished arriving while the dispatcher drains.
+fn refuse_draining() -> WebhookResponse {
+    let rejection = Rejection::Draining;
+    telemetry::refused(&rejection);
+    WebhookResponse::rejected(rejection)
 }
 
 fn throw_timeout(event: &TimeoutEvent) -> WebhookResponse {

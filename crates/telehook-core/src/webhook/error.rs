@@ -45,6 +45,28 @@ pub enum BuildError {
         /// The policy the handler requires.
         required: ErrorPolicy,
     },
+    /// [`OnTimeout::Return`](crate::OnTimeout::Return) was set, but the handler's update
+    /// must not be acknowledged before its run ends
+    /// ([`UpdateHandler::acknowledge_only_after_run`](crate::UpdateHandler::acknowledge_only_after_run)):
+    /// a `200` at the timeout followed by a failed run would lose the update. Leave
+    /// [`WebhookBuilder::on_timeout`](crate::WebhookBuilder::on_timeout) at
+    /// [`OnTimeout::Throw`](crate::OnTimeout::Throw) (the default).
+    #[error(
+        "on_timeout = Return answers 200 while the handler still runs, but this handler's \
+         update must not be acknowledged before its run ends (it could be lost): use \
+         OnTimeout::Throw (the default)"
+    )]
+    AcknowledgeBeforeRunEnds,
+    /// A limit was set above the largest value the dispatcher supports.
+    #[error("`{name}` is {value}: the allowed range is 1..={max}")]
+    TooLarge {
+        /// The setting.
+        name: &'static str,
+        /// The value given.
+        value: usize,
+        /// The largest allowed value.
+        max: usize,
+    },
 }
 
 /// Why a request was refused before the handler ran (`4xx`, or `503` while draining).

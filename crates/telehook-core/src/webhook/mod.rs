@@ -33,7 +33,7 @@ use dispatch::Inner;
 
 pub use builder::{
     DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT,
-    WebhookBuilder, validate_secret_token,
+    MAX_IN_FLIGHT_LIMIT, WebhookBuilder, validate_secret_token,
 };
 pub use error::{BuildError, Rejection, WebhookError};
 pub use head::{InvocationDeadline, RequestHead, SECRET_TOKEN_HEADER};
