@@ -64,13 +64,19 @@ pub enum QueueError {
     /// The queue's writer stopped (the queue is being dropped).
     #[error("the queue's writer stopped")]
     Closed,
-    /// An `update_id` beyond what the store keeps (above `i64::MAX`).
+    /// A number beyond what the store keeps (no longer returned for an `update_id`: the
+    /// embedded queue stores all of them; kept for other engines).
     #[error("update_id {0} is out of range for the queue")]
     UpdateIdOutOfRange(u64),
-    /// The database was created with another number of partitions and still holds updates.
+    /// The queue records another number of partitions than this handle uses: refused when
+    /// opening a queue that still holds updates or has live workers, and by an enqueue once
+    /// another handle reopened the file with another number (one chat's updates in two
+    /// partitions would run on two workers, out of order). Every handle on one queue must use
+    /// the same number.
     #[error(
-        "the queue was created with {stored} partitions and still holds updates; \
-         drain it before opening it with {asked}"
+        "the queue records {stored} partitions, this handle uses {asked}; every handle on \
+         one queue must use the same number (change it only on a drained queue with no other \
+         handle open)"
     )]
     PartitionsChanged {
         /// Partitions recorded in the database.

@@ -37,7 +37,10 @@ impl SqliteQueueBuilder {
     }
 
     /// Partitions, each taken by one worker at a time. Default 1. A database keeps the
-    /// number it was created with while it holds updates.
+    /// number it was created with while it holds updates or has live workers; a handle opened
+    /// with another number on an empty file records its number, and from then on every other
+    /// handle's enqueue is refused with [`QueueError::PartitionsChanged`] (never split a chat
+    /// over two partitions).
     pub fn partitions(mut self, partitions: u32) -> Self {
         self.partitions = partitions.max(1);
         self
@@ -117,6 +120,7 @@ impl SqliteQueueBuilder {
         let notify = Arc::new(Notify::new());
         let writer = Writer {
             conn,
+            partitions: self.partitions,
             held: 0,
             capacity: self.capacity,
             retention: self.completed_retention,
@@ -243,7 +247,7 @@ impl QueueBackend for SqliteQueue {
     }
 
     async fn enqueue(&self, update: &Update) -> Result<Enqueued, QueueError> {
-        let update_id = to_i64(update.update_id())?;
+        let update_id = id_to_sql(update.update_id());
         let partition = partition_of(update, self.inner.partitions);
         let body = update.raw().to_vec();
         self.write(|reply| Write::Enqueue {
@@ -278,8 +282,8 @@ impl QueueBackend for SqliteQueue {
                     let rows = stmt.query_map(params![partition, from, limit], |r| {
                         Ok(QueuedItem {
                             seq: r.get::<_, i64>(0)? as u64,
-                            update_id: r.get::<_, i64>(1)? as u64,
-                            body: r.get(2)?,
+                            update_id: id_from_sql(r.get(1)?),
+                            body: body_from_sql(r.get_ref(2)?),
                             failed_attempts: r.get(3)?,
                         })
                     })?;
@@ -297,7 +301,7 @@ impl QueueBackend for SqliteQueue {
     }
 
     async fn ack(&self, seq: u64, update_id: u64) -> Result<(), QueueError> {
-        let (seq, update_id) = (to_i64(seq)?, to_i64(update_id)?);
+        let (seq, update_id) = (to_i64(seq)?, id_to_sql(update_id));
         self.write(|reply| Write::Ack {
             seq,
             update_id,
@@ -326,8 +330,8 @@ impl QueueBackend for SqliteQueue {
             )?;
             let rows = stmt.query_map([limit], |r| {
                 Ok(DeadLetter {
-                    update_id: r.get::<_, i64>(0)? as u64,
-                    body: r.get(1)?,
+                    update_id: id_from_sql(r.get(0)?),
+                    body: body_from_sql(r.get_ref(1)?),
                     failed_attempts: r.get(2)?,
                     last_error: r.get(3)?,
                     dead_at: r.get(4)?,
@@ -339,10 +343,7 @@ impl QueueBackend for SqliteQueue {
     }
 
     async fn redrive(&self, update_ids: Option<Vec<u64>>) -> Result<u64, QueueError> {
-        let update_ids = match update_ids {
-            Some(ids) => Some(ids.into_iter().map(to_i64).collect::<Result<Vec<_>, _>>()?),
-            None => None,
-        };
+        let update_ids = update_ids.map(|ids| ids.into_iter().map(id_to_sql).collect());
         self.write(|reply| Write::Redrive { update_ids, reply })
             .await
     }
@@ -431,6 +432,31 @@ fn connect(path: &Path) -> Result<Connection, QueueError> {
 
 fn to_i64(n: u64) -> Result<i64, QueueError> {
     i64::try_from(n).map_err(|_| QueueError::UpdateIdOutOfRange(n))
+}
+
+/// An `update_id` as stored: its 64 bits as SQLite's signed integer, so ids above `i64::MAX`
+/// are kept too (read back with [`id_from_sql`]). Only equality is ever asked of the column.
+fn id_to_sql(update_id: u64) -> i64 {
+    update_id as i64
+}
+
+/// The `update_id` [`id_to_sql`] stored.
+fn id_from_sql(stored: i64) -> u64 {
+    stored as u64
+}
+
+/// A stored body as bytes, whatever type SQLite keeps it as: BLOB (what the queue writes) or
+/// TEXT (a row written by another tool) as they are; a number or NULL as its text, which the
+/// worker then fails to parse and dead-letters. A row of another type never makes `take` fail,
+/// which would stall its partition for good.
+fn body_from_sql(value: rusqlite::types::ValueRef<'_>) -> Vec<u8> {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Blob(b) | ValueRef::Text(b) => b.to_vec(),
+        ValueRef::Integer(n) => n.to_string().into_bytes(),
+        ValueRef::Real(x) => x.to_string().into_bytes(),
+        ValueRef::Null => Vec::new(),
+    }
 }
 
 /// Milliseconds since the Unix epoch: the clock leases are measured on. Every process on the
@@ -537,6 +563,9 @@ fn clone_error(e: &rusqlite::Error) -> rusqlite::Error {
 
 struct Writer {
     conn: Connection,
+    /// Partitions this handle hashes into: an enqueue is refused once the file records
+    /// another number (another handle reopened it with a different count).
+    partitions: u32,
     /// Rows in `queue` and `dead`, for the capacity bound: read from `meta` when a
     /// transaction starts (other processes change it), written back at its end.
     held: u64,
@@ -566,12 +595,19 @@ impl Writer {
         let mut done = Vec::with_capacity(batch.len());
         let begin = self.conn.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
             self.conn
-                .prepare_cached("SELECT value FROM meta WHERE key = 'held'")?
-                .query_row([], |r| r.get::<_, i64>(0))
+                .prepare_cached(
+                    "SELECT (SELECT value FROM meta WHERE key = 'held'), \
+                     (SELECT value FROM meta WHERE key = 'partitions')",
+                )?
+                .query_row([], |r| {
+                    Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?))
+                })
         });
+        let mut stored_partitions = None;
         let begin = match begin {
-            Ok(held) => {
-                self.held = held.max(0) as u64;
+            Ok((held, partitions)) => {
+                self.held = held.unwrap_or(0).max(0) as u64;
+                stored_partitions = partitions;
                 Ok(())
             }
             Err(e) => {
@@ -595,7 +631,17 @@ impl Writer {
                     body,
                     reply,
                 } => {
-                    let r = self.enqueue(update_id, partition, &body);
+                    let r = match stored_partitions {
+                        // Another handle opened the file with another partition count: this
+                        // handle's partition would split a chat across two workers.
+                        Some(stored) if stored != i64::from(self.partitions) => {
+                            Err(QueueError::PartitionsChanged {
+                                stored: u32::try_from(stored).unwrap_or(u32::MAX),
+                                asked: self.partitions,
+                            })
+                        }
+                        _ => self.enqueue(update_id, partition, &body),
+                    };
                     wake |= matches!(r, Ok(Enqueued::Stored));
                     done.push(Done::Enqueue(reply, r));
                 }
