@@ -740,3 +740,165 @@ async fn a_custom_return_counts_as_throw_for_a_handler_acknowledged_only_after_i
     assert_eq!(response.status(), 503);
     assert!(webhook.drain(Duration::from_secs(10)).await);
 }
+
+#[test]
+fn max_in_flight_above_its_limit_is_a_build_error_not_a_panic() {
+    for value in [
+        telehook_core::MAX_IN_FLIGHT_LIMIT + 1,
+        u32::MAX as usize + 1,
+        usize::MAX,
+    ] {
+        let err = Webhook::builder()
+            .max_in_flight(value)
+            .build(ok_handler)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            BuildError::TooLarge {
+                name: "max_in_flight",
+                value,
+                max: telehook_core::MAX_IN_FLIGHT_LIMIT,
+            }
+        );
+        assert!(err.to_string().contains("1..="), "{err}");
+    }
+    assert_eq!(
+        Webhook::builder()
+            .max_in_flight(0)
+            .build(ok_handler)
+            .unwrap_err(),
+        BuildError::Zero("max_in_flight")
+    );
+    assert!(
+        Webhook::builder()
+            .max_in_flight(telehook_core::MAX_IN_FLIGHT_LIMIT)
+            .build(ok_handler)
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_redelivery_guard_capacity_above_its_limit_is_a_build_error() {
+    for capacity in [telehook_core::guard::MAX_CAPACITY + 1, usize::MAX] {
+        let err = Webhook::builder()
+            .redelivery_guard(capacity, Duration::from_secs(60))
+            .build(ok_handler)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            BuildError::TooLarge {
+                name: "redelivery_guard capacity",
+                value: capacity,
+                max: telehook_core::guard::MAX_CAPACITY,
+            }
+        );
+    }
+}
+
+#[test]
+fn a_memory_store_caps_its_capacity_instead_of_panicking_on_first_use() {
+    // Lowered to MAX_CAPACITY (the slot table, allocated whole on the first finished run,
+    // would otherwise overflow).
+    let store = telehook_core::MemoryStore::new(usize::MAX, Duration::from_secs(60));
+    let shown = format!("{store:?}");
+    assert!(
+        shown.contains(&format!("capacity: {}", telehook_core::guard::MAX_CAPACITY)),
+        "{shown}"
+    );
+}
+
+/// A body whose first chunk is sent at once and whose rest waits for `rest`; `reading` fires
+/// when the dispatcher first asks for a chunk (so it passed the checks made before the body).
+fn held_body(
+    first: &'static str,
+) -> (
+    impl http_body::Body<Data = Bytes, Error = std::convert::Infallible> + Send + 'static,
+    tokio::sync::oneshot::Receiver<()>,
+    tokio::sync::oneshot::Sender<&'static str>,
+) {
+    let (reading_tx, reading) = tokio::sync::oneshot::channel();
+    let (rest_tx, rest) = tokio::sync::oneshot::channel::<&'static str>();
+    let state = (0_u8, Some(reading_tx), Some(rest));
+    let stream = futures_util::stream::unfold(state, move |(step, reading_tx, rest)| async move {
+        match step {
+            0 => {
+                if let Some(tx) = reading_tx {
+                    let _ = tx.send(());
+                }
+                let frame = http_body::Frame::data(Bytes::from_static(first.as_bytes()));
+                Some((Ok(frame), (1, None, rest)))
+            }
+            1 => {
+                let tail = rest?.await.ok()?;
+                let frame = http_body::Frame::data(Bytes::from_static(tail.as_bytes()));
+                Some((Ok(frame), (2, None, None)))
+            }
+            _ => None,
+        }
+    });
+    (http_body_util::StreamBody::new(stream), reading, rest_tx)
+}
+
+#[tokio::test]
+async fn a_delivery_whose_body_ends_after_drain_began_is_refused_and_never_runs() {
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&runs);
+    let webhook = Webhook::builder()
+        .build(move |_: Update, _: Context| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Ok::<_, HandlerError>(()) }
+        })
+        .unwrap();
+    let (body, reading, rest) = held_body(r#"{"update_id":"#);
+    let mut response = std::pin::pin!(webhook.handle(RequestHead::new("POST", |_| None), body));
+    tokio::select! {
+        _ = &mut response => panic!("answered before its body arrived"),
+        _ = reading => {}
+    }
+    // No run in flight: the drain ends at once, and no run may start after it.
+    assert!(webhook.drain(Duration::from_secs(5)).await);
+    rest.send("1}").unwrap();
+    let response = response.await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response.rejection(),
+        Some(&telehook_core::Rejection::Draining)
+    );
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(webhook.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_the_in_flight_limit_a_delivery_during_a_drain_gets_draining_not_overloaded() {
+    let (release, wait) = tokio::sync::watch::channel(false);
+    let webhook = Webhook::builder()
+        .timeout(Duration::from_secs(1))
+        .max_in_flight(1)
+        .build(move |_: Update, _: Context| {
+            let mut wait = wait.clone();
+            async move {
+                let _ = wait.wait_for(|go| *go).await;
+                Ok::<_, HandlerError>(())
+            }
+        })
+        .unwrap();
+    // Update 1 outlives its timeout and holds the only permit.
+    assert_eq!(post(&webhook, r#"{"update_id":1}"#).await.status(), 503);
+    assert_eq!(webhook.in_flight(), 1);
+    let (body, reading, rest) = held_body(r#"{"update_id":"#);
+    let mut response = std::pin::pin!(webhook.handle(RequestHead::new("POST", |_| None), body));
+    tokio::select! {
+        _ = &mut response => panic!("answered before its body arrived"),
+        _ = reading => {}
+    }
+    webhook.begin_drain();
+    rest.send("2}").unwrap();
+    let response = response.await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response.rejection(),
+        Some(&telehook_core::Rejection::Draining)
+    );
+    release.send_replace(true);
+    assert!(webhook.drain(Duration::from_secs(5)).await);
+}
