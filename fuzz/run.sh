@@ -7,6 +7,7 @@
 #                                    each target until EXECS (10,000,000) executions or
 #                                    SECONDS_PER_TARGET (5400) seconds, whichever comes first
 #
+# Disagreeing inputs are saved in $FUZZ_ARTIFACTS (default fuzz/artifacts/).
 # Exit status 1 when any input disagreed (quick) or AFL++ saved a crash (long); the inputs are
 # replayed and printed escaped. Prints executions per target.
 # The long run needs `cargo install cargo-afl` and `cargo afl config --build` (README).
@@ -23,7 +24,7 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then targets=(validator typed request lambda vercel); fi
 
 if [ $quick = 1 ]; then
-  cargo build --release --bin quick
+  cargo build --release --locked --bin quick
   exec "$CARGO_TARGET_DIR/release/quick" --seconds "${QUICK_SECONDS:-3}" "${targets[@]}"
 fi
 

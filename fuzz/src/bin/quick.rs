@@ -5,7 +5,8 @@
 //! quick [--seconds S] [--execs N] [--seed X] [target…]     replay + mutate (default: all, 5 s each)
 //! quick --replay <target> <file…>                          run the given inputs only
 //! ```
-//! Exit status 1 if any input disagreed; each such input is written to `fuzz/artifacts/` and
+//! Exit status 1 if any input disagreed; each such input is written to `fuzz/artifacts/` (or
+//! `$FUZZ_ARTIFACTS`) and
 //! printed escaped. Inputs under `fuzz/known/<target>/` are disagreements reported to their
 //! owner and not fixed yet: they are replayed and listed (still disagrees / agrees now), and
 //! never fail the run, nor do mutants failing the same way (same message but for digits); once
@@ -141,7 +142,8 @@ fn one(run: Target, data: &[u8]) -> Option<String> {
 }
 
 fn record(name: &str, data: &[u8], why: &str) {
-    let dir = Path::new(FUZZ_DIR).join("artifacts");
+    let dir = std::env::var_os("FUZZ_ARTIFACTS")
+        .map_or_else(|| Path::new(FUZZ_DIR).join("artifacts"), PathBuf::from);
     let _ = std::fs::create_dir_all(&dir);
     let hash = data.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
