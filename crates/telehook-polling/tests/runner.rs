@@ -421,7 +421,14 @@ async fn a_handler_that_requires_retry_is_never_given_up_whatever_the_config_say
             handled: handled.clone(),
         },
         config,
-        async move { stop.wait_for(1).await },
+        async move {
+            // Without the required policy the update is given up and never handled: stop after
+            // a minute of (paused, instant) time instead of waiting for ever.
+            tokio::select! {
+                () = stop.wait_for(1) => {}
+                () = tokio::time::sleep(Duration::from_secs(60)) => {}
+            }
+        },
     )
     .await
     .unwrap();
