@@ -152,8 +152,10 @@ impl<'de> Deserialize<'de> for Update {
 ///
 /// Implemented for [`Update`] and `serde_json::Value`, and behind the `frankenstein` and
 /// `teloxide` features for those crates' `Update` types. For a struct of your own, implement
-/// [`UpdateType::update_id`] (and [`UpdateType::sequence_key`] if you want per-chat ordering
-/// under long polling); [`UpdateType::from_update`] deserializes it from the original JSON.
+/// [`UpdateType::update_id`] (required) and, if you like, [`UpdateType::sequence_key`]
+/// (only the `telehook.update` tracing span reads it, see there);
+/// [`UpdateType::from_update`] deserializes it from the original JSON. The crate README has
+/// an example.
 ///
 /// Under a webhook the body is parsed once, straight into the type with `serde_json` (not
 /// through `from_update`), and that parse is the validation: values the type ignores are
@@ -170,7 +172,15 @@ pub trait UpdateType: DeserializeOwned + Send + 'static {
     /// The update's `update_id`.
     fn update_id(&self) -> u64;
 
-    /// The queue Telegram orders this update in; `None` lets it run in parallel with anything.
+    /// The queue Telegram orders this update in, as shown in the `sequence_key` field of the
+    /// `telehook.update` tracing span; `None` (the default) leaves the field empty.
+    ///
+    /// Nothing else reads it: ordering never depends on it. The long-polling runner orders
+    /// runs by [`Update::sequence_key`] (telehook-polling's `RunnerConfig::key_fn`, which
+    /// sees the light [`Update`] whatever type the handler takes), telehook-queue partitions
+    /// by [`Update::sequence_key`] too, and a webhook leaves ordering to Telegram (one
+    /// delivery per queue at a time). Implement it to see the key in traces, or to read it
+    /// from your own type; keep it equal to [`Update::sequence_key`] for the same body.
     fn sequence_key(&self) -> Option<SequenceKey> {
         None
     }
