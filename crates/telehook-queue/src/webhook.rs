@@ -16,8 +16,9 @@ use crate::backend::{Enqueued, QueueBackend};
 /// into a `200`: `Webhook::builder().build(EnqueueHandler::new(..))` uses `Retry` by itself,
 /// and a builder given another policy (the `BoundedRetry` default would acknowledge after its
 /// last attempt, here losing the update) refuses to build
-/// (`BuildError::ErrorPolicyConflict`). Keep the default `OnTimeout` too (`Return`
-/// acknowledges early):
+/// (`BuildError::ErrorPolicyConflict`). Likewise it must not be acknowledged before the enqueue
+/// ends ([`UpdateHandler::acknowledge_only_after_run`]): a builder given `OnTimeout::Return`
+/// refuses to build (`BuildError::AcknowledgeBeforeRunEnds`):
 ///
 /// ```no_run
 /// use telehook_core::Webhook;
@@ -59,5 +60,13 @@ impl<B: QueueBackend> UpdateHandler<Update> for EnqueueHandler<B> {
     /// `ErrorPolicy::Retry`: a refused enqueue is never acknowledged.
     fn required_error_policy(&self) -> Option<ErrorPolicy> {
         Some(ErrorPolicy::Retry)
+    }
+
+    /// `true`: a `200` before the enqueue committed could acknowledge an update that is then
+    /// never stored, so the builder refuses `OnTimeout::Return`
+    /// (`BuildError::AcknowledgeBeforeRunEnds`) and a custom timeout answering `Return`
+    /// answers `503` instead.
+    fn acknowledge_only_after_run(&self) -> bool {
+        true
     }
 }

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use telehook_core::{BuildError, Context, ErrorPolicy, HandlerError, RequestHead, Update, Webhook};
+use telehook_core::{
+    BuildError, Context, ErrorPolicy, HandlerError, OnTimeout, RequestHead, Update, Webhook,
+};
 use telehook_polling::RunnerConfig;
 use telehook_queue::{
     EnqueueHandler, Enqueued, QueueBackend, QueueError, SqliteQueue, Worker, run_workers,
@@ -522,4 +524,22 @@ async fn an_update_id_above_i64_max_is_stored_taken_acked_and_deduplicated() {
         1
     );
     assert_eq!(queue.queued().await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_enqueueing_webhook_refuses_to_acknowledge_at_the_timeout() {
+    let dir = TempDir::new("on-timeout");
+    let queue = SqliteQueue::open(dir.db()).unwrap();
+    // OnTimeout::Return would answer 200 while the enqueue may still fail: refused.
+    let built = Webhook::builder()
+        .on_timeout(OnTimeout::Return)
+        .build(EnqueueHandler::new(queue.clone()));
+    assert!(
+        matches!(built, Err(BuildError::AcknowledgeBeforeRunEnds)),
+        "{built:?}"
+    );
+    // The default (Throw) builds.
+    Webhook::builder()
+        .build(EnqueueHandler::new(queue))
+        .unwrap();
 }
