@@ -5,7 +5,9 @@
 //!   `nats://host:port[,nats://host:port...]` (a NATS JetStream cluster);
 //! - `ROLE`: `both` (default), `webhook` or `worker`;
 //! - `QUEUE_NAME` (NATS: the stream's name, default `telehook`, one per bot);
-//! - `PORT` (default 8080, path `/telegram`), `TELEHOOK_SECRET` (checked if set);
+//! - `PORT` (default 8080, path `/telegram`), `TELEHOOK_SECRET` (optional: when set, a
+//!   delivery must carry it in `X-Telegram-Bot-Api-Secret-Token`; unset, nothing is checked and
+//!   a warning is logged at start);
 //! - `PARTITIONS` (default 3; `WORKERS` is the older name), `CAPACITY` (default 100,000),
 //!   `CONCURRENCY` (handlers at once per partition, default 16), `LEASE_MS` (how soon the
 //!   other worker processes take over a dead one's partitions, default 15 s);
@@ -36,7 +38,26 @@ where
 }
 
 #[tokio::main]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // Display, with every source: "queue engine error: NATS stream create failed:
+            // JetStream is not enabled on the server: ...", not a Debug dump.
+            let mut text = e.to_string();
+            let mut source = e.source();
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            eprintln!("error: {text}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), BoxError> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -89,6 +110,12 @@ async fn start<B: QueueBackend>(queue: B) -> Result<(), BoxError> {
     let secret = std::env::var("TELEHOOK_SECRET")
         .ok()
         .filter(|s| !s.is_empty());
+    if secret.is_none() && role != Role::Worker {
+        tracing::warn!(
+            "TELEHOOK_SECRET is not set: deliveries are not checked for the \
+             X-Telegram-Bot-Api-Secret-Token header, anyone who knows the URL can post updates"
+        );
+    }
     let mut runner = telehook_polling::RunnerConfig::default();
     runner.error_policy = telehook_core::ErrorPolicy::BoundedRetry { max_attempts: 3 };
     runner.concurrency = setting("CONCURRENCY", runner.concurrency)?;
