@@ -11,6 +11,9 @@
 #   benches/scaling/run.sh --cycles 5  # kill -9 cycles per fault (default 20)
 #   benches/scaling/run.sh --no-out    # print the table, leave docs/scaling.md alone
 #   benches/scaling/run.sh --only nats-node --cycles 6 --no-out   # one fault on NATS (worker, webhook, nats-node)
+#   benches/scaling/run.sh --only nats-node --cycles 20   # rewrites only that row (+ a note under the table)
+#   benches/scaling/run.sh --overlap ...   # NATS node kills every 4 s, overlapping (a stress test), instead
+#                                          # of each kill once the cluster is healthy and the backlog drained
 #   SCALING_KEEP=1 benches/scaling/run.sh ...   # keep each measurement's directory (process logs, run logs)
 #   SCALING_LEASE_MS=10000 benches/scaling/run.sh ...   # the workers' lease (default 2000 ms)
 #

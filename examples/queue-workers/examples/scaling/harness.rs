@@ -217,6 +217,8 @@ impl Drop for Node {
 pub struct NatsCluster {
     /// Client ports.
     pub ports: Vec<u16>,
+    /// HTTP monitoring ports (`-m`): `/healthz`, `/jsz`.
+    pub monitor_ports: Vec<u16>,
     cluster_ports: Vec<u16>,
     dir: PathBuf,
     children: Vec<Option<Child>>,
@@ -242,6 +244,7 @@ impl NatsCluster {
     pub fn start(dir: &Path, nodes: usize) -> Self {
         let mut cluster = Self {
             ports: (0..nodes).map(|_| free_port()).collect(),
+            monitor_ports: (0..nodes).map(|_| free_port()).collect(),
             cluster_ports: (0..nodes).map(|_| free_port()).collect(),
             dir: dir.into(),
             children: (0..nodes).map(|_| None).collect(),
@@ -266,10 +269,15 @@ impl NatsCluster {
             .map(|(_, p)| format!("nats://127.0.0.1:{p}"))
             .collect();
         let store = self.dir.join(format!("nats-{i}"));
-        let log = std::fs::File::create(self.dir.join(format!("nats-{i}.log")))
+        // Appended to: a restart keeps the log of the node's earlier lives.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("nats-{i}.log")))
             .map_or(Stdio::null(), Stdio::from);
         let child = Command::new(nats_server_program())
             .args(["-a", "127.0.0.1", "-p", &self.ports[i].to_string()])
+            .args(["-m", &self.monitor_ports[i].to_string()])
             .args([
                 "-n",
                 &format!("n{i}"),
@@ -325,6 +333,148 @@ impl NatsCluster {
         let child = self.children[i].as_mut().expect("started");
         assert!(wait_listening(child, port), "nats node {i} did not restart");
     }
+
+    /// Whether node `i` is running, answers `200` on `/healthz` (the server's own check: in
+    /// contact with the meta leader), and, in `/jsz`, every stream and consumer it knows has a
+    /// leader, and every one it leads has each replica current or at most [`MAX_LAG`] entries
+    /// behind. (A follower's view of the other replicas is stale, and `/healthz` stays `200`
+    /// while a restarted replica is still thousands of entries behind: measured here.)
+    pub async fn node_healthy(&self, i: usize) -> bool {
+        if self.children[i].is_none() {
+            return false;
+        }
+        let port = self.monitor_ports[i];
+        if !matches!(http_get(port, "/healthz").await, Some((200, _))) {
+            return false;
+        }
+        match http_get(port, "/jsz?accounts=true&streams=true&consumers=true").await {
+            Some((200, body)) => replicas_caught_up(&body, &format!("n{i}")),
+            _ => false,
+        }
+    }
+
+    /// Whether every node is [healthy](Self::node_healthy).
+    pub async fn healthy(&self) -> bool {
+        for i in 0..self.children.len() {
+            if !self.node_healthy(i).await {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// How many entries behind its leader a replica may be and still count as caught up: under
+/// load a healthy follower is a few entries behind; a restarted one catching up, thousands.
+pub const MAX_LAG: u64 = 500;
+
+/// In a `/jsz` answer of node `me`: every `"cluster"` object (of a stream or a consumer) names
+/// a leader, and in those `me` leads, every replica is `"current": true` or at most
+/// [`MAX_LAG`] behind.
+pub fn replicas_caught_up(jsz: &str, me: &str) -> bool {
+    let mut rest = jsz;
+    while let Some(at) = rest.find("\"cluster\":") {
+        rest = &rest[at + "\"cluster\":".len()..];
+        let Some(open) = rest.find('{') else {
+            return false;
+        };
+        // The object, up to its matching brace.
+        let mut depth = 0;
+        let mut end = None;
+        for (k, c) in rest[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(open + k);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(end) = end else {
+            return false;
+        };
+        let object = &rest[open..=end];
+        rest = &rest[end..];
+        let compact: String = object.chars().filter(|c| !c.is_whitespace()).collect();
+        let Some(leader) = compact
+            .split_once("\"leader\":\"")
+            .and_then(|(_, l)| l.split('"').next())
+            .filter(|l| !l.is_empty())
+        else {
+            return false;
+        };
+        if leader != me {
+            continue;
+        }
+        let Some((_, replicas)) = compact.split_once("\"replicas\":[") else {
+            continue;
+        };
+        for replica in replicas.split('}') {
+            if !replica.contains("\"name\":") {
+                continue;
+            }
+            let current = replica.contains("\"current\":true");
+            let lag: u64 = replica
+                .split_once("\"lag\":")
+                .and_then(|(_, l)| {
+                    l.split(|c: char| !c.is_ascii_digit())
+                        .next()
+                        .and_then(|d| d.parse().ok())
+                })
+                .unwrap_or(0);
+            if !current && lag > MAX_LAG {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// The status and body (its first 4 MiB) of `GET path` on a loopback port (`None`: no answer
+/// within 2 s).
+pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let exchange = async {
+        let mut conn = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        conn.write_all(request.as_bytes()).await.ok()?;
+        let mut answer = Vec::new();
+        conn.take(4 << 20).read_to_end(&mut answer).await.ok()?;
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok())?;
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map_or(String::new(), |(_, b)| b.to_owned());
+        Some((status, body))
+    };
+    tokio::time::timeout(Duration::from_secs(2), exchange)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The latest modification time (ns since the epoch) of the `runs-*.log` files in `dir`:
+/// when a handler last ran, without reading the logs.
+pub fn last_run_write(dir: &Path) -> u128 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("runs-") && name.ends_with(".log")
+        })
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .filter_map(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .max()
+        .unwrap_or(0)
 }
 
 impl Drop for NatsCluster {
@@ -783,6 +933,19 @@ pub fn resume_after(kill: u128, acked: &[Acked], first_run: &HashMap<u64, u128>)
         }
     }
     (run_wait as f64 / 1e6, ack_wait as f64 / 1e6)
+}
+
+/// For a kill at `kill` (ns): how long after it the first handler run (of any update) and the
+/// first acknowledgement (of any update) came, in ms; `None` if none came.
+pub fn first_after(kill: u128, acked: &[Acked], runs: &[Run]) -> (Option<f64>, Option<f64>) {
+    let run = runs.iter().map(|r| r.at).filter(|&at| at > kill).min();
+    let ack = acked
+        .iter()
+        .map(|a| a.acked_at)
+        .filter(|&at| at > kill)
+        .min();
+    let ms = |t: Option<u128>| t.map(|t| (t - kill) as f64 / 1e6);
+    (ms(run), ms(ack))
 }
 
 /// The first run of each update.

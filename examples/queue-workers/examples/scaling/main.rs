@@ -6,7 +6,17 @@
 //! `benches/scaling/run.sh [--quick] [--no-nats]` builds it and runs it; by hand:
 //! `cargo build --release -p queue-workers --bins --examples &&
 //!  target/release/examples/scaling [--quick] [--no-nats] [--no-embedded] [--only worker|webhook|nats-node]
-//!  [--cycles N] [--out docs/scaling.md | --no-out]` (`SCALING_KEEP=1` keeps the temporary directories)
+//!  [--cycles N] [--overlap] [--out docs/scaling.md | --no-out]` (`SCALING_KEEP=1` keeps the temporary
+//!  directories). With `--only`, only that row of the table (and a note under it naming the
+//!  command, date and load) is rewritten; the other rows keep their figures.
+//!
+//! NATS node kills: by default each kill is measured on its own — node i is killed, restarted
+//! 1 s later, and the next kill waits until the cluster is healthy again (an update was
+//! acknowledged and one handled after the restart, every node answers `/healthz` and the
+//! leader of each stream and consumer reports its replicas caught up in `/jsz`, twice in a row
+//! 250 ms apart; then the workers' backlog is back under 1,000 updates; at most 120 s).
+//! `--overlap` is the stress test instead: the next kill 3 s after each restart, whether or
+//! not the restarted node caught up (kills overlap into one long outage).
 //!
 //! Measured: the webhook's acknowledge latency over HTTP (p50/p99); enqueue → handled
 //! throughput on 1 and 3 workers; `kill -9` cycles of a worker, a webhook instance and a NATS
@@ -41,6 +51,8 @@ struct Options {
     /// Only this fault (`worker`, `webhook`, `nats-node`), NATS column, no other rows.
     only: Option<String>,
     cycles: u32,
+    /// NATS node kills every 4 s, overlapping, instead of one at a time once healthy.
+    overlap: bool,
     command: String,
 }
 
@@ -93,6 +105,7 @@ fn main() {
         embedded: true,
         only: None,
         cycles: 20,
+        overlap: false,
         command: std::env::var("SCALING_COMMAND").unwrap_or_else(|_| {
             std::iter::once("target/release/examples/scaling".to_owned())
                 .chain(std::env::args().skip(1))
@@ -113,6 +126,7 @@ fn main() {
             "--bin" => options.bin = args.next().map(PathBuf::from).expect("--bin PATH"),
             "--out" => options.out = args.next().map(PathBuf::from),
             "--no-out" => options.out = None,
+            "--overlap" => options.overlap = true,
             other => {
                 eprintln!(
                     "unknown argument {other}; see the doc comment of examples/scaling/main.rs"
@@ -132,7 +146,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let table = runtime.block_on(measure(&options));
+    let (table, load_during) = runtime.block_on(async {
+        let sampler = LoadSampler::start();
+        let table = measure(&options).await;
+        (table, sampler.stop().await)
+    });
     let load_after = loadavg();
     let markdown = format!(
         "`{}` on {} ({} cores; load average {} before, {} after):\n\n{}",
@@ -144,9 +162,67 @@ fn main() {
         table.markdown()
     );
     println!("\n{markdown}");
+    println!("load average during the run (every 5 s): {load_during}");
     if let Some(out) = &options.out {
-        write_between_markers(out, &markdown);
+        if options.only.is_some() {
+            let note = format!(
+                "`{}` on {} (load average {} before, {} during, {} after)",
+                options.command,
+                date(),
+                load_before,
+                load_during,
+                load_after
+            );
+            for row in &table.rows {
+                write_row(out, &table, row, &note);
+            }
+        } else {
+            write_between_markers(out, &markdown);
+        }
         println!("written into {}", out.display());
+    }
+}
+
+/// The 1-minute load average sampled every 5 s while the measurements run.
+struct LoadSampler {
+    stop: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<Vec<f64>>,
+}
+
+impl LoadSampler {
+    fn start() -> Self {
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let task = tokio::spawn({
+            let stop = Arc::clone(&stop);
+            async move {
+                let mut samples = Vec::new();
+                loop {
+                    if let Ok(l) = loadavg().parse() {
+                        samples.push(l);
+                    }
+                    tokio::select! {
+                        () = stop.notified() => return samples,
+                        () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
+                }
+            }
+        });
+        Self { stop, task }
+    }
+
+    /// `min – max (median m, n samples)`.
+    async fn stop(self) -> String {
+        self.stop.notify_one();
+        let mut samples = self.task.await.unwrap_or_default();
+        samples.sort_by(f64::total_cmp);
+        match (samples.first(), samples.last()) {
+            (Some(min), Some(max)) => format!(
+                "{min:.2} – {max:.2} (median {:.2}, {} samples)",
+                harness::percentile(&samples, 50.0).unwrap_or(0.0),
+                samples.len()
+            ),
+            _ => "?".into(),
+        }
     }
 }
 
@@ -207,7 +283,7 @@ async fn measure_embedded(options: &Options, table: &mut Table, n: u64) {
         remove(&dir);
     }
     table.set(
-        &fault_row("a NATS node (of 3)", cycles),
+        &nats_node_row(options.overlap, cycles),
         EMBEDDED,
         "n/a".into(),
     );
@@ -225,10 +301,10 @@ async fn measure_embedded(options: &Options, table: &mut Table, n: u64) {
 /// never meet an earlier measurement's).
 async fn measure_nats(options: &Options, table: &mut Table, n: u64) {
     if let Some(only) = &options.only {
-        let fault = match only.as_str() {
-            "worker" => Fault::Worker,
-            "webhook" => Fault::Webhook,
-            _ => Fault::NatsNode,
+        let (fault, what) = match only.as_str() {
+            "worker" => (Fault::Worker, "a worker"),
+            "webhook" => (Fault::Webhook, "a webhook instance (of 2)"),
+            _ => (Fault::NatsNode, "a NATS node (of 3)"),
         };
         let dir = harness::temp_dir("nats-faults");
         let mut cluster = harness::nats_cluster(&dir).await;
@@ -242,7 +318,17 @@ async fn measure_nats(options: &Options, table: &mut Table, n: u64) {
             Some(&mut cluster),
         )
         .await;
-        table.set(&fault_row(only, options.cycles), NATS, cell);
+        let row = if fault == Fault::NatsNode {
+            table.set(
+                &nats_node_row(options.overlap, options.cycles),
+                EMBEDDED,
+                "n/a".into(),
+            );
+            nats_node_row(options.overlap, options.cycles)
+        } else {
+            fault_row(what, options.cycles)
+        };
+        table.set(&row, NATS, cell);
         drop(cluster);
         remove(&dir);
         return;
@@ -273,16 +359,19 @@ async fn measure_nats(options: &Options, table: &mut Table, n: u64) {
         remove(&dir);
     }
     let cycles = options.cycles;
-    for (fault, what) in [
-        (Fault::Worker, "a worker"),
-        (Fault::Webhook, "a webhook instance (of 2)"),
-        (Fault::NatsNode, "a NATS node (of 3)"),
+    for (fault, row) in [
+        (Fault::Worker, fault_row("a worker", cycles)),
+        (
+            Fault::Webhook,
+            fault_row("a webhook instance (of 2)", cycles),
+        ),
+        (Fault::NatsNode, nats_node_row(options.overlap, cycles)),
     ] {
         let dir = harness::temp_dir("nats-faults");
         let mut cluster = harness::nats_cluster(&dir).await;
         let url = cluster.url();
         let cell = faults(options, &dir, &url, fault, cycles, Some(&mut cluster)).await;
-        table.set(&fault_row(what, cycles), NATS, cell);
+        table.set(&row, NATS, cell);
         drop(cluster);
         remove(&dir);
     }
@@ -338,6 +427,75 @@ fn fault_row(what: &str, cycles: u32) -> String {
     format!(
         "`kill -9` {what} × {cycles}, 1,000 chats: acknowledged / lost / order violations / duplicate runs / resume after a kill, median / max over the kills (ms)"
     )
+}
+
+/// The NATS node row: kills one at a time, each once the cluster is healthy again (default),
+/// or every 4 s, overlapping (`--overlap`).
+fn nats_node_row(overlap: bool, cycles: u32) -> String {
+    if overlap {
+        fault_row(
+            "a NATS node (of 3), a kill every 4 s whether or not the cluster recovered (`--overlap`: kills overlap)",
+            cycles,
+        )
+    } else {
+        format!(
+            "`kill -9` a NATS node (of 3) × {cycles}, the next kill once the cluster is healthy again, 1,000 chats: acknowledged / lost / order violations / duplicate runs / resume after a kill, median / p90 / max over the kills (ms)"
+        )
+    }
+}
+
+/// How long (at most) the next NATS node kill waits for the cluster to be healthy again.
+const SETTLE_LIMIT: Duration = Duration::from_secs(120);
+
+/// Updates acknowledged but not yet run that still count as "no backlog": about one second
+/// of the offered load.
+const BACKLOG: usize = 1_000;
+
+/// Waits (up to [`SETTLE_LIMIT`]) until, after a node killed at `kill` (ns) was restarted (at
+/// `restarted`): an update was acknowledged (more than `acked_before`), a handler ran, and
+/// every node is healthy — twice in a row, 250 ms apart; then until the workers have caught
+/// up (at most [`BACKLOG`] acknowledged updates not yet run), so that the next kill's figures
+/// are its own. Returns kill → healthy and kill → caught up in ms, `None` on time-out.
+async fn settle(
+    cluster: &NatsCluster,
+    load: &Load,
+    acked_before: u64,
+    dir: &Path,
+    kill: u128,
+    restarted: u128,
+) -> (Option<f64>, Option<f64>) {
+    let deadline = Instant::now() + SETTLE_LIMIT;
+    let ms = || (harness::now_ns() - kill) as f64 / 1e6;
+    let mut in_a_row = 0;
+    let mut healthy = None;
+    while Instant::now() < deadline {
+        let progress = load.acked() > acked_before && harness::last_run_write(dir) > restarted;
+        if progress && cluster.healthy().await {
+            in_a_row += 1;
+            if in_a_row >= 2 {
+                healthy = Some(ms());
+                break;
+            }
+        } else {
+            in_a_row = 0;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    if healthy.is_none() {
+        return (None, None);
+    }
+    while Instant::now() < deadline {
+        let acked = load.acked() as usize;
+        let ran: std::collections::HashSet<u64> = harness::read_runs(dir)
+            .iter()
+            .map(|r| r.update_id)
+            .collect();
+        if ran.len() + BACKLOG >= acked {
+            return (healthy, Some(ms()));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    (healthy, None)
 }
 
 fn percentile_ms(latencies: &mut [Duration], p: f64) -> f64 {
@@ -506,6 +664,8 @@ async fn faults(
     });
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut kills: Vec<u128> = Vec::new();
+    let (mut settles, mut drains): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+    let mut unsettled = 0;
     for cycle in 0..cycles {
         kills.push(harness::now_ns());
         match fault {
@@ -527,6 +687,21 @@ async fn faults(
                 cluster.kill9(i);
                 tokio::time::sleep(Duration::from_millis(1_000)).await;
                 cluster.restart(i);
+                if !options.overlap {
+                    let kill = kills.last().copied().unwrap_or(0);
+                    let (acked, restarted) = (load.acked(), harness::now_ns());
+                    let (healthy, drained) =
+                        settle(cluster, &load, acked, dir, kill, restarted).await;
+                    eprintln!(
+                        "kill {cycle} (node {i}): healthy again after {healthy:.0?} ms, backlog drained after {drained:.0?} ms"
+                    );
+                    settles.extend(healthy);
+                    drains.extend(drained);
+                    if drained.is_none() {
+                        unsettled += 1;
+                    }
+                    continue;
+                }
             }
         }
         // Long enough for the survivors to take the partitions over (a 2 s lease) and for
@@ -543,12 +718,28 @@ async fn faults(
     let check = harness::check(&report.acked, &runs);
     let first = harness::first_runs(&runs);
     let (mut run_waits, mut ack_waits) = (Vec::new(), Vec::new());
+    let (mut first_run_waits, mut first_ack_waits) = (Vec::new(), Vec::new());
     for &kill in &kills {
         let (r, a) = harness::resume_after(kill, &report.acked, &first);
         run_waits.push(r);
         ack_waits.push(a);
+        let (r, a) = harness::first_after(kill, &report.acked, &runs);
+        first_run_waits.extend(r);
+        first_ack_waits.extend(a);
     }
     eprintln!("resume per kill (ms): run {run_waits:.0?}, ack {ack_waits:.0?}");
+    eprintln!(
+        "first after each kill (ms): run {first_run_waits:.0?}, ack {first_ack_waits:.0?}; healthy again {settles:.0?}, drained {drains:.0?}"
+    );
+    let spread3 = |waits: &mut Vec<f64>| {
+        waits.sort_by(f64::total_cmp);
+        format!(
+            "{:.0} / {:.0} / {:.0}",
+            harness::percentile(waits, 50.0).unwrap_or(0.0),
+            harness::percentile(waits, 90.0).unwrap_or(0.0),
+            waits.last().copied().unwrap_or(0.0)
+        )
+    };
     let spread = |waits: &mut Vec<f64>| {
         waits.sort_by(f64::total_cmp);
         format!(
@@ -570,10 +761,27 @@ async fn faults(
     let resume = match fault {
         Fault::Webhook => format!("ack {}", spread(&mut ack_waits)),
         Fault::Worker => format!("run {}", spread(&mut run_waits)),
-        Fault::NatsNode => format!(
+        Fault::NatsNode if options.overlap => format!(
             "run {}, ack {}",
             spread(&mut run_waits),
             spread(&mut ack_waits)
+        ),
+        Fault::NatsNode => format!(
+            "first run after the kill {}, first `2xx` {}; every update held up: run {}, `2xx` {}; cluster healthy again {}, backlog drained {}{}",
+            spread3(&mut first_run_waits),
+            spread3(&mut first_ack_waits),
+            spread3(&mut run_waits),
+            spread3(&mut ack_waits),
+            spread3(&mut settles),
+            spread3(&mut drains),
+            if unsettled > 0 {
+                format!(
+                    " ({unsettled} kills not settled within {} s)",
+                    SETTLE_LIMIT.as_secs()
+                )
+            } else {
+                String::new()
+            }
         ),
     };
     format!(
@@ -668,6 +876,75 @@ fn date() -> String {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default()
+}
+
+/// Rewrites one row of the table between the `figures` markers of `path` — the row labelled
+/// `row`, else a new one after the last row of the same fault (`| \`kill -9\` a NATS node`…),
+/// else at the table's end — keeping the other rows and the row's cells not measured now;
+/// and under the table a note `Row “…”: note` (replaced if there).
+fn write_row(path: &Path, table: &Table, row: &str, note: &str) {
+    const BEGIN: &str = "<!-- figures:begin -->";
+    const END: &str = "<!-- figures:end -->";
+    let text = std::fs::read_to_string(path).expect("the figures file");
+    let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {
+        panic!("{} has no {BEGIN} … {END} markers", path.display());
+    };
+    let mut lines: Vec<String> = text[b + BEGIN.len()..e]
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let label = format!("| {row} | ");
+    let old: Option<Vec<String>> = lines.iter().find(|l| l.starts_with(&label)).map(|l| {
+        l[label.len()..]
+            .trim_end_matches(" |")
+            .split(" | ")
+            .map(str::to_owned)
+            .collect()
+    });
+    let cell = |column: &'static str, i: usize| {
+        table
+            .cells
+            .get(&(row.to_owned(), column))
+            .cloned()
+            .or_else(|| old.as_ref().and_then(|o| o.get(i).cloned()))
+            .unwrap_or_else(|| "not run".into())
+    };
+    let line = format!("{label}{} | {} |", cell(EMBEDDED, 0), cell(NATS, 1));
+    if let Some(at) = lines.iter().position(|l| l.starts_with(&label)) {
+        lines[at] = line;
+    } else {
+        let fault = row.split(" × ").next().unwrap_or(row);
+        let fault = fault.split(", ").next().unwrap_or(fault);
+        let same = lines
+            .iter()
+            .rposition(|l| l.starts_with(&format!("| {fault}")));
+        let last = lines.iter().rposition(|l| l.starts_with("| "));
+        match same.or(last) {
+            Some(at) => lines.insert(at + 1, line),
+            None => lines.push(line),
+        }
+    }
+    // The notes: a list after the table, separated from it by a blank line.
+    let short = row.split(", 1,000 chats").next().unwrap_or(row);
+    let prefix = format!("- Row “{short}”:");
+    let note = format!("{prefix} {note}.");
+    if let Some(at) = lines.iter().position(|l| l.starts_with(&prefix)) {
+        lines[at] = note;
+    } else {
+        let last_row = lines.iter().rposition(|l| l.starts_with("| ")).unwrap_or(0);
+        if lines.get(last_row + 1).is_none_or(|l| !l.is_empty()) {
+            lines.insert(last_row + 1, String::new());
+        }
+        let notes_end = lines[last_row + 2..]
+            .iter()
+            .position(|l| !l.starts_with("- Row “"))
+            .map_or(lines.len(), |p| last_row + 2 + p);
+        lines.insert(notes_end, note);
+    }
+    let mut inner = lines.join("\n");
+    inner.push('\n');
+    let updated = format!("{}{BEGIN}{inner}{}", &text[..b], &text[e..]);
+    std::fs::write(path, updated).expect("write the figures");
 }
 
 /// Replaces what is between `<!-- figures:begin -->` and `<!-- figures:end -->` in `path`.
