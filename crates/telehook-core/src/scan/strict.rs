@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{
-    self, Deserialize, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess,
+    self, Deserialize, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, Unexpected,
     VariantAccess, Visitor,
 };
 
@@ -672,6 +672,20 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for WrapMap<A> {
     }
 }
 
+/// What `Value` expects as the value of a first key [`RAW_VALUE_TOKEN`].
+const RAW_VALUE_TEXT: &str = "a string of JSON text";
+
+/// `visit_*` methods refusing their scalar as [`RAW_VALUE_TEXT`] would.
+macro_rules! refuse_non_strings {
+    ($($method:ident($ty:ty) => $unexpected:expr),* $(,)?) => {
+        $(
+            fn $method<E: de::Error>(self, v: $ty) -> Result<V::Value, E> {
+                Err(E::invalid_type($unexpected(v), &RAW_VALUE_TEXT))
+            }
+        )*
+    };
+}
+
 /// The value of a first key [`RAW_VALUE_TOKEN`]: a string is checked as the JSON text a
 /// `Value` would parse it as (one link, as `Update::from_bytes` checks it) before the inner
 /// seed (perhaps `Value`'s own parse of it) sees it.
@@ -713,21 +727,54 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for RawValueKeyVisitor<V> {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.expecting(f)
     }
-    forward_scalars!(@ 0;
-        visit_bool(bool), visit_i8(i8), visit_i16(i16), visit_i32(i32), visit_i64(i64),
-        visit_i128(i128), visit_u8(u8), visit_u16(u16), visit_u32(u32), visit_u64(u64),
-        visit_u128(u128), visit_f32(f32), visit_f64(f64), visit_char(char),
-        visit_bytes(&[u8]), visit_borrowed_bytes(&'de [u8]), visit_byte_buf(Vec<u8>),
+    // `Value` reads this key's value as a string of JSON text and refuses anything else
+    // (serde_json's `BoxedFromString`), whatever the type that reads it here would accept (a
+    // lenient type, e.g. teloxide's `Update`, keeps unknown payloads as they are).
+    refuse_non_strings!(
+        visit_bool(bool) => Unexpected::Bool,
+        visit_i64(i64) => Unexpected::Signed,
+        visit_u64(u64) => Unexpected::Unsigned,
+        visit_f64(f64) => Unexpected::Float,
+        visit_char(char) => Unexpected::Char,
     );
+    fn visit_i128<E: de::Error>(self, _: i128) -> Result<V::Value, E> {
+        Err(E::invalid_type(
+            Unexpected::Other("integer"),
+            &RAW_VALUE_TEXT,
+        ))
+    }
+    fn visit_u128<E: de::Error>(self, _: u128) -> Result<V::Value, E> {
+        Err(E::invalid_type(
+            Unexpected::Other("integer"),
+            &RAW_VALUE_TEXT,
+        ))
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<V::Value, E> {
+        Err(E::invalid_type(Unexpected::Bytes(v), &RAW_VALUE_TEXT))
+    }
     fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
-        self.0.visit_none()
+        Err(E::invalid_type(Unexpected::Option, &RAW_VALUE_TEXT))
     }
     fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
-        self.0.visit_unit()
+        Err(E::invalid_type(Unexpected::Unit, &RAW_VALUE_TEXT))
     }
-    forward_compounds!(0);
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
-        self.0.visit_map(WrapMap::new(map))
+    fn visit_some<D2: Deserializer<'de>>(self, _: D2) -> Result<V::Value, D2::Error> {
+        Err(de::Error::invalid_type(Unexpected::Option, &RAW_VALUE_TEXT))
+    }
+    fn visit_newtype_struct<D2: Deserializer<'de>>(self, _: D2) -> Result<V::Value, D2::Error> {
+        Err(de::Error::invalid_type(
+            Unexpected::NewtypeStruct,
+            &RAW_VALUE_TEXT,
+        ))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<V::Value, A::Error> {
+        Err(de::Error::invalid_type(Unexpected::Seq, &RAW_VALUE_TEXT))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<V::Value, A::Error> {
+        Err(de::Error::invalid_type(Unexpected::Map, &RAW_VALUE_TEXT))
+    }
+    fn visit_enum<A: EnumAccess<'de>>(self, _: A) -> Result<V::Value, A::Error> {
+        Err(de::Error::invalid_type(Unexpected::Enum, &RAW_VALUE_TEXT))
     }
     fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<V::Value, E> {
         check_raw_value_text(text)?;

@@ -167,3 +167,53 @@ fn typed_parse_agrees_with_the_validator_on_10k_mutations() {
         }
     }
 }
+
+/// A type that keeps whatever payload it does not know (as teloxide's `Update` does with its
+/// `UpdateKind::Error`): serde buffers the payload before trying each variant.
+#[derive(Debug, PartialEq, Deserialize)]
+struct Lenient {
+    update_id: u64,
+    message: Option<LenientPayload>,
+}
+
+#[derive(Debug, PartialEq, Deserialize)]
+#[serde(untagged)]
+enum LenientPayload {
+    Known(SmallMessage),
+    Unknown(Anything),
+}
+
+/// Any value at all, read and dropped.
+#[derive(Debug, PartialEq)]
+struct Anything;
+
+impl<'de> Deserialize<'de> for Anything {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| Self)
+    }
+}
+
+/// The fuzzer's teloxide inputs (fuzz/known/typed): serde_json's raw-value key with a value
+/// that is not a string. `Value` refuses it (it reads that value as JSON text); a lenient type
+/// kept it as an unknown payload, and the typed path answered 200 where `Update` answers 400.
+#[test]
+fn a_raw_value_key_with_a_non_string_value_is_refused_for_a_lenient_type_too() {
+    for body in [
+        r#"{"update_id":1,"message":{"$serde_json::private::RawValue":1}}"#,
+        r#"{"update_id":1,"message":{"$serde_json::private::RawValue":1.79769313486231585e308}}"#,
+        r#"{"update_id":1,"message":{"$serde_json::private::RawValue":{"a":1}}}"#,
+        r#"{"update_id":1,"message":{"$serde_json::private::RawValue":[true,null]}}"#,
+    ] {
+        assert!(
+            Update::from_bytes(body.as_bytes().to_vec()).is_err(),
+            "{body}"
+        );
+        assert!(from_slice::<Lenient>(body.as_bytes()).is_err(), "{body}");
+        check::<Lenient>(body.as_bytes());
+        check_all(body.as_bytes());
+    }
+    // The string form stays as it was: checked as the JSON text a `Value` parses.
+    check::<Lenient>(
+        br#"{"update_id":1,"message":{"$serde_json::private::RawValue":"{\"chat\":{\"id\":1}}"}}"#,
+    );
+}
