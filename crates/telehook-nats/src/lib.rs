@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod error;
+mod handed;
 mod queue;
 #[cfg(feature = "testing")]
 pub mod testing;

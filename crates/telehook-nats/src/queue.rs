@@ -1,6 +1,5 @@
 //! [`NatsQueue`]: [`QueueBackend`] on NATS JetStream streams.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -12,12 +11,12 @@ use async_nats::jetstream::stream::{
 use async_nats::jetstream::{self, Context};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use telehook_core::{Update, UpdateKey};
+use telehook_core::Update;
 use telehook_queue::{DeadLetter, Enqueued, QueueBackend, QueueError, QueuedItem, partition_of};
 
 use crate::error::{NatsError, chain, timed};
+use crate::handed::{Handed, InFlight};
 
-const H_MSG_ID: &str = "Nats-Msg-Id";
 const H_EXPECTED_SUBJECT_SEQ: &str = "Nats-Expected-Last-Subject-Sequence";
 const H_UPDATE_ID: &str = "Telehook-Update-Id";
 const H_PARTITION: &str = "Telehook-Partition";
@@ -40,7 +39,6 @@ pub struct NatsQueueBuilder {
     replicas: usize,
     capacity: u64,
     max_bytes: Option<u64>,
-    duplicate_window: Duration,
     completed_retention: Duration,
     completed_capacity: u64,
     lease: Duration,
@@ -86,15 +84,6 @@ impl NatsQueueBuilder {
     /// Default: no byte bound.
     pub fn max_bytes(mut self, max_bytes: u64) -> Self {
         self.max_bytes = Some(max_bytes.max(1));
-        self
-    }
-
-    /// How long the stream recognises an update it stored by its key (`update_id` and a hash
-    /// of the body, the `Nats-Msg-Id`): an enqueue of the same update within the window is
-    /// [`Enqueued::Duplicate`] at no cost. The server keeps the ids of the window in memory.
-    /// Default 10 minutes. Later repeats are caught by the completion records instead.
-    pub fn duplicate_window(mut self, window: Duration) -> Self {
-        self.duplicate_window = window.max(Duration::from_secs(1));
         self
     }
 
@@ -214,7 +203,6 @@ struct Settings {
     replicas: usize,
     capacity: u64,
     max_bytes: Option<u64>,
-    duplicate_window: Duration,
     completed_retention: Duration,
     completed_capacity: u64,
     op_timeout: Duration,
@@ -229,7 +217,6 @@ impl From<&NatsQueueBuilder> for Settings {
             replicas: b.replicas,
             capacity: b.capacity,
             max_bytes: b.max_bytes,
-            duplicate_window: b.duplicate_window,
             completed_retention: b.completed_retention,
             completed_capacity: b.completed_capacity,
             op_timeout: b.op_timeout,
@@ -279,7 +266,6 @@ impl Settings {
             max_messages: clamp_i64(self.capacity),
             max_bytes: self.max_bytes.map_or(-1, clamp_i64),
             discard: DiscardPolicy::New,
-            duplicate_window: self.duplicate_window,
             ..self.base(self.name.clone(), format!("{}.p.*", self.name))
         }
     }
@@ -288,7 +274,6 @@ impl Settings {
         stream::Config {
             max_messages: clamp_i64(self.capacity),
             discard: DiscardPolicy::New,
-            duplicate_window: self.duplicate_window,
             ..self.base(format!("{}_dead", self.name), self.dead_subject())
         }
     }
@@ -298,7 +283,6 @@ impl Settings {
             max_messages: clamp_i64(self.completed_capacity),
             max_messages_per_subject: 1,
             max_age: self.completed_retention,
-            duplicate_window: self.completed_retention.min(Duration::from_secs(120)),
             discard: DiscardPolicy::Old,
             ..self.base(
                 format!("{}_state", self.name),
@@ -311,7 +295,6 @@ impl Settings {
         stream::Config {
             max_messages_per_subject: 1,
             max_age: lease,
-            duplicate_window: lease.min(Duration::from_secs(120)),
             discard: DiscardPolicy::Old,
             ..self.base(
                 format!("{}_leases", self.name),
@@ -325,7 +308,6 @@ impl Settings {
             max_messages_per_subject: 1,
             max_messages: 100_000,
             max_age: lease,
-            duplicate_window: lease.min(Duration::from_secs(120)),
             discard: DiscardPolicy::Old,
             ..self.base(
                 format!("{}_members", self.name),
@@ -379,16 +361,6 @@ struct Part {
     max_handed: u64,
 }
 
-/// An item handed out and neither acked nor dead-lettered yet.
-#[derive(Clone)]
-struct InFlight {
-    partition: u32,
-    update_id: u64,
-    body: Bytes,
-    failed: u32,
-    last_error: Option<String>,
-}
-
 /// The stored outcome of an `update_id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Record {
@@ -424,7 +396,7 @@ struct Inner {
     lease_age: Mutex<Duration>,
     member_age: Mutex<Duration>,
     parts: Vec<tokio::sync::Mutex<Part>>,
-    in_flight: Mutex<HashMap<u64, InFlight>>,
+    in_flight: Mutex<Handed>,
 }
 
 /// A durable, replicated queue of updates on NATS JetStream, shared by webhook instances and
@@ -494,7 +466,6 @@ impl NatsQueue {
             replicas: 1,
             capacity: 100_000,
             max_bytes: None,
-            duplicate_window: Duration::from_secs(600),
             completed_retention: Duration::from_secs(24 * 3600),
             completed_capacity: 1_000_000,
             lease: Duration::from_secs(10),
@@ -730,7 +701,7 @@ impl NatsQueue {
 
     /// The item behind a stream sequence: from the items handed out, else from the stream.
     async fn item(&self, seq: u64) -> Result<InFlight, NatsError> {
-        if let Some(item) = lock(&self.inner.in_flight).get(&seq).cloned() {
+        if let Some(item) = lock(&self.inner.in_flight).get(seq).cloned() {
             return Ok(item);
         }
         let s = &self.inner.settings;
@@ -855,19 +826,15 @@ impl QueueBackend for NatsQueue {
         {
             return Ok(Enqueued::Duplicate);
         }
-        let key = UpdateKey::new(update_id, update.raw());
+        // No `Nats-Msg-Id`: see "Why no message ids" in the crate docs. An enqueue repeated
+        // after an unknown outcome may store a second copy; the reader skips it.
         let mut headers = HeaderMap::new();
-        headers.insert(
-            H_MSG_ID,
-            format!("{update_id}-{:016x}", key.body_hash).as_str(),
-        );
         headers.insert(H_UPDATE_ID, update_id.to_string().as_str());
         let subject = s.partition_subject(partition_of(update, s.partitions));
         match self
             .publish("enqueue", subject, headers, update.raw().clone())
             .await
         {
-            Ok(ack) if ack.duplicate => Ok(Enqueued::Duplicate),
             Ok(_) => Ok(Enqueued::Stored),
             Err(PublishFailure::Full) => Err(QueueError::Full {
                 capacity: s.capacity,
@@ -897,7 +864,7 @@ impl QueueBackend for NatsQueue {
         let mut part = part.lock().await;
         if from == 0 {
             // A partition (re)taken: hand out again, in order, everything still queued.
-            lock(&self.inner.in_flight).retain(|_, item| item.partition != partition);
+            lock(&self.inner.in_flight).clear_partition(partition);
             part.max_handed = 0;
         }
         // Items up to `max_handed` are held by the runner already (or done): not read again.
@@ -941,6 +908,15 @@ impl QueueBackend for NatsQueue {
                 }
             };
             part.max_handed = seq;
+            if lock(&self.inner.in_flight)
+                .seq_of(update_id)
+                .is_some_and(|first| first != seq)
+            {
+                // A second copy of an update being handled (an enqueue repeated after an
+                // unknown outcome): the first copy stays until it is acked, so this one goes.
+                done.push(seq);
+                continue;
+            }
             let (failed, last_error) = match record {
                 Some(Record::Done | Record::Dead) => {
                     done.push(seq);
@@ -968,8 +944,8 @@ impl QueueBackend for NatsQueue {
         }
         drop(part);
         for seq in done {
-            // Handled (or dead-lettered) before a crash left it queued: only remove it.
-            tracing::debug!(seq, "nats: skipping an update already completed");
+            // Handled, dead-lettered or being handled: only remove this copy.
+            tracing::debug!(seq, "nats: skipping a copy of an update already taken");
             self.delete(&self.inner.main, seq).await?;
         }
         Ok(items)
@@ -979,7 +955,7 @@ impl QueueBackend for NatsQueue {
         // First the record (a redelivery after a crash right here is skipped), then the item.
         self.put_record(update_id, DONE).await?;
         self.delete(&self.inner.main, seq).await?;
-        lock(&self.inner.in_flight).remove(&seq);
+        lock(&self.inner.in_flight).remove(seq);
         Ok(())
     }
 
@@ -989,7 +965,7 @@ impl QueueBackend for NatsQueue {
         let error = header_text(error);
         let record = format!("f{failed} {error}");
         self.put_record(item.update_id, record.as_bytes()).await?;
-        if let Some(entry) = lock(&self.inner.in_flight).get_mut(&seq) {
+        if let Some(entry) = lock(&self.inner.in_flight).get_mut(seq) {
             entry.failed = failed;
             entry.last_error = Some(error);
         }
@@ -1000,7 +976,6 @@ impl QueueBackend for NatsQueue {
         let item = self.item(seq).await?;
         let s = &self.inner.settings;
         let mut headers = HeaderMap::new();
-        headers.insert(H_MSG_ID, format!("dead-{seq}").as_str());
         headers.insert(H_UPDATE_ID, item.update_id.to_string().as_str());
         headers.insert(H_PARTITION, item.partition.to_string().as_str());
         headers.insert(H_FAILED, item.failed.to_string().as_str());
@@ -1027,19 +1002,23 @@ impl QueueBackend for NatsQueue {
         // between leaves a queued copy that the next reader skips.
         self.put_record(item.update_id, DEAD).await?;
         self.delete(&self.inner.main, seq).await?;
-        lock(&self.inner.in_flight).remove(&seq);
+        lock(&self.inner.in_flight).remove(seq);
         Ok(())
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
         let mut out = Vec::new();
+        // A dead-lettering repeated after an unknown outcome may have stored two copies.
+        let mut seen = std::collections::HashSet::new();
         let mut from = 1;
         while out.len() < limit {
             let Some((seq, letter)) = self.next_dead(from).await? else {
                 break;
             };
             from = seq + 1;
-            out.push(letter.0);
+            if seen.insert(letter.0.update_id) {
+                out.push(letter.0);
+            }
         }
         Ok(out)
     }
@@ -1049,6 +1028,7 @@ impl QueueBackend for NatsQueue {
         let wanted: Option<std::collections::HashSet<u64>> =
             update_ids.map(|ids| ids.into_iter().collect());
         let mut count = 0;
+        let mut done = std::collections::HashSet::new();
         let mut from = 1;
         while let Some((seq, (letter, partition))) = self.next_dead(from).await? {
             from = seq + 1;
@@ -1058,11 +1038,15 @@ impl QueueBackend for NatsQueue {
             {
                 continue;
             }
+            if done.contains(&letter.update_id) {
+                // A second copy of a dead letter just queued again: only remove it.
+                self.delete(&self.inner.dead, seq).await?;
+                continue;
+            }
             let partition = Update::from_bytes(letter.body.clone())
                 .map(|u| partition_of(&u, s.partitions))
                 .unwrap_or(partition.min(s.partitions - 1));
             let mut headers = HeaderMap::new();
-            headers.insert(H_MSG_ID, format!("redrive-{seq}").as_str());
             headers.insert(H_UPDATE_ID, letter.update_id.to_string().as_str());
             match self
                 .publish(
@@ -1087,6 +1071,7 @@ impl QueueBackend for NatsQueue {
             // Queued again: the attempt count starts over, and the record no longer says dead.
             self.put_record(letter.update_id, b"").await?;
             self.delete(&self.inner.dead, seq).await?;
+            done.insert(letter.update_id);
             count += 1;
         }
         Ok(count)

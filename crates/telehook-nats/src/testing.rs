@@ -326,6 +326,33 @@ impl NatsCluster {
         }
     }
 
+    /// Stops node `i` without killing it (`SIGSTOP`): it holds its connections and answers
+    /// nothing, as a stalled or partitioned server does, until [`resume`](Self::resume).
+    pub fn pause(&mut self, i: usize) {
+        self.signal(i, "-STOP");
+    }
+
+    /// Lets node `i` run again after [`pause`](Self::pause) (`SIGCONT`).
+    pub fn resume(&mut self, i: usize) {
+        self.signal(i, "-CONT");
+    }
+
+    fn signal(&mut self, i: usize, signal: &str) {
+        let Some(pid) = self
+            .nodes
+            .get(i)
+            .and_then(|n| n.child.as_ref())
+            .map(Child::id)
+        else {
+            return;
+        };
+        // util-linux's kill(1), on every Debian system: no libc binding needed for a test aid.
+        let _ = Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status();
+    }
+
     /// Starts node `i` again with its ports and store, and waits until it answers.
     pub async fn restart(&mut self, i: usize) -> Result<(), StartError> {
         let ports = self.cluster_ports();

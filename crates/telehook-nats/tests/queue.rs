@@ -94,14 +94,18 @@ async fn a_duplicate_update_id_is_stored_and_run_once() {
         queue.enqueue(&message(7, 1)).await.unwrap(),
         Enqueued::Stored
     );
-    // Telegram's redelivery while it is queued: the stream's duplicate window.
+    // Telegram's redelivery while it is queued: a second copy (no server-side message ids,
+    // see the crate docs), which the reader hands out once and removes.
     assert_eq!(
         queue.enqueue(&message(7, 1)).await.unwrap(),
-        Enqueued::Duplicate
+        Enqueued::Stored
     );
+    assert_eq!(queue.queued().await.unwrap(), 2);
     let items = take_all(&queue, 0).await;
     assert_eq!(items.len(), 1);
+    assert_eq!(queue.queued().await.unwrap(), 1, "the copy was removed");
     queue.ack(items[0].seq, 7).await.unwrap();
+    assert_eq!(queue.queued().await.unwrap(), 0);
     // After completion, even with another body (outside the id window): the record.
     assert_eq!(
         queue.enqueue(&message(7, 2)).await.unwrap(),
