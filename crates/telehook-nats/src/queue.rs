@@ -18,6 +18,7 @@ use crate::error::{NatsError, chain, timed};
 use crate::handed::{Handed, InFlight};
 
 const H_EXPECTED_SUBJECT_SEQ: &str = "Nats-Expected-Last-Subject-Sequence";
+const H_EXPECTED_SEQ: &str = "Nats-Expected-Last-Sequence";
 const H_UPDATE_ID: &str = "Telehook-Update-Id";
 const H_PARTITION: &str = "Telehook-Partition";
 const H_FAILED: &str = "Telehook-Failed-Attempts";
@@ -1089,13 +1090,33 @@ impl QueueBackend for NatsQueue {
         let last = self
             .last_message(&self.inner.leases, subject.clone())
             .await?;
-        let expected = match &last {
-            None => 0,
-            Some(m) if m.payload.is_empty() || m.payload == owner.as_bytes() => m.sequence,
-            Some(_) => return Ok(false),
-        };
         let mut headers = HeaderMap::new();
-        headers.insert(H_EXPECTED_SUBJECT_SEQ, expected.to_string().as_str());
+        match &last {
+            Some(m) if m.payload.is_empty() || m.payload == owner.as_bytes() => {
+                // Renewed, or claimed after a release: the leader checks this one itself.
+                headers.insert(H_EXPECTED_SUBJECT_SEQ, m.sequence.to_string().as_str());
+            }
+            Some(_) => return Ok(false),
+            None => {
+                // A free partition (never held, or its lease ran out). Not "expected subject
+                // sequence 0": nats-server 2.9 checks that on each replica when it applies the
+                // message, against the replica's own copy, and the replicas expire a lease
+                // (`max_age`) each on its own timer — one that has not yet would refuse the
+                // claim the others store, and the copies of the stream part ways. Instead:
+                // the stream's last sequence, read before looking again at the partition. No
+                // expiry moves it, so every replica decides alike; and if it is unchanged when
+                // the claim applies, nothing was written since the partition was seen free.
+                let stream_last = self.last_sequence(&self.inner.leases).await?;
+                if self
+                    .last_message(&self.inner.leases, subject.clone())
+                    .await?
+                    .is_some()
+                {
+                    return Ok(false);
+                }
+                headers.insert(H_EXPECTED_SEQ, stream_last.to_string().as_str());
+            }
+        }
         match self
             .publish(
                 "lease",
@@ -1174,6 +1195,14 @@ impl QueueBackend for NatsQueue {
 }
 
 impl NatsQueue {
+    /// The last sequence `stream` assigned, from its leader.
+    async fn last_sequence(&self, stream: &stream::Stream) -> Result<u64, NatsError> {
+        let s = &self.inner.settings;
+        let mut stream = stream.clone();
+        let info = timed("stream info", s.op_timeout, stream.info()).await?;
+        Ok(info.state.last_sequence)
+    }
+
     /// Live heartbeats: subjects of the members stream holding a message.
     async fn count_members(&self) -> Result<u32, QueueError> {
         let s = &self.inner.settings;

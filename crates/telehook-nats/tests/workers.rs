@@ -209,3 +209,57 @@ async fn workers_in_two_processes_share_the_partitions_and_survive_a_crash() {
     );
     assert_eq!(producer.queued().await.unwrap(), 0);
 }
+
+/// A partition's lease, between owners racing for it on a 3-node cluster: one claim of a free
+/// partition wins, the holder renews, nobody else gets it while it lasts, a release or the
+/// lease running out frees it, and then again exactly one racing claim wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_owners_racing_for_a_free_partition_exactly_one_wins() {
+    let cluster = telehook_nats::testing::NatsCluster::start(3).await.unwrap();
+    let lease = Duration::from_millis(1_500);
+    let mut queues = Vec::new();
+    for _ in 0..4 {
+        queues.push(
+            NatsQueue::builder(cluster.urls())
+                .name("race")
+                .replicas(3)
+                .partitions(2)
+                .lease(lease)
+                .op_timeout(Duration::from_secs(10))
+                .connect()
+                .await
+                .unwrap(),
+        );
+    }
+    let race = |round: usize| {
+        let queues = queues.clone();
+        async move {
+            let claims = queues.iter().enumerate().map(|(i, q)| {
+                let owner = format!("owner-{round}-{i}");
+                async move { (owner.clone(), q.acquire(1, &owner, lease).await.unwrap()) }
+            });
+            let won: Vec<String> = futures_util::future::join_all(claims)
+                .await
+                .into_iter()
+                .filter_map(|(owner, won)| won.then_some(owner))
+                .collect();
+            assert_eq!(won.len(), 1, "round {round}: winners {won:?}");
+            won.into_iter().next().unwrap()
+        }
+    };
+    let holder = race(0).await;
+    let q = &queues[0];
+    assert!(
+        q.acquire(1, &holder, lease).await.unwrap(),
+        "the holder renews"
+    );
+    assert!(!q.acquire(1, "someone-else", lease).await.unwrap());
+    // Freed by a release...
+    q.release(1, &holder).await.unwrap();
+    let holder = race(1).await;
+    assert!(!q.acquire(1, "someone-else", lease).await.unwrap());
+    // ...or by the lease running out (the stream's max_age, on the servers' clock).
+    tokio::time::sleep(lease + Duration::from_millis(1_500)).await;
+    let next = race(2).await;
+    assert_ne!(next, holder);
+}
