@@ -268,31 +268,49 @@ mod teloxide_impl {
 
 // --- parsing ------------------------------------------------------------------------------
 
-const KNOWN_KINDS: &[&str] = &[
-    "message",
-    "edited_message",
-    "channel_post",
-    "edited_channel_post",
-    "business_connection",
-    "business_message",
-    "edited_business_message",
-    "deleted_business_messages",
-    "message_reaction",
-    "message_reaction_count",
-    "inline_query",
-    "chosen_inline_result",
-    "callback_query",
-    "shipping_query",
-    "pre_checkout_query",
-    "purchased_paid_media",
-    "poll",
-    "poll_answer",
-    "my_chat_member",
-    "chat_member",
-    "chat_join_request",
-    "chat_boost",
-    "removed_chat_boost",
-];
+/// The update kinds this version knows, written once: `with_known_kinds!(callback)` expands to
+/// `callback! { "message", "edited_message", … }`. `KNOWN_KINDS` below and the metrics'
+/// static `kind` keys (`webhook/telemetry.rs`, which needs the names as literals) are both
+/// expanded from it, so the two cannot drift apart.
+macro_rules! with_known_kinds {
+    ($callback:ident) => {
+        $callback! {
+            "message",
+            "edited_message",
+            "channel_post",
+            "edited_channel_post",
+            "business_connection",
+            "business_message",
+            "edited_business_message",
+            "deleted_business_messages",
+            "message_reaction",
+            "message_reaction_count",
+            "inline_query",
+            "chosen_inline_result",
+            "callback_query",
+            "shipping_query",
+            "pre_checkout_query",
+            "purchased_paid_media",
+            "poll",
+            "poll_answer",
+            "my_chat_member",
+            "chat_member",
+            "chat_join_request",
+            "chat_boost",
+            "removed_chat_boost",
+        }
+    };
+}
+pub(crate) use with_known_kinds;
+
+/// `const KNOWN_KINDS` from the list of `with_known_kinds!`.
+macro_rules! known_kinds_const {
+    ($($kind:literal),* $(,)?) => {
+        /// The update kinds this version knows (the metrics' `kind` label values).
+        const KNOWN_KINDS: &[&str] = &[$($kind),*];
+    };
+}
+with_known_kinds!(known_kinds_const);
 
 /// The kinds this version knows (the metrics' `kind` label values).
 #[cfg(test)]

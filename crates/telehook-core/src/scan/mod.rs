@@ -8,11 +8,12 @@
 //! cannot disagree. A hand-written scanner did the same for about 13 % fewer instructions per
 //! dispatch, not enough to keep a second JSON parser (issue 14: it disagreed with serde_json on
 //! four kinds of input; the measurements are in the crate README). `tests.rs` compares the probe
-//! with `serde_json::Value` on every fixture and on tens of thousands of mutated bodies.
+//! with `serde_json::Value` on every fixture and on tens of thousands of mutated bodies,
+//! `tests/edge_cases.rs` on hand-written edge cases.
 //!
-//! `strict.rs` holds the same rules for a handler's own type: one parse into it
-//! (`strict_from_slice`) that is also the validation; `strict_tests.rs` compares it with the
-//! probe and with the type's own parse.
+//! `strict.rs` (and its modules in `strict/`) holds the same rules for a handler's own type: one
+//! parse into it (`strict_from_slice`) that is also the validation; `strict_tests.rs` compares
+//! it with the probe and with the type's own parse.
 
 use std::borrow::Cow;
 

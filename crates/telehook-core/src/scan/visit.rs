@@ -92,28 +92,13 @@ pub(crate) fn has_top_level_key(json: &[u8], key: &[u8]) -> bool {
 /// `give!(None; bool, i64, u64, f64, str, unit, seq, map)`.
 macro_rules! give {
     ($value:expr; $($arm:ident),*) => { $( give!(@$arm $value); )* };
-    (@bool $value:expr) => {
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-    };
-    (@i64 $value:expr) => {
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-    };
-    (@u64 $value:expr) => {
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-    };
-    (@f64 $value:expr) => {
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-    };
-    (@str $value:expr) => {
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+    (@bool $value:expr) => { give!(@scalar visit_bool(bool) $value); };
+    (@i64 $value:expr) => { give!(@scalar visit_i64(i64) $value); };
+    (@u64 $value:expr) => { give!(@scalar visit_u64(u64) $value); };
+    (@f64 $value:expr) => { give!(@scalar visit_f64(f64) $value); };
+    (@str $value:expr) => { give!(@scalar visit_str(&str) $value); };
+    (@scalar $method:ident($ty:ty) $value:expr) => {
+        fn $method<E: de::Error>(self, _: $ty) -> Result<Self::Value, E> {
             Ok($value)
         }
     };
@@ -132,6 +117,18 @@ macro_rules! give {
         fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
             StrictVisitor.visit_map(map)?;
             Ok($value)
+        }
+    };
+}
+
+/// `DeserializeSeed` for a visitor that is its own seed: the value asked for with `$method`.
+macro_rules! seed {
+    ($method:ident: $visitor:ty) => {
+        impl<'de> DeserializeSeed<'de> for $visitor {
+            type Value = <Self as Visitor<'de>>::Value;
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.$method(self)
+            }
         }
     };
 }
@@ -187,12 +184,7 @@ impl<'de> DeserializeSeed<'de> for StrictSeed {
 /// A key: `true` if it is [`RAW_VALUE_TOKEN`].
 struct IsRawValueToken;
 
-impl<'de> DeserializeSeed<'de> for IsRawValueToken {
-    type Value = bool;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
+seed!(deserialize_str: IsRawValueToken);
 
 impl<'de> Visitor<'de> for IsRawValueToken {
     type Value = bool;
@@ -257,12 +249,7 @@ thread_local! {
 /// A key, borrowed from the body unless it has escapes.
 struct Key;
 
-impl<'de> DeserializeSeed<'de> for Key {
-    type Value = Cow<'de, str>;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
+seed!(deserialize_str: Key);
 
 impl<'de> Visitor<'de> for Key {
     type Value = Cow<'de, str>;
@@ -345,12 +332,7 @@ impl<'de> Visitor<'de> for TopVisitor {
 /// `update_id`: a non-negative integer, else `BadUpdateId`.
 struct UpdateId;
 
-impl<'de> DeserializeSeed<'de> for UpdateId {
-    type Value = Result<u64, InvalidUpdate>;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
+seed!(deserialize_any: UpdateId);
 
 impl<'de> Visitor<'de> for UpdateId {
     type Value = Result<u64, InvalidUpdate>;
@@ -367,12 +349,7 @@ impl<'de> Visitor<'de> for UpdateId {
 #[derive(Clone, Copy)]
 struct PayloadSeed;
 
-impl<'de> DeserializeSeed<'de> for PayloadSeed {
-    type Value = Option<Payload>;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
+seed!(deserialize_any: PayloadSeed);
 
 impl<'de> Visitor<'de> for PayloadSeed {
     type Value = Option<Payload>;
@@ -410,12 +387,7 @@ impl<'de> Visitor<'de> for PayloadSeed {
 #[derive(Clone, Copy)]
 struct IdObject;
 
-impl<'de> DeserializeSeed<'de> for IdObject {
-    type Value = Option<i64>;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
+seed!(deserialize_any: IdObject);
 
 impl<'de> Visitor<'de> for IdObject {
     type Value = Option<i64>;
@@ -446,12 +418,7 @@ impl<'de> Visitor<'de> for IdObject {
 #[derive(Clone, Copy)]
 struct NestedId(&'static str);
 
-impl<'de> DeserializeSeed<'de> for NestedId {
-    type Value = Option<i64>;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
+seed!(deserialize_any: NestedId);
 
 impl<'de> Visitor<'de> for NestedId {
     type Value = Option<i64>;
@@ -479,12 +446,7 @@ impl<'de> Visitor<'de> for NestedId {
 /// An id: an integer that fits i64. `-0` is a float to serde_json, so it is no id.
 struct IdValue;
 
-impl<'de> DeserializeSeed<'de> for IdValue {
-    type Value = Option<i64>;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
+seed!(deserialize_any: IdValue);
 
 impl<'de> Visitor<'de> for IdValue {
     type Value = Option<i64>;
@@ -503,12 +465,7 @@ impl<'de> Visitor<'de> for IdValue {
 /// A string value (a poll's id), else `None`.
 struct StringValue;
 
-impl<'de> DeserializeSeed<'de> for StringValue {
-    type Value = Option<String>;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
+seed!(deserialize_any: StringValue);
 
 impl<'de> Visitor<'de> for StringValue {
     type Value = Option<String>;
