@@ -17,7 +17,6 @@ use telehook_queue::{DeadLetter, Enqueued, QueueBackend, QueueError, QueuedItem,
 use crate::error::{NatsError, chain, timed};
 use crate::handed::{Handed, InFlight};
 
-const H_EXPECTED_SUBJECT_SEQ: &str = "Nats-Expected-Last-Subject-Sequence";
 const H_EXPECTED_SEQ: &str = "Nats-Expected-Last-Sequence";
 const H_UPDATE_ID: &str = "Telehook-Update-Id";
 const H_PARTITION: &str = "Telehook-Partition";
@@ -649,8 +648,16 @@ impl NatsQueue {
                     js.request::<_, _, jetstream::response::Response<Answer>>(subject, &body);
                 match timed("delete", left, request).await? {
                     jetstream::response::Response::Ok(_) => Ok(()),
-                    // 10057: no message found (deleted already).
-                    jetstream::response::Response::Err { error } if error.code() == 404 => Ok(()),
+                    // Deleted already (a repeat after an unknown outcome, two holders acking):
+                    // fine. nats-server answers 404 (sequence not found), or 500 with
+                    // err_code 10057 "no message found" when its store had no such message.
+                    jetstream::response::Response::Err { error }
+                        if error.code() == 404
+                            || (error.error_code().0 == 10057
+                                && error.to_string().contains("no message found")) =>
+                    {
+                        Ok(())
+                    }
                     jetstream::response::Response::Err { error } => {
                         Err(NatsError::client("delete", error))
                     }
@@ -883,21 +890,28 @@ impl QueueBackend for NatsQueue {
             poll = (poll * 2).min(Duration::from_millis(100));
         };
         let mut batch = Vec::with_capacity(messages.len());
-        for message in messages {
-            let update_id =
-                update_id_of(Some(&message.headers), &message.payload).unwrap_or_default();
-            batch.push((message.sequence, update_id, message.payload));
+        {
+            // Which of these updates had a copy handed out, noted BEFORE the records are read:
+            // an ack writes its record first and forgets the copy after, so a copy whose first
+            // copy is acked meanwhile is caught by one of the two checks, whatever the timing.
+            let handed = lock(&self.inner.in_flight);
+            for message in messages {
+                let update_id =
+                    update_id_of(Some(&message.headers), &message.payload).unwrap_or_default();
+                let first = handed.seq_of(update_id);
+                batch.push((message.sequence, update_id, message.payload, first));
+            }
         }
         // The records (completed, dead-lettered, failed n times) of the batch, read at once.
         let records = futures_util::future::join_all(
             batch
                 .iter()
-                .map(|(_, update_id, _)| self.record(*update_id)),
+                .map(|(_, update_id, _, _)| self.record(*update_id)),
         )
         .await;
         let mut items = Vec::with_capacity(batch.len());
         let mut done = Vec::new();
-        for ((seq, update_id, body), record) in batch.into_iter().zip(records) {
+        for ((seq, update_id, body, handed_before), record) in batch.into_iter().zip(records) {
             let record = match record {
                 Ok(record) => record,
                 Err(e) => {
@@ -909,9 +923,11 @@ impl QueueBackend for NatsQueue {
                 }
             };
             part.max_handed = seq;
-            if lock(&self.inner.in_flight)
-                .seq_of(update_id)
-                .is_some_and(|first| first != seq)
+            let handed_now = lock(&self.inner.in_flight).seq_of(update_id);
+            if handed_before
+                .into_iter()
+                .chain(handed_now)
+                .any(|first| first != seq)
             {
                 // A second copy of an update being handled (an enqueue repeated after an
                 // unknown outcome): the first copy stays until it is acked, so this one goes.
@@ -945,9 +961,13 @@ impl QueueBackend for NatsQueue {
         }
         drop(part);
         for seq in done {
-            // Handled, dead-lettered or being handled: only remove this copy.
+            // Handled, dead-lettered or being handled: only remove this copy. Best effort: the
+            // batch is handed out already (its state moved on), and a copy left behind is
+            // recognised and removed again by a later take.
             tracing::debug!(seq, "nats: skipping a copy of an update already taken");
-            self.delete(&self.inner.main, seq).await?;
+            if let Err(e) = self.delete(&self.inner.main, seq).await {
+                tracing::warn!(seq, error = %e, "nats: a skipped copy could not be removed yet");
+            }
         }
         Ok(items)
     }
@@ -1087,74 +1107,26 @@ impl QueueBackend for NatsQueue {
         self.set_age(&self.inner.leases, &self.inner.lease_age, lease, true)
             .await?;
         let subject = self.inner.settings.lease_subject(partition);
-        let last = self
-            .last_message(&self.inner.leases, subject.clone())
-            .await?;
-        let mut headers = HeaderMap::new();
-        match &last {
-            Some(m) if m.payload.is_empty() || m.payload == owner.as_bytes() => {
-                // Renewed, or claimed after a release: the leader checks this one itself.
-                headers.insert(H_EXPECTED_SUBJECT_SEQ, m.sequence.to_string().as_str());
-            }
-            Some(_) => return Ok(false),
-            None => {
-                // A free partition (never held, or its lease ran out). Not "expected subject
-                // sequence 0": nats-server 2.9 checks that on each replica when it applies the
-                // message, against the replica's own copy, and the replicas expire a lease
-                // (`max_age`) each on its own timer — one that has not yet would refuse the
-                // claim the others store, and the copies of the stream part ways. Instead:
-                // the stream's last sequence, read before looking again at the partition. No
-                // expiry moves it, so every replica decides alike; and if it is unchanged when
-                // the claim applies, nothing was written since the partition was seen free.
-                let stream_last = self.last_sequence(&self.inner.leases).await?;
-                if self
-                    .last_message(&self.inner.leases, subject.clone())
-                    .await?
-                    .is_some()
-                {
-                    return Ok(false);
-                }
-                headers.insert(H_EXPECTED_SEQ, stream_last.to_string().as_str());
-            }
-        }
-        match self
-            .publish(
-                "lease",
-                subject,
-                headers,
-                Bytes::copy_from_slice(owner.as_bytes()),
-            )
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(PublishFailure::WrongLastSequence) => Ok(false),
-            Err(PublishFailure::Full) => {
-                Err(NatsError::Invalid("the lease stream refused a lease".to_owned()).into())
-            }
-            Err(PublishFailure::Nats(e)) => Err(e.into()),
-        }
+        let payload = Bytes::copy_from_slice(owner.as_bytes());
+        // Free (no lease message, or a release's tombstone) or already the owner's: renewed.
+        let claimable = |m: &jetstream::message::StreamMessage| {
+            m.payload.is_empty() || m.payload == owner.as_bytes()
+        };
+        self.lease_write(subject, payload, claimable).await
     }
 
     async fn release(&self, partition: u32, owner: &str) -> Result<(), QueueError> {
         let subject = self.inner.settings.lease_subject(partition);
-        let Some(last) = self
+        let last = self
             .last_message(&self.inner.leases, subject.clone())
-            .await?
-        else {
-            return Ok(());
-        };
-        if last.payload != owner.as_bytes() {
+            .await?;
+        if last.is_none_or(|m| m.payload != owner.as_bytes()) {
             return Ok(());
         }
-        let mut headers = HeaderMap::new();
-        headers.insert(H_EXPECTED_SUBJECT_SEQ, last.sequence.to_string().as_str());
-        match self.publish("lease", subject, headers, Bytes::new()).await {
-            Ok(_) | Err(PublishFailure::WrongLastSequence) => Ok(()),
-            Err(PublishFailure::Full) => {
-                Err(NatsError::Invalid("the lease stream refused a release".to_owned()).into())
-            }
-            Err(PublishFailure::Nats(e)) => Err(e.into()),
-        }
+        // A tombstone (an empty message), only over the owner's own lease.
+        let mine = |m: &jetstream::message::StreamMessage| m.payload == owner.as_bytes();
+        self.lease_write(subject, Bytes::new(), mine).await?;
+        Ok(())
     }
 
     async fn members(&self, owner: &str, lease: Duration) -> Result<u32, QueueError> {
@@ -1195,6 +1167,54 @@ impl QueueBackend for NatsQueue {
 }
 
 impl NatsQueue {
+    /// Writes `payload` as the lease on `subject` if the last message there (none passes
+    /// too: no lease) passes `allowed`; whether it was written.
+    ///
+    /// A compare-and-set on nats-server 2.9 needs care: `Nats-Expected-Last-Subject-Sequence`
+    /// is checked, when clustered, only by the leader before it proposes, against what it has
+    /// applied — claims racing before the first one is applied all pass (the attack tests saw
+    /// up to six owners told they hold one partition) — and its value 0 is checked by each
+    /// replica against its own copy, while each replica expires leases on its own timer. The
+    /// stream-wide `Nats-Expected-Last-Sequence` is checked by every replica as it applies the
+    /// message, and no expiry moves it: read it, then the subject's lease, then write
+    /// expecting it — written only if nothing was written since the lease was seen. Another
+    /// partition's write in between fails it too: look again, a few times.
+    async fn lease_write(
+        &self,
+        subject: String,
+        payload: Bytes,
+        allowed: impl Fn(&jetstream::message::StreamMessage) -> bool,
+    ) -> Result<bool, QueueError> {
+        const TRIES: u64 = 6;
+        let leases = &self.inner.leases;
+        for attempt in 0..TRIES {
+            let stream_last = self.last_sequence(leases).await?;
+            let last = self.last_message(leases, subject.clone()).await?;
+            if last.as_ref().is_some_and(|m| !allowed(m)) {
+                return Ok(false);
+            }
+            let mut headers = HeaderMap::new();
+            headers.insert(H_EXPECTED_SEQ, stream_last.to_string().as_str());
+            match self
+                .publish("lease", subject.clone(), headers, payload.clone())
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(PublishFailure::WrongLastSequence) => {
+                    // Something was written meanwhile; a short pause spreads racing writers.
+                    tokio::time::sleep(Duration::from_millis(3 * (attempt + 1))).await;
+                }
+                Err(PublishFailure::Full) => {
+                    return Err(
+                        NatsError::Invalid("the lease stream refused a lease".to_owned()).into(),
+                    );
+                }
+                Err(PublishFailure::Nats(e)) => return Err(e.into()),
+            }
+        }
+        Ok(false)
+    }
+
     /// The last sequence `stream` assigned, from its leader.
     async fn last_sequence(&self, stream: &stream::Stream) -> Result<u64, NatsError> {
         let s = &self.inner.settings;
