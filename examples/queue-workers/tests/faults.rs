@@ -5,7 +5,7 @@
 //! run in order; the same with a NATS node killed instead. The long version with 1,000 chats and 20 cycles per fault is
 //! `benches/scaling/run.sh` (the figures in docs/scaling.md).
 
-#[path = "../examples/scaling/harness.rs"]
+#[path = "../examples/scaling/harness/mod.rs"]
 mod harness;
 
 use std::path::PathBuf;
@@ -15,80 +15,20 @@ use harness::{Load, LoadConfig, Node};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_worker_loses_nothing_acknowledged_and_keeps_chat_order() {
-    let dir = harness::temp_dir("ci-kill-worker");
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_queue-workers"));
-    let url = format!("sqlite:{}", dir.join("queue.sqlite3").display());
-    let env = |role: &str| {
-        vec![
-            ("QUEUE_URL", url.clone()),
-            ("ROLE", role.to_owned()),
-            ("PARTITIONS", "4".to_owned()),
-            ("LEASE_MS", "1000".to_owned()),
-        ]
-    };
-    let mut webhook = Node::new("webhook", &bin, &dir, &env("webhook"), true, false);
-    webhook.start();
-    let mut workers: Vec<Node> = (0..2)
-        .map(|i| {
-            Node::new(
-                &format!("worker{i}"),
-                &bin,
-                &dir,
-                &env("worker"),
-                false,
-                true,
-            )
-        })
-        .collect();
-    for worker in &mut workers {
-        worker.start();
-    }
-    let load = Load::start(LoadConfig {
-        targets: vec![webhook.addr().expect("a webhook address")],
-        chats: 100,
+    run(Scenario {
+        tag: "ci-kill-worker",
+        queue: Queue::Sqlite,
+        partitions: 4,
+        lease_ms: 1_000,
         rate: 300.0,
-        connections: 16,
-        total: 0,
-    });
-    for cycle in 0..4 {
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
-        let worker = &mut workers[cycle % 2];
-        worker.kill9();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        worker.start();
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let report = load.stop().await;
-    let runs = harness::drained(&dir, &report.acked, Duration::from_secs(20)).await;
-    let check = harness::check(&report.acked, &runs);
-    webhook.stop();
-    for worker in &mut workers {
-        worker.stop();
-    }
-    eprintln!(
-        "acknowledged {}, runs {}, lost {}, order violations {}, duplicate runs {}, refused posts {}",
-        check.acked,
-        check.runs,
-        check.lost.len(),
-        check.order_violations.len(),
-        check.duplicates,
-        report.refused
-    );
-    assert!(
-        check.acked >= 300,
-        "too few updates went through: {check:?}"
-    );
-    assert!(
-        check.lost.is_empty(),
-        "acknowledged and lost: {:?}",
-        check.lost
-    );
-    assert!(
-        check.order_violations.is_empty(),
-        "order violations: {:?}",
-        check.order_violations
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+        victim: Victim::Worker,
+        kills: 4,
+        down: Duration::from_millis(200),
+        tail: Duration::from_millis(500),
+        drain: Duration::from_secs(20),
+        min_acked: 300,
+    })
+    .await;
 }
 
 /// The same on NATS JetStream: a 3-node cluster, the stream with 3 replicas; one node is
@@ -96,16 +36,84 @@ async fn kill_9_of_the_worker_loses_nothing_acknowledged_and_keeps_chat_order() 
 /// two worker processes → nothing acknowledged lost, chat order kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_a_nats_node_loses_nothing_acknowledged_and_keeps_chat_order() {
-    let dir = harness::temp_dir("ci-kill-nats");
+    run(Scenario {
+        tag: "ci-kill-nats",
+        queue: Queue::Nats,
+        partitions: 3,
+        lease_ms: 2_000,
+        rate: 200.0,
+        victim: Victim::NatsNode,
+        kills: 2,
+        down: Duration::from_millis(1_000),
+        tail: Duration::from_millis(1_500),
+        drain: Duration::from_secs(30),
+        min_acked: 200,
+    })
+    .await;
+}
+
+/// Where the updates are queued.
+enum Queue {
+    /// A SQLite file in the run's directory.
+    Sqlite,
+    /// A 3-node nats-server cluster started in the run's directory.
+    Nats,
+}
+
+/// What each kill hits.
+enum Victim {
+    /// One of the two worker processes, in turn.
+    Worker,
+    /// NATS node 0, then node 1, … (needs [`Queue::Nats`]).
+    NatsNode,
+}
+
+/// One fault run: what differs between the tests.
+struct Scenario {
+    /// Names the run's temporary directory.
+    tag: &'static str,
+    queue: Queue,
+    /// The processes' `PARTITIONS`.
+    partitions: u32,
+    /// The workers' `LEASE_MS`.
+    lease_ms: u64,
+    /// Updates per second over the 100 chats.
+    rate: f64,
+    victim: Victim,
+    /// How many kills, each after 1.5 s of load.
+    kills: usize,
+    /// How long the victim stays down before it is started again.
+    down: Duration,
+    /// Load after the last restart, before the load stops.
+    tail: Duration,
+    /// How long to wait for every acknowledged update to run.
+    drain: Duration,
+    /// Updates that must have been acknowledged for the run to count.
+    min_acked: usize,
+}
+
+/// One webhook process and two worker processes (run logs on) of the example binary on
+/// `url`, while 100 chats post updates at `scenario.rate` over 16 connections; `kills` times,
+/// 1.5 s apart, the victim is `kill -9`ed and started again `down` later. Then: the load
+/// stops, every acknowledged update must have run (within `drain`), and each chat's updates in
+/// order.
+async fn run(scenario: Scenario) {
+    let dir = harness::temp_dir(scenario.tag);
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_queue-workers"));
-    let mut cluster = harness::nats_cluster(&dir).await;
-    let url = cluster.url();
+    let mut cluster = match scenario.queue {
+        Queue::Sqlite => None,
+        Queue::Nats => Some(harness::nats_cluster(&dir).await),
+    };
+    let url = match &cluster {
+        None => format!("sqlite:{}", dir.join("queue.sqlite3").display()),
+        Some(cluster) => cluster.url(),
+    };
     let env = |role: &str| {
         vec![
             ("QUEUE_URL", url.clone()),
             ("ROLE", role.to_owned()),
-            ("PARTITIONS", "3".to_owned()),
-            ("LEASE_MS", "2000".to_owned()),
+            ("PARTITIONS", scenario.partitions.to_string()),
+            ("LEASE_MS", scenario.lease_ms.to_string()),
         ]
     };
     let mut webhook = Node::new("webhook", &bin, &dir, &env("webhook"), true, false);
@@ -128,19 +136,30 @@ async fn kill_9_of_a_nats_node_loses_nothing_acknowledged_and_keeps_chat_order()
     let load = Load::start(LoadConfig {
         targets: vec![webhook.addr().expect("a webhook address")],
         chats: 100,
-        rate: 200.0,
+        rate: scenario.rate,
         connections: 16,
         total: 0,
     });
-    for node in 0..2 {
+    for kill in 0..scenario.kills {
         tokio::time::sleep(Duration::from_millis(1_500)).await;
-        cluster.kill9(node);
-        tokio::time::sleep(Duration::from_millis(1_000)).await;
-        cluster.restart(node);
+        match scenario.victim {
+            Victim::Worker => {
+                let worker = &mut workers[kill % 2];
+                worker.kill9();
+                tokio::time::sleep(scenario.down).await;
+                worker.start();
+            }
+            Victim::NatsNode => {
+                let cluster = cluster.as_mut().expect("a NATS queue");
+                cluster.kill9(kill);
+                tokio::time::sleep(scenario.down).await;
+                cluster.restart(kill);
+            }
+        }
     }
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    tokio::time::sleep(scenario.tail).await;
     let report = load.stop().await;
-    let runs = harness::drained(&dir, &report.acked, Duration::from_secs(30)).await;
+    let runs = harness::drained(&dir, &report.acked, scenario.drain).await;
     let check = harness::check(&report.acked, &runs);
     webhook.stop();
     for worker in &mut workers {
@@ -156,7 +175,7 @@ async fn kill_9_of_a_nats_node_loses_nothing_acknowledged_and_keeps_chat_order()
         report.refused
     );
     assert!(
-        check.acked >= 200,
+        check.acked >= scenario.min_acked,
         "too few updates went through: {check:?}"
     );
     assert!(
