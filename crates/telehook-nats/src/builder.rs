@@ -1,0 +1,353 @@
+//! [`NatsQueueBuilder`]: the options of a [`NatsQueue`], opening it, and the streams it is made
+//! of (their names, subjects and limits).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
+use async_nats::jetstream::{self, Context};
+use telehook_queue::QueueError;
+
+use crate::error::{NatsError, timed};
+use crate::queue::{Inner, NatsQueue, Part};
+
+/// Builds a [`NatsQueue`]: `NatsQueue::builder(["nats://10.0.0.1:4222", ...])`.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct NatsQueueBuilder {
+    urls: Vec<String>,
+    name: String,
+    partitions: u32,
+    replicas: usize,
+    capacity: u64,
+    max_bytes: Option<u64>,
+    completed_retention: Duration,
+    completed_capacity: u64,
+    lease: Duration,
+    op_timeout: Duration,
+    check_completed_on_enqueue: bool,
+}
+
+impl NatsQueueBuilder {
+    /// The stream's name, also the prefix of its subjects (`<name>.p.<partition>`) and of the
+    /// other streams' names (`<name>_dead`, `<name>_state`, `<name>_leases`, `<name>_members`).
+    /// Letters, digits, `_` and `-` only. Default `telehook`; one per bot.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Partitions, each taken by one worker at a time. Default 1. Every process sharing the
+    /// queue must use the same number; the queue refuses another number while a partition
+    /// beyond it holds updates.
+    pub fn partitions(mut self, partitions: u32) -> Self {
+        self.partitions = partitions.max(1);
+        self
+    }
+
+    /// Copies of each stream kept on different nodes (1, 3 or 5; at most the cluster's size).
+    /// With 3, an enqueue returns once two nodes stored the update, and losing one node loses
+    /// nothing acknowledged. Default 1 (a single server).
+    pub fn replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas.clamp(1, 5);
+        self
+    }
+
+    /// Updates queued at most; an enqueue beyond is refused with [`QueueError::Full`] (the
+    /// stream's `max_msgs` with the `New` discard policy): the webhook answers an error and
+    /// Telegram delivers the update again later. The dead-letter stream has the same bound.
+    /// Default 100,000.
+    pub fn capacity(mut self, capacity: u64) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// Bytes queued at most (the stream's `max_bytes`), on top of [`capacity`](Self::capacity).
+    /// Default: no byte bound.
+    pub fn max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = Some(max_bytes.max(1));
+        self
+    }
+
+    /// How long a completed or dead-lettered `update_id` is remembered, so a late redelivery
+    /// is not run again. Default 24 h, as long as Telegram keeps an update it could not
+    /// deliver ([getting updates](https://core.telegram.org/bots/api#getting-updates)).
+    pub fn completed_retention(mut self, retention: Duration) -> Self {
+        self.completed_retention = retention.max(Duration::from_secs(1));
+        self
+    }
+
+    /// Completion and failure records kept at most (the oldest are dropped beyond: an update
+    /// repeated after its record was dropped would run again). Default 1,000,000.
+    pub fn completed_capacity(mut self, records: u64) -> Self {
+        self.completed_capacity = records.max(1);
+        self
+    }
+
+    /// The partition lease the streams are created with; a worker's
+    /// [`acquire`](telehook_queue::QueueBackend::acquire) with another lease updates them.
+    /// Default 10 s.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(100));
+        self
+    }
+
+    /// The bound on every NATS call, retries included (connecting, an enqueue waiting for its
+    /// replicated acknowledgement, an ack...). Default 5 s.
+    pub fn op_timeout(mut self, timeout: Duration) -> Self {
+        self.op_timeout = timeout.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Whether an enqueue first looks up the completion record of its `update_id` (one read
+    /// from the stream leader), so a redelivery of an update handled or dead-lettered long ago
+    /// is [`Enqueued::Duplicate`](telehook_queue::Enqueued::Duplicate). Without it such an
+    /// update is stored again and skipped by the worker that takes it. Default true.
+    pub fn check_completed_on_enqueue(mut self, check: bool) -> Self {
+        self.check_completed_on_enqueue = check;
+        self
+    }
+
+    /// Connects (to any of the URLs; the client learns the rest of the cluster and reconnects
+    /// by itself) and creates or updates the streams.
+    pub async fn connect(self) -> Result<NatsQueue, QueueError> {
+        // Boxed: the client's connection and stream futures are large.
+        Box::pin(self.open()).await
+    }
+
+    async fn open(self) -> Result<NatsQueue, QueueError> {
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(NatsError::Invalid(format!(
+                "the queue name {:?} must be letters, digits, '_' or '-'",
+                self.name
+            ))
+            .into());
+        }
+        if self.urls.is_empty() {
+            return Err(NatsError::Invalid("no NATS server URL".to_owned()).into());
+        }
+        let options = async_nats::ConnectOptions::new()
+            .name("telehook-nats")
+            .connection_timeout(self.op_timeout)
+            .request_timeout(Some(self.op_timeout))
+            .max_reconnects(None);
+        let client = timed(
+            "connect",
+            self.op_timeout,
+            options.connect(self.urls.as_slice()),
+        )
+        .await?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(self.op_timeout)
+            .build(client);
+        let settings = Settings::from(&self);
+        let after = self.op_timeout;
+        let main = ensure_stream(&js, settings.main_config(), after, false).await?;
+        let dead = ensure_stream(&js, settings.dead_config(), after, false).await?;
+        let state = ensure_stream(&js, settings.state_config(), after, false).await?;
+        // The lease streams keep the expiry the workers set (`acquire`/`members` with their
+        // lease): a webhook process opening the queue with the default must not change it.
+        let leases = ensure_stream(&js, settings.lease_config(self.lease), after, true).await?;
+        let members = ensure_stream(&js, settings.members_config(self.lease), after, true).await?;
+        let lease_age = leases.cached_info().config.max_age;
+        let member_age = members.cached_info().config.max_age;
+        let queue = NatsQueue {
+            inner: Arc::new(Inner {
+                parts: (0..settings.partitions)
+                    .map(|_| tokio::sync::Mutex::new(Part::default()))
+                    .collect(),
+                js,
+                main,
+                dead,
+                state,
+                leases,
+                members,
+                lease_age: Mutex::new(lease_age),
+                member_age: Mutex::new(member_age),
+                in_flight: Mutex::default(),
+                settings,
+            }),
+        };
+        queue.check_partitions().await?;
+        Ok(queue)
+    }
+}
+
+impl NatsQueue {
+    /// A builder for a queue on the NATS servers at `urls` (`nats://host:port`; give every
+    /// node of the cluster, or some: the client learns the others).
+    pub fn builder<I, S>(urls: I) -> NatsQueueBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        NatsQueueBuilder {
+            urls: urls.into_iter().map(Into::into).collect(),
+            name: "telehook".to_owned(),
+            partitions: 1,
+            replicas: 1,
+            capacity: 100_000,
+            max_bytes: None,
+            completed_retention: Duration::from_secs(24 * 3600),
+            completed_capacity: 1_000_000,
+            lease: Duration::from_secs(10),
+            op_timeout: Duration::from_secs(5),
+            check_completed_on_enqueue: true,
+        }
+    }
+}
+
+/// What every call needs from the builder.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) name: String,
+    pub(crate) partitions: u32,
+    pub(crate) replicas: usize,
+    pub(crate) capacity: u64,
+    pub(crate) max_bytes: Option<u64>,
+    pub(crate) completed_retention: Duration,
+    pub(crate) completed_capacity: u64,
+    pub(crate) op_timeout: Duration,
+    pub(crate) check_completed_on_enqueue: bool,
+}
+
+impl From<&NatsQueueBuilder> for Settings {
+    fn from(b: &NatsQueueBuilder) -> Self {
+        Self {
+            name: b.name.clone(),
+            partitions: b.partitions,
+            replicas: b.replicas,
+            capacity: b.capacity,
+            max_bytes: b.max_bytes,
+            completed_retention: b.completed_retention,
+            completed_capacity: b.completed_capacity,
+            op_timeout: b.op_timeout,
+            check_completed_on_enqueue: b.check_completed_on_enqueue,
+        }
+    }
+}
+
+fn clamp_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Settings {
+    pub(crate) fn partition_subject(&self, partition: u32) -> String {
+        format!("{}.p.{partition}", self.name)
+    }
+    pub(crate) fn dead_subject(&self) -> String {
+        format!("{}.dead", self.name)
+    }
+    pub(crate) fn state_subject(&self, update_id: u64) -> String {
+        format!("{}.state.{update_id}", self.name)
+    }
+    pub(crate) fn lease_subject(&self, partition: u32) -> String {
+        format!("{}.lease.{partition}", self.name)
+    }
+    pub(crate) fn member_subject(&self, owner: &str) -> String {
+        format!(
+            "{}.member.{:016x}",
+            self.name,
+            xxhash_rust::xxh3::xxh3_64(owner.as_bytes())
+        )
+    }
+
+    fn base(&self, name: String, subject: String) -> stream::Config {
+        stream::Config {
+            name,
+            subjects: vec![subject],
+            retention: RetentionPolicy::Limits,
+            storage: StorageType::File,
+            num_replicas: self.replicas,
+            ..Default::default()
+        }
+    }
+
+    /// A stream holding at most `capacity` updates, refusing more (the queue, the dead letters).
+    fn bounded(&self, name: String, subject: String) -> stream::Config {
+        stream::Config {
+            max_messages: clamp_i64(self.capacity),
+            discard: DiscardPolicy::New,
+            ..self.base(name, subject)
+        }
+    }
+
+    /// The stream `<name>_<stream>` on `<name>.<subject>.*` keeping the last message of each
+    /// subject for `max_age`, a newer one replacing it (the records, the leases, the heartbeats).
+    fn latest_per_subject(&self, stream: &str, subject: &str, max_age: Duration) -> stream::Config {
+        stream::Config {
+            max_messages_per_subject: 1,
+            max_age,
+            discard: DiscardPolicy::Old,
+            ..self.base(
+                format!("{}_{stream}", self.name),
+                format!("{}.{subject}.*", self.name),
+            )
+        }
+    }
+
+    fn main_config(&self) -> stream::Config {
+        stream::Config {
+            max_bytes: self.max_bytes.map_or(-1, clamp_i64),
+            ..self.bounded(self.name.clone(), format!("{}.p.*", self.name))
+        }
+    }
+
+    fn dead_config(&self) -> stream::Config {
+        self.bounded(format!("{}_dead", self.name), self.dead_subject())
+    }
+
+    fn state_config(&self) -> stream::Config {
+        stream::Config {
+            max_messages: clamp_i64(self.completed_capacity),
+            ..self.latest_per_subject("state", "state", self.completed_retention)
+        }
+    }
+
+    pub(crate) fn lease_config(&self, lease: Duration) -> stream::Config {
+        self.latest_per_subject("leases", "lease", lease)
+    }
+
+    pub(crate) fn members_config(&self, lease: Duration) -> stream::Config {
+        stream::Config {
+            max_messages: 100_000,
+            ..self.latest_per_subject("members", "member", lease)
+        }
+    }
+}
+
+/// Creates the stream, or updates it to `config` if it exists (another process created it)
+/// unless `keep_existing`.
+async fn ensure_stream(
+    js: &Context,
+    config: stream::Config,
+    after: Duration,
+    keep_existing: bool,
+) -> Result<stream::Stream, NatsError> {
+    let name = config.name.clone();
+    match timed("stream lookup", after, js.get_stream(&name)).await {
+        Ok(stream) if keep_existing => return Ok(stream),
+        Ok(_) => {
+            timed("stream update", after, js.update_stream(config)).await?;
+        }
+        Err(NatsError::Client { .. }) => {
+            if let Err(e) = timed("stream create", after, js.create_stream(config.clone())).await {
+                // Created by another process in between: update it instead.
+                let Ok(stream) = timed("stream lookup", after, js.get_stream(&name)).await else {
+                    return Err(e);
+                };
+                if keep_existing {
+                    return Ok(stream);
+                }
+                timed("stream update", after, js.update_stream(config)).await?;
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    timed("stream lookup", after, js.get_stream(&name)).await
+}
