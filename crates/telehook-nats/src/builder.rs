@@ -329,6 +329,59 @@ async fn ensure_stream(
     after: Duration,
     keep_existing: bool,
 ) -> Result<stream::Stream, NatsError> {
+    // A cluster just started (the queue's processes and the servers started together) may
+    // not place a replicated stream yet — its nodes have not all reported in ("insufficient
+    // resources", "no suitable peers"), or the meta leader is being elected: try again, with
+    // a backoff, within the same bound as any call.
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let left = after.saturating_sub(started.elapsed());
+        match ensure_stream_once(
+            js,
+            config.clone(),
+            left.max(Duration::from_millis(10)),
+            keep_existing,
+        )
+        .await
+        {
+            Err(e) if not_placed_yet(&e) && started.elapsed() + delay < after => {
+                tracing::debug!(stream = %config.name, error = %e, "nats: stream not placed yet, retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Whether a stream creation failed in a way a moment may cure (see [`ensure_stream`]).
+fn not_placed_yet(e: &NatsError) -> bool {
+    if crate::queue::transient(e) {
+        return true;
+    }
+    let text = match e {
+        NatsError::Client { source, .. } => {
+            crate::error::chain(source.as_ref()).to_ascii_lowercase()
+        }
+        _ => return false,
+    };
+    [
+        "insufficient resources",
+        "no suitable peers",
+        "cluster not",
+        "meta leader",
+    ]
+    .iter()
+    .any(|t| text.contains(t))
+}
+
+async fn ensure_stream_once(
+    js: &Context,
+    config: stream::Config,
+    after: Duration,
+    keep_existing: bool,
+) -> Result<stream::Stream, NatsError> {
     let name = config.name.clone();
     match timed("stream lookup", after, js.get_stream(&name)).await {
         Ok(stream) if keep_existing => return Ok(stream),

@@ -93,7 +93,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Whether a failed call may succeed when repeated (a node down, a leader being elected).
-fn transient(e: &NatsError) -> bool {
+pub(crate) fn transient(e: &NatsError) -> bool {
     match e {
         NatsError::Timeout { .. } => true,
         NatsError::Invalid(_) => false,
