@@ -6,7 +6,6 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
-use futures_util::StreamExt as _;
 use telehook_queue::QueueError;
 
 use crate::error::{NatsError, timed};
@@ -151,24 +150,10 @@ impl NatsQueue {
     /// Live heartbeats: subjects of the members stream holding a message.
     async fn count_members(&self) -> Result<u32, QueueError> {
         let s = &self.inner.settings;
-        let subjects = timed(
-            "stream info",
-            s.op_timeout,
-            self.inner
-                .members
-                .info_with_subjects(format!("{}.member.*", s.name)),
-        )
-        .await?;
-        let subjects: Vec<_> = tokio::time::timeout(s.op_timeout, subjects.collect::<Vec<_>>())
-            .await
-            .map_err(|_| NatsError::Timeout {
-                op: "stream info",
-                after: s.op_timeout,
-            })?;
-        let live = subjects
-            .into_iter()
-            .filter(|e| matches!(e, Ok((_, n)) if *n > 0))
-            .count();
+        let subjects = self
+            .subject_counts(&self.inner.members, format!("{}.member.*", s.name))
+            .await?;
+        let live = subjects.iter().filter(|(_, n)| *n > 0).count();
         Ok(u32::try_from(live).unwrap_or(u32::MAX).max(1))
     }
 

@@ -315,26 +315,35 @@ impl NatsQueue {
         .await
     }
 
-    /// Fails with an error if a partition beyond the configured number holds updates.
-    pub(crate) async fn check_partitions(&self) -> Result<(), QueueError> {
-        let s = &self.inner.settings;
-        let subjects = timed(
-            "stream info",
-            s.op_timeout,
-            self.inner
-                .main
-                .info_with_subjects(format!("{}.p.*", s.name)),
-        )
-        .await?;
-        let subjects: Vec<_> = tokio::time::timeout(s.op_timeout, subjects.collect::<Vec<_>>())
+    /// The subjects of `stream` matching `filter`, with how many messages each holds (from the
+    /// stream's leader).
+    pub(crate) async fn subject_counts(
+        &self,
+        stream: &stream::Stream,
+        filter: String,
+    ) -> Result<Vec<(String, usize)>, NatsError> {
+        let after = self.inner.settings.op_timeout;
+        let subjects = timed("stream info", after, stream.info_with_subjects(filter)).await?;
+        let subjects: Vec<_> = tokio::time::timeout(after, subjects.collect::<Vec<_>>())
             .await
             .map_err(|_| NatsError::Timeout {
                 op: "stream info",
-                after: s.op_timeout,
+                after,
             })?;
+        subjects
+            .into_iter()
+            .map(|entry| entry.map_err(|e| NatsError::client("stream info", e)))
+            .collect()
+    }
+
+    /// Fails with an error if a partition beyond the configured number holds updates.
+    pub(crate) async fn check_partitions(&self) -> Result<(), QueueError> {
+        let s = &self.inner.settings;
+        let subjects = self
+            .subject_counts(&self.inner.main, format!("{}.p.*", s.name))
+            .await?;
         let mut stored = None;
-        for entry in subjects {
-            let (subject, count) = entry.map_err(|e| NatsError::client("stream info", e))?;
+        for (subject, count) in subjects {
             let partition = subject
                 .rsplit('.')
                 .next()

@@ -28,6 +28,50 @@ async fn single(server: &NatsServer, name: &str, partitions: u32) -> NatsQueue {
         .unwrap()
 }
 
+/// `count` handles on queue `name` (3 replicas), each on its own connection, entering the
+/// cluster through different nodes: owners in different processes.
+async fn handles(
+    cluster: &NatsCluster,
+    name: &str,
+    count: usize,
+    partitions: u32,
+    lease: Duration,
+) -> Vec<NatsQueue> {
+    let mut queues = Vec::new();
+    for i in 0..count {
+        let mut urls = cluster.urls();
+        urls.rotate_left(i % 3);
+        queues.push(
+            NatsQueue::builder(urls)
+                .name(name)
+                .replicas(3)
+                .partitions(partitions)
+                .lease(lease)
+                .op_timeout(Duration::from_secs(10))
+                .connect()
+                .await
+                .unwrap(),
+        );
+    }
+    queues
+}
+
+/// Every handle claims `partition` at once, as owner `<label>-<i>`: the winners.
+async fn race(queues: &[NatsQueue], partition: u32, label: &str, lease: Duration) -> Vec<String> {
+    let claims = queues.iter().enumerate().map(|(i, q)| {
+        let owner = format!("{label}-{i}");
+        async move {
+            let won = q.acquire(partition, &owner, lease).await.unwrap();
+            (owner, won)
+        }
+    });
+    futures_util::future::join_all(claims)
+        .await
+        .into_iter()
+        .filter_map(|(owner, won)| won.then_some(owner))
+        .collect()
+}
+
 /// The leader (node index) of stream `name`, from any node's view.
 async fn leader_of(
     js: &async_nats::jetstream::Context,
@@ -73,37 +117,13 @@ async fn move_leader(cluster: &NatsCluster, name: &str, want: usize) -> bool {
 async fn a_released_partition_is_claimed_by_exactly_one_of_racing_owners() {
     let cluster = NatsCluster::start(3).await.unwrap();
     let lease = Duration::from_secs(20);
-    let mut queues = Vec::new();
-    for i in 0..6 {
-        // Each handle on its own connection, entering the cluster through a different node.
-        let mut urls = cluster.urls();
-        urls.rotate_left(i % 3);
-        queues.push(
-            NatsQueue::builder(urls)
-                .name("relrace")
-                .replicas(3)
-                .partitions(2)
-                .lease(lease)
-                .op_timeout(Duration::from_secs(10))
-                .connect()
-                .await
-                .unwrap(),
-        );
-    }
+    let queues = handles(&cluster, "relrace", 6, 2, lease).await;
     assert!(queues[0].acquire(1, "first", lease).await.unwrap());
     queues[0].release(1, "first").await.unwrap();
     let mut doubles = Vec::new();
     for round in 0..30 {
         // The partition is released (a tombstone is its last message): racing claims.
-        let claims = queues.iter().enumerate().map(|(i, q)| {
-            let owner = format!("owner-{round}-{i}");
-            async move { (owner.clone(), q.acquire(1, &owner, lease).await.unwrap()) }
-        });
-        let won: Vec<String> = futures_util::future::join_all(claims)
-            .await
-            .into_iter()
-            .filter_map(|(owner, won)| won.then_some(owner))
-            .collect();
+        let won = race(&queues, 1, &format!("owner-{round}"), lease).await;
         assert!(
             !won.is_empty(),
             "round {round}: nobody won a released partition"
@@ -424,33 +444,11 @@ async fn a_retake_from_the_start_hands_out_first_copies_in_order() {
 async fn a_free_partition_is_claimed_by_exactly_one_of_racing_owners() {
     let cluster = NatsCluster::start(3).await.unwrap();
     let lease = Duration::from_secs(20);
-    let mut queues = Vec::new();
-    for i in 0..5 {
-        let mut urls = cluster.urls();
-        urls.rotate_left(i % 3);
-        queues.push(
-            NatsQueue::builder(urls)
-                .name("freerace")
-                .replicas(3)
-                .partitions(12)
-                .lease(lease)
-                .op_timeout(Duration::from_secs(10))
-                .connect()
-                .await
-                .unwrap(),
-        );
-    }
+    let queues = handles(&cluster, "freerace", 5, 12, lease).await;
     let holders: Arc<Mutex<Vec<String>>> = Arc::default();
     for partition in 0..12 {
-        let claims = queues.iter().enumerate().map(|(i, q)| {
-            let owner = format!("owner-{partition}-{i}");
-            async move {
-                (
-                    owner.clone(),
-                    q.acquire(partition, &owner, lease).await.unwrap(),
-                )
-            }
-        });
+        let label = format!("owner-{partition}");
+        let claims = race(&queues, partition, &label, lease);
         let renewals = {
             let holders = holders.lock().unwrap().clone();
             let q = queues[0].clone();
@@ -463,11 +461,7 @@ async fn a_free_partition_is_claimed_by_exactly_one_of_racing_owners() {
                 }
             }
         };
-        let (won, ()) = tokio::join!(futures_util::future::join_all(claims), renewals);
-        let won: Vec<String> = won
-            .into_iter()
-            .filter_map(|(o, w)| w.then_some(o))
-            .collect();
+        let (won, ()) = tokio::join!(claims, renewals);
         assert!(won.len() <= 1, "partition {partition}: winners {won:?}");
         let holder = match won.into_iter().next() {
             Some(holder) => holder,
@@ -480,4 +474,25 @@ async fn a_free_partition_is_claimed_by_exactly_one_of_racing_owners() {
         };
         holders.lock().unwrap().push(holder);
     }
+}
+
+/// A holder's lease, between owners racing on a 3-node cluster: the holder renews, nobody else
+/// gets it while it lasts, and once it ran out (the stream's `max_age`, on the servers' clock)
+/// exactly one of the racing claims wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_that_ran_out_is_claimed_by_exactly_one_of_racing_owners() {
+    let cluster = NatsCluster::start(3).await.unwrap();
+    let lease = Duration::from_millis(1_500);
+    let queues = handles(&cluster, "expiry", 4, 2, lease).await;
+    let won = race(&queues, 1, "first", lease).await;
+    assert_eq!(won.len(), 1, "winners {won:?}");
+    let q = &queues[0];
+    assert!(
+        q.acquire(1, &won[0], lease).await.unwrap(),
+        "the holder renews"
+    );
+    assert!(!q.acquire(1, "someone-else", lease).await.unwrap());
+    tokio::time::sleep(lease + Duration::from_millis(1_500)).await;
+    let next = race(&queues, 1, "second", lease).await;
+    assert_eq!(next.len(), 1, "winners {next:?}");
 }
