@@ -383,24 +383,58 @@ async fn ensure_stream_once(
     keep_existing: bool,
 ) -> Result<stream::Stream, NatsError> {
     let name = config.name.clone();
-    match timed("stream lookup", after, js.get_stream(&name)).await {
-        Ok(stream) if keep_existing => return Ok(stream),
-        Ok(_) => {
-            timed("stream update", after, js.update_stream(config)).await?;
-        }
+    let existing = match timed("stream lookup", after, js.get_stream(&name)).await {
+        Ok(stream) => stream,
         Err(NatsError::Client { .. }) => {
-            if let Err(e) = timed("stream create", after, js.create_stream(config.clone())).await {
-                // Created by another process in between: update it instead.
-                let Ok(stream) = timed("stream lookup", after, js.get_stream(&name)).await else {
-                    return Err(e);
-                };
-                if keep_existing {
-                    return Ok(stream);
-                }
-                timed("stream update", after, js.update_stream(config)).await?;
+            match timed("stream create", after, js.create_stream(config.clone())).await {
+                Ok(stream) => return Ok(stream),
+                // Created by another process in between: check and update it instead.
+                Err(e) => match timed("stream lookup", after, js.get_stream(&name)).await {
+                    Ok(stream) => stream,
+                    Err(_) => return Err(e),
+                },
             }
         }
         Err(e) => return Err(e),
+    };
+    same_replicas(&existing, &config)?;
+    if keep_existing || !differs(&existing.cached_info().config, &config) {
+        // No update when nothing changes: processes started together would otherwise all
+        // propose the same update at once, and nats-server 2.9 answered some of them only
+        // after their timeout (`tests/cluster.rs::processes_opening_a_new_queue_at_once_all_succeed`).
+        return Ok(existing);
     }
+    timed("stream update", after, js.update_stream(config)).await?;
     timed("stream lookup", after, js.get_stream(&name)).await
+}
+
+/// Whether a stream's configuration differs from the queue's in what the queue sets (the
+/// server fills in the rest with its defaults, so whole configurations never compare equal).
+fn differs(have: &stream::Config, want: &stream::Config) -> bool {
+    // 0 and -1 both mean "no limit" (the client's default and the server's).
+    let limit = |n: i64| n.max(0);
+    have.subjects != want.subjects
+        || limit(have.max_messages) != limit(want.max_messages)
+        || limit(have.max_bytes) != limit(want.max_bytes)
+        || limit(have.max_messages_per_subject) != limit(want.max_messages_per_subject)
+        || have.max_age != want.max_age
+        || have.discard != want.discard
+        || have.retention != want.retention
+        || have.storage != want.storage
+}
+
+/// Refuses to open a queue whose stream keeps another number of copies than this process
+/// asks for: updating it would let one process given a single URL (one replica) take the
+/// whole queue's replication away — whoever opened it last would decide.
+fn same_replicas(existing: &stream::Stream, config: &stream::Config) -> Result<(), NatsError> {
+    let have = existing.cached_info().config.num_replicas;
+    if have == config.num_replicas {
+        return Ok(());
+    }
+    Err(NatsError::Invalid(format!(
+        "stream `{}` keeps {have} replica(s) but this process asks for {}: every process \
+         of one queue needs the same `replicas` (give each all of the cluster's URLs); to \
+         change it, edit the streams first (e.g. `nats stream edit {} --replicas {}`)",
+        config.name, config.num_replicas, config.name, config.num_replicas
+    )))
 }

@@ -271,3 +271,63 @@ async fn an_update_enqueued_again_after_a_node_restart_keeps_the_replicas_identi
     let lost: Vec<_> = acknowledged.difference(&left).collect();
     assert!(lost.is_empty(), "acknowledged and lost: {lost:?}");
 }
+
+/// A process that asks for fewer copies (one URL given: one replica) must not take the
+/// queue's replication away from all the others: it is refused, and the streams keep theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_asking_for_other_replicas_is_refused_and_changes_nothing() {
+    let cluster = NatsCluster::start(3).await.unwrap();
+    let queue = NatsQueue::builder(cluster.urls())
+        .name("copies")
+        .replicas(3)
+        .connect()
+        .await
+        .unwrap();
+    let one = NatsQueue::builder([cluster.url(0).unwrap()])
+        .name("copies")
+        .connect()
+        .await;
+    let e = one.expect_err("one replica asked of a 3-replica queue");
+    let text = chain(&e);
+    assert!(
+        text.contains("keeps 3 replica(s)") && text.contains("asks for 1"),
+        "{text}"
+    );
+    // The queue still has its 3 copies: a process asking for 3 opens it.
+    NatsQueue::builder(cluster.urls())
+        .name("copies")
+        .replicas(3)
+        .connect()
+        .await
+        .unwrap();
+    deliver(&queue, 1..=3).await;
+}
+
+/// Processes started together (a webhook and workers, one deploy) open a new queue at once:
+/// each creates or finds the streams, none fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_opening_a_new_queue_at_once_all_succeed() {
+    let cluster = NatsCluster::start(3).await.unwrap();
+    let opens = (0..6).map(|i| {
+        let mut urls = cluster.urls();
+        urls.rotate_left(i % 3);
+        async move {
+            NatsQueue::builder(urls)
+                .name("together")
+                .replicas(3)
+                .partitions(4)
+                .op_timeout(Duration::from_secs(10))
+                .connect()
+                .await
+        }
+    });
+    for (i, opened) in futures_util::future::join_all(opens)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        if let Err(e) = opened {
+            panic!("process {i}: {}", chain(&e));
+        }
+    }
+}
