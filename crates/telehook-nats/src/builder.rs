@@ -293,6 +293,7 @@ impl Settings {
 
     fn main_config(&self) -> stream::Config {
         stream::Config {
+            description: Some(describe_partitions(self.partitions)),
             max_bytes: self.max_bytes.map_or(-1, clamp_i64),
             ..self.bounded(self.name.clone(), format!("{}.p.*", self.name))
         }
@@ -406,6 +407,22 @@ async fn ensure_stream_once(
     }
     timed("stream update", after, js.update_stream(config)).await?;
     timed("stream lookup", after, js.get_stream(&name)).await
+}
+
+/// The queue stream's description, which records its number of partitions.
+pub(crate) fn describe_partitions(partitions: u32) -> String {
+    format!("telehook queue; partitions={partitions}")
+}
+
+/// The number of partitions a queue stream's description records.
+pub(crate) fn described_partitions(description: &str) -> Option<u32> {
+    description
+        .split("partitions=")
+        .nth(1)?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Whether a stream's configuration differs from the queue's in what the queue sets (the

@@ -355,13 +355,50 @@ impl NatsQueue {
                 stored = Some(stored.unwrap_or(0).max(p + 1));
             }
         }
-        match stored {
-            Some(stored) => Err(QueueError::PartitionsChanged {
+        if let Some(stored) = stored {
+            return Err(QueueError::PartitionsChanged {
                 stored,
                 asked: s.partitions,
-            }),
-            None => Ok(()),
+            });
         }
+        // The number the queue was created (or last re-partitioned) with, in the stream's
+        // description: another one is refused while the queue holds updates or workers are
+        // live, as the embedded queue does — a webhook enqueueing into 3 partitions while the
+        // workers read 8 would put one chat's updates in two partitions, out of order. On a
+        // drained queue with no live worker the new number is recorded.
+        let mut main = self.inner.main.clone();
+        let info = timed("stream info", s.op_timeout, main.info()).await?;
+        let recorded = info
+            .config
+            .description
+            .as_deref()
+            .and_then(crate::builder::described_partitions);
+        if recorded == Some(s.partitions) {
+            return Ok(());
+        }
+        if let Some(stored) = recorded {
+            let members = self
+                .subject_counts(&self.inner.members, format!("{}.member.*", s.name))
+                .await?;
+            let live = members.iter().any(|(_, n)| *n > 0);
+            if info.state.messages > 0 || live {
+                return Err(QueueError::PartitionsChanged {
+                    stored,
+                    asked: s.partitions,
+                });
+            }
+        }
+        let config = stream::Config {
+            description: Some(crate::builder::describe_partitions(s.partitions)),
+            ..info.config.clone()
+        };
+        timed(
+            "stream update",
+            s.op_timeout,
+            self.inner.js.update_stream(config),
+        )
+        .await?;
+        Ok(())
     }
 
     /// The item behind a stream sequence: from the items handed out, else from the stream.

@@ -342,6 +342,71 @@ async fn fewer_partitions_than_the_stream_holds_are_refused() {
     );
 }
 
+/// Every process of one queue must use one number of partitions: another number is refused
+/// while the queue holds updates (even ones all within both numbers) or a worker is live, and
+/// recorded once the queue is drained and no worker is left — as on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_number_of_partitions_is_refused_until_the_queue_is_drained_and_no_worker_is_live()
+{
+    let server = NatsServer::start().await.unwrap();
+    let three = queue(&server, "repart", 3).await;
+    three.enqueue(&message(1, 1)).await.unwrap();
+    let eight = || async {
+        NatsQueue::builder([server.url()])
+            .name("repart")
+            .partitions(8)
+            .connect()
+            .await
+    };
+    let refused = eight().await;
+    assert!(
+        matches!(
+            refused,
+            Err(QueueError::PartitionsChanged {
+                stored: 3,
+                asked: 8
+            })
+        ),
+        "{refused:?}"
+    );
+    let mut items = Vec::new();
+    for partition in 0..3 {
+        items.extend(take_all(&three, partition).await);
+    }
+    for item in items {
+        three.ack(item.seq, item.update_id).await.unwrap();
+    }
+    // Drained, but a worker is live.
+    three
+        .members("worker-1", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(matches!(
+        eight().await,
+        Err(QueueError::PartitionsChanged { .. })
+    ));
+    // It left: the new number is recorded, and the old one is now the other one.
+    three.members("worker-1", Duration::ZERO).await.unwrap();
+    let eight = eight().await.unwrap();
+    assert_eq!(eight.partitions(), 8);
+    eight.enqueue(&message(2, 2)).await.unwrap();
+    let old = NatsQueue::builder([server.url()])
+        .name("repart")
+        .partitions(3)
+        .connect()
+        .await;
+    assert!(
+        matches!(
+            old,
+            Err(QueueError::PartitionsChanged {
+                stored: 8,
+                asked: 3
+            })
+        ),
+        "{old:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_down_is_an_engine_error_within_the_timeout_and_it_recovers() {
     let mut server = NatsServer::start().await.unwrap();

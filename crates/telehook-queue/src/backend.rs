@@ -215,3 +215,33 @@ pub trait QueueBackend: Clone + Send + Sync + 'static {
         std::future::ready(Ok(1))
     }
 }
+
+/// Shows an error with its causes, `outer: inner: innermost`, for logs: a `QueueError::Engine`
+/// alone says only "queue engine error", the engine's own error is its source.
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::*;
+
+    #[test]
+    fn an_engine_error_shows_its_cause() {
+        let e = QueueError::Engine("NATS stream update timed out after 5s".into());
+        assert_eq!(
+            Chain(&e).to_string(),
+            "queue engine error: NATS stream update timed out after 5s"
+        );
+    }
+}

@@ -236,7 +236,7 @@ impl<B: QueueBackend> Run<B> {
             .bounded(self.backend.members(&self.owner, Duration::ZERO))
             .await
         {
-            tracing::debug!(owner = %self.owner, error = %e, "queue: could not end the heartbeat");
+            tracing::debug!(owner = %self.owner, error = %crate::backend::Chain(&e), "queue: could not end the heartbeat");
         }
         match fatal {
             Some(e) => Err(e),
@@ -281,10 +281,10 @@ impl<B: QueueBackend> Run<B> {
             }
             Ok(Err(QueueError::Closed)) => fatal = Some(QueueError::Closed),
             Ok(Err(e)) => {
-                tracing::error!(partition, error = %e, "queue: a partition's worker failed; the partition is released");
+                tracing::error!(partition, error = %crate::backend::Chain(&e), "queue: a partition's worker failed; the partition is released");
             }
             Err(e) => {
-                tracing::error!(partition, error = %e, "queue: a partition's worker panicked; the partition is released");
+                tracing::error!(partition, error = %crate::backend::Chain(&e), "queue: a partition's worker panicked; the partition is released");
             }
         }
         // Safe whoever holds it now: only the owner's own lease is removed.
@@ -292,7 +292,7 @@ impl<B: QueueBackend> Run<B> {
             .bounded(self.backend.release(partition, &self.owner))
             .await
         {
-            tracing::warn!(partition, error = %e, "queue: could not release a lease; it runs out by itself");
+            tracing::warn!(partition, error = %crate::backend::Chain(&e), "queue: could not release a lease; it runs out by itself");
         }
         fatal
     }
@@ -304,7 +304,7 @@ impl<B: QueueBackend> Run<B> {
             .await
         {
             Ok(n) => self.members = n.max(1),
-            Err(e) => tracing::warn!(owner = %self.owner, error = %e, "queue: heartbeat failed"),
+            Err(e) => tracing::warn!(owner = %self.owner, error = %crate::backend::Chain(&e), "queue: heartbeat failed"),
         }
         // Renew every lease held (together: one transaction on SQLite).
         let renewals = self.held.keys().map(|&partition| {
@@ -334,7 +334,7 @@ impl<B: QueueBackend> Run<B> {
                 }
                 Err(e) => {
                     all_renewed = false;
-                    tracing::warn!(partition, error = %e, "queue: renewing a lease failed; retrying");
+                    tracing::warn!(partition, error = %crate::backend::Chain(&e), "queue: renewing a lease failed; retrying");
                 }
             }
         }
@@ -380,7 +380,7 @@ impl<B: QueueBackend> Run<B> {
                 Ok(false) => {}
                 Err(e) => {
                     // Likely the engine is down: try again at the next tick, not each partition now.
-                    tracing::warn!(partition, error = %e, "queue: claiming a partition failed");
+                    tracing::warn!(partition, error = %crate::backend::Chain(&e), "queue: claiming a partition failed");
                     break;
                 }
             }
