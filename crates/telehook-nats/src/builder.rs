@@ -26,6 +26,7 @@ pub struct NatsQueueBuilder {
     lease: Duration,
     op_timeout: Duration,
     check_completed_on_enqueue: bool,
+    repartition: bool,
 }
 
 impl NatsQueueBuilder {
@@ -108,6 +109,17 @@ impl NatsQueueBuilder {
         self
     }
 
+    /// Records this builder's number of [`partitions`](Self::partitions) although the queue
+    /// recorded another — allowed only while the queue holds no update and no worker is live
+    /// (else [`QueueError::PartitionsChanged`](telehook_queue::QueueError::PartitionsChanged)).
+    /// Stop every process of the queue first: one still running keeps its number. Without it
+    /// (the default), a process asking for another number than the recorded one is refused,
+    /// so two processes started with different numbers never both run.
+    pub fn repartition(mut self) -> Self {
+        self.repartition = true;
+        self
+    }
+
     /// Connects (to any of the URLs; the client learns the rest of the cluster and reconnects
     /// by itself) and creates or updates the streams.
     pub async fn connect(self) -> Result<NatsQueue, QueueError> {
@@ -133,7 +145,12 @@ impl NatsQueueBuilder {
         }
         let options = async_nats::ConnectOptions::new()
             .name("telehook-nats")
-            .connection_timeout(self.op_timeout)
+            // Each server address gets a share of the bound: one that hangs (a stalled node)
+            // must leave time to try the next.
+            .connection_timeout(
+                (self.op_timeout / (u32::try_from(self.urls.len()).unwrap_or(u32::MAX) + 1))
+                    .max(Duration::from_millis(100)),
+            )
             .request_timeout(Some(self.op_timeout))
             .max_reconnects(None);
         let client = timed(
@@ -198,6 +215,7 @@ impl NatsQueue {
             lease: Duration::from_secs(10),
             op_timeout: Duration::from_secs(5),
             check_completed_on_enqueue: true,
+            repartition: false,
         }
     }
 }
@@ -214,6 +232,7 @@ pub(crate) struct Settings {
     pub(crate) completed_capacity: u64,
     pub(crate) op_timeout: Duration,
     pub(crate) check_completed_on_enqueue: bool,
+    pub(crate) repartition: bool,
 }
 
 impl From<&NatsQueueBuilder> for Settings {
@@ -228,6 +247,7 @@ impl From<&NatsQueueBuilder> for Settings {
             completed_capacity: b.completed_capacity,
             op_timeout: b.op_timeout,
             check_completed_on_enqueue: b.check_completed_on_enqueue,
+            repartition: b.repartition,
         }
     }
 }
@@ -338,6 +358,9 @@ async fn ensure_stream(
     let mut delay = Duration::from_millis(50);
     loop {
         let left = after.saturating_sub(started.elapsed());
+        // One attempt gets a part of the bound: a request to a leader that hangs is never
+        // answered, and the next attempt may reach a new one.
+        let left = left.min((after / 4).max(Duration::from_millis(250)));
         match ensure_stream_once(
             js,
             config.clone(),
@@ -399,14 +422,29 @@ async fn ensure_stream_once(
         Err(e) => return Err(e),
     };
     same_replicas(&existing, &config)?;
-    if keep_existing || !differs(&existing.cached_info().config, &config) {
-        // No update when nothing changes: processes started together would otherwise all
-        // propose the same update at once, and nats-server 2.9 answered some of them only
-        // after their timeout (`tests/cluster.rs::processes_opening_a_new_queue_at_once_all_succeed`).
-        return Ok(existing);
+    if existing.cached_info().config.subjects != config.subjects {
+        // Not this queue's stream (another queue's `<name>_dead`, an unrelated stream):
+        // taking it over would rewrite its subjects.
+        return Err(NatsError::Invalid(format!(
+            "a stream named `{}` exists with subjects {:?}, not this queue's {:?}: pick another \
+             queue name",
+            config.name,
+            existing.cached_info().config.subjects,
+            config.subjects
+        )));
     }
-    timed("stream update", after, js.update_stream(config)).await?;
-    timed("stream lookup", after, js.get_stream(&name)).await
+    if !keep_existing && differs(&existing.cached_info().config, &config) {
+        // An existing queue keeps the bounds it was created with: one process started with
+        // other ones (a default capacity, a forgotten setting) must not rewrite them for
+        // every other — whoever opened last would decide — and processes started together
+        // must not all propose updates (nats-server 2.9 answered some after their timeout).
+        // Change them on the streams themselves (`nats stream edit`).
+        tracing::warn!(
+            stream = %config.name,
+            "nats: the stream exists with other bounds than this process asks for; it keeps its own"
+        );
+    }
+    Ok(existing)
 }
 
 /// The queue stream's description, which records its number of partitions.

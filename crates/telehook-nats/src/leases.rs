@@ -1,7 +1,7 @@
 //! Partition leases and worker heartbeats, on the lease and members streams.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, stream};
@@ -102,14 +102,18 @@ impl NatsQueue {
     /// stream-wide `Nats-Expected-Last-Sequence` is checked by every replica as it applies the
     /// message, and no expiry moves it: read it, then the subject's lease, then write
     /// expecting it — written only if nothing was written since the lease was seen. Another
-    /// partition's write in between fails it too: look again, a few times.
+    /// partition's write in between fails it too: look again, a few times, after a pause with
+    /// jitter; if other writers still win every time, that is an error (the caller retries
+    /// soon, as after any engine error), never "held by someone else".
     async fn lease_write(
         &self,
         subject: String,
         payload: Bytes,
         allowed: impl Fn(&jetstream::message::StreamMessage) -> bool,
     ) -> Result<bool, QueueError> {
-        const TRIES: u64 = 6;
+        // Every holder renews every third of a lease, and each write must follow the last
+        // one: at 16 partitions on 4 workers, 6 tries lost to the others now and then.
+        const TRIES: u64 = 16;
         let leases = &self.inner.leases;
         for attempt in 0..TRIES {
             let stream_last = self.last_sequence(leases).await?;
@@ -125,8 +129,12 @@ impl NatsQueue {
             {
                 Ok(_) => return Ok(true),
                 Err(PublishFailure::WrongLastSequence) => {
-                    // Something was written meanwhile; a short pause spreads racing writers.
-                    tokio::time::sleep(Duration::from_millis(3 * (attempt + 1))).await;
+                    // Something was written meanwhile; a pause with jitter spreads the racing
+                    // writers (a fixed one made them collide again).
+                    let jitter = xxhash_rust::xxh3::xxh3_64(
+                        format!("{subject}{attempt}{:?}", Instant::now()).as_bytes(),
+                    ) % (4 * (attempt + 1));
+                    tokio::time::sleep(Duration::from_millis(1 + jitter)).await;
                 }
                 Err(PublishFailure::Full) => {
                     return Err(
@@ -136,7 +144,10 @@ impl NatsQueue {
                 Err(PublishFailure::Nats(e)) => return Err(e.into()),
             }
         }
-        Ok(false)
+        Err(NatsError::Invalid(format!(
+            "lease write on {subject}: other lease writes won {TRIES} times in a row; retry"
+        ))
+        .into())
     }
 
     /// The last sequence `stream` assigned, from its leader.

@@ -362,10 +362,10 @@ impl NatsQueue {
             });
         }
         // The number the queue was created (or last re-partitioned) with, in the stream's
-        // description: another one is refused while the queue holds updates or workers are
-        // live, as the embedded queue does — a webhook enqueueing into 3 partitions while the
-        // workers read 8 would put one chat's updates in two partitions, out of order. On a
-        // drained queue with no live worker the new number is recorded.
+        // description: another one is refused — a webhook enqueueing into 3 partitions while
+        // the workers read 8 would put one chat's updates in two partitions, out of order —
+        // unless the builder asks to re-partition and the queue is drained with no live
+        // worker.
         let mut main = self.inner.main.clone();
         let info = timed("stream info", s.op_timeout, main.info()).await?;
         let recorded = info
@@ -381,7 +381,7 @@ impl NatsQueue {
                 .subject_counts(&self.inner.members, format!("{}.member.*", s.name))
                 .await?;
             let live = members.iter().any(|(_, n)| *n > 0);
-            if info.state.messages > 0 || live {
+            if !s.repartition || info.state.messages > 0 || live {
                 return Err(QueueError::PartitionsChanged {
                     stored,
                     asked: s.partitions,

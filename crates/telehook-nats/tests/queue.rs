@@ -342,9 +342,10 @@ async fn fewer_partitions_than_the_stream_holds_are_refused() {
     );
 }
 
-/// Every process of one queue must use one number of partitions: another number is refused
-/// while the queue holds updates (even ones all within both numbers) or a worker is live, and
-/// recorded once the queue is drained and no worker is left — as on SQLite.
+/// Every process of one queue must use one number of partitions: another number is refused —
+/// and even with `repartition()` while the queue holds updates (even ones all within both
+/// numbers) or a worker is live; recorded with `repartition()` once the queue is drained and
+/// no worker is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_number_of_partitions_is_refused_until_the_queue_is_drained_and_no_worker_is_live()
 {
@@ -355,6 +356,7 @@ async fn another_number_of_partitions_is_refused_until_the_queue_is_drained_and_
         NatsQueue::builder([server.url()])
             .name("repart")
             .partitions(8)
+            .repartition()
             .connect()
             .await
     };
@@ -385,8 +387,18 @@ async fn another_number_of_partitions_is_refused_until_the_queue_is_drained_and_
         eight().await,
         Err(QueueError::PartitionsChanged { .. })
     ));
-    // It left: the new number is recorded, and the old one is now the other one.
+    // It left: without `repartition()` still refused; with it the new number is recorded,
+    // and the old one is now the other one.
     three.members("worker-1", Duration::ZERO).await.unwrap();
+    let plain = NatsQueue::builder([server.url()])
+        .name("repart")
+        .partitions(8)
+        .connect()
+        .await;
+    assert!(
+        matches!(plain, Err(QueueError::PartitionsChanged { .. })),
+        "{plain:?}"
+    );
     let eight = eight().await.unwrap();
     assert_eq!(eight.partitions(), 8);
     eight.enqueue(&message(2, 2)).await.unwrap();
