@@ -304,7 +304,9 @@ impl<B: QueueBackend> Run<B> {
             .await
         {
             Ok(n) => self.members = n.max(1),
-            Err(e) => tracing::warn!(owner = %self.owner, error = %crate::backend::Chain(&e), "queue: heartbeat failed"),
+            Err(e) => {
+                tracing::warn!(owner = %self.owner, error = %crate::backend::Chain(&e), "queue: heartbeat failed")
+            }
         }
         // Renew every lease held (together: one transaction on SQLite).
         let renewals = self.held.keys().map(|&partition| {
