@@ -25,6 +25,10 @@ use crate::context::{Context, ReplySlot};
 use crate::guard::{Claim, Outcome, RedeliveryStore, RunResult, StoreError, UpdateKey};
 use crate::handler::{ErasedHandler, Prepared};
 
+mod run;
+
+use run::{RunFacts, TimeoutProbe, outcome_response, panic_message, refuse_draining};
+
 /// The dispatcher's configuration and shared state, behind the [`Webhook`](super::Webhook)'s
 /// `Arc`.
 pub(super) struct Inner {
@@ -451,48 +455,6 @@ impl Inner {
     }
 }
 
-/// What [`Inner::conclude`] needs to know about a run besides how it ended.
-#[derive(Clone, Copy)]
-struct RunFacts {
-    key: UpdateKey,
-    failed_attempts: u32,
-    started: Instant,
-}
-
-/// What a timeout event or a failure's log needs from the update, kept after the update moved
-/// into the handler.
-#[derive(Clone)]
-struct TimeoutProbe {
-    kind: Option<std::borrow::Cow<'static, str>>,
-    chat_id: Option<i64>,
-    /// The body, when the chat was not read on the way in (a handler of its own type).
-    raw: Option<bytes::Bytes>,
-}
-
-impl TimeoutProbe {
-    /// The chat, read from the body if it was not known (a cold path: timeouts, failures).
-    fn chat_id(&self) -> Option<i64> {
-        Prepared::chat_id(self.chat_id, self.raw.as_ref())
-    }
-
-    fn event(&self, update_id: u64, elapsed: Duration, redelivery: bool) -> TimeoutEvent {
-        TimeoutEvent {
-            update_id,
-            kind: self.kind.as_deref().map(str::to_owned),
-            chat_id: self.chat_id(),
-            elapsed,
-            redelivery,
-        }
-    }
-}
-
-/// `503` for a delivery that arrived or finished arriving while the dispatcher drains.
-fn refuse_draining() -> WebhookResponse {
-    let rejection = Rejection::Draining;
-    telemetry::refused(&rejection);
-    WebhookResponse::rejected(rejection)
-}
-
 fn throw_timeout(event: &TimeoutEvent) -> WebhookResponse {
     telemetry::timed_out("throw");
     tracing::error!(
@@ -509,26 +471,10 @@ fn throw_timeout(event: &TimeoutEvent) -> WebhookResponse {
     })
 }
 
-fn outcome_response(outcome: Outcome) -> WebhookResponse {
-    match outcome {
-        Outcome::Handled { reply: Some(reply) } => WebhookResponse::json(reply),
-        Outcome::Handled { reply: None } | Outcome::GaveUp => WebhookResponse::ok(),
-    }
-}
-
 fn store_failed(update_id: u64, error: StoreError) -> WebhookResponse {
     tracing::error!(update_id, %error, "redelivery store failed: answering 503");
     WebhookResponse::failed(WebhookError::Store {
         update_id,
         source: error,
     })
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    let text = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-string payload".to_owned());
-    format!("handler panicked: {text}")
 }
