@@ -305,7 +305,7 @@ impl<B: QueueBackend> Run<B> {
         {
             Ok(n) => self.members = n.max(1),
             Err(e) => {
-                tracing::warn!(owner = %self.owner, error = %crate::backend::Chain(&e), "queue: heartbeat failed")
+                tracing::warn!(owner = %self.owner, error = %crate::backend::Chain(&e), "queue: heartbeat failed");
             }
         }
         // Renew every lease held (together: one transaction on SQLite).
