@@ -342,8 +342,9 @@ impl Settings {
     }
 }
 
-/// Creates the stream, or updates it to `config` if it exists (another process created it)
-/// unless `keep_existing`.
+/// Creates the stream, or opens it as it is if it exists (never updated: see
+/// `ensure_stream_once`); `keep_existing` only silences the warning about other bounds, for
+/// the lease and member streams whose expiry the workers set.
 async fn ensure_stream(
     js: &Context,
     config: stream::Config,
